@@ -1,0 +1,32 @@
+"""Flags and helpers shared by subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from search.settings import Settings, get_settings
+
+
+def add_db_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--db", help="index directory (default: $CROSSFIND_DB or ~/.local/share/crossfind/index)")
+
+
+def add_model_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--model",
+        help="encoder: bundled (default), clip:<arch>/<tag> or clip:<arch>@<checkpoint>",
+    )
+
+
+def settings_from(args: argparse.Namespace) -> Settings:
+    """Settings from the environment with the flags this subcommand has on top."""
+    keys = ("db", "model", "batch_size", "workers", "host", "port")
+    return get_settings(**{k: getattr(args, k, None) for k in keys})
+
+
+def print_json(obj: Any, *, indent: int | None = None) -> None:
+    sys.stdout.write(json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,386 @@
+"""The SQLite catalog (SQLAlchemy 2.0): files, their deduplicated contents, and segments.
+
+A *content* is one distinct byte string (by sha256); every *file* path that holds it points to
+it, so identical files are embedded and stored once. A content has one or more *segments* (the
+whole image, a text passage, an audio window); a segment's id is its vector id in the store.
+Segment ids come from AUTOINCREMENT and are never reused, so a stale vector can never be taken
+for a new row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+SCHEMA_VERSION = 1
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Meta(Base):
+    __tablename__ = "meta"
+    key: Mapped[str] = mapped_column(String, primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class Content(Base):
+    __tablename__ = "contents"
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    modality: Mapped[str] = mapped_column(String(8), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float, default=time.time)
+
+
+class File(Base):
+    __tablename__ = "files"
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(Text, unique=True, index=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"), index=True)
+    size: Mapped[int] = mapped_column(Integer)
+    mtime_ns: Mapped[int] = mapped_column(Integer)
+    indexed_at: Mapped[float] = mapped_column(Float, default=time.time)
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+    __table_args__ = {"sqlite_autoincrement": True}
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"), index=True)
+    ordinal: Mapped[int] = mapped_column(Integer, default=0)
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    char_start: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    char_end: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    start_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    end_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+
+@dataclass
+class SegmentIn:
+    """A segment to store: text passages carry text + char offsets, audio windows times."""
+
+    text: str | None = None
+    char_start: int | None = None
+    char_end: int | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+
+
+@dataclass
+class SegmentInfo:
+    """A stored segment joined with its content and file paths (what a hit shows)."""
+
+    id: int
+    content_id: int
+    modality: str
+    paths: list[str]
+    text: str | None
+    char_start: int | None
+    char_end: int | None
+    start_s: float | None
+    end_s: float | None
+    size: int
+    width: int | None
+    height: int | None
+    duration_s: float | None
+    mtime_ns: int
+
+    @property
+    def path(self) -> str:
+        return self.paths[0] if self.paths else ""
+
+
+class Catalog:
+    """All SQL of crossfind lives here."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.engine = create_engine(f"sqlite:///{self.path}", future=True)
+        event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        Base.metadata.create_all(self.engine)
+        with self.engine.begin() as conn:
+            conn.execute(
+                text(
+                    "CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5("
+                    "body, name, tokenize='unicode61 remove_diacritics 2')"
+                )
+            )
+        self._check_schema()
+
+    # -- meta ---------------------------------------------------------------------------------
+    def _check_schema(self) -> None:
+        version = self.get_meta("schema_version")
+        if version is None:
+            self.set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(version) > SCHEMA_VERSION:
+            from search.errors import Conflict
+
+            raise Conflict(
+                f"index schema v{version} is newer than this crossfind (v{SCHEMA_VERSION}); "
+                "upgrade crossfind or rebuild with --reindex"
+            )
+
+    def get_meta(self, key: str) -> str | None:
+        with self.session() as s:
+            row = s.get(Meta, key)
+            return row.value if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.session() as s, s.begin():
+            s.merge(Meta(key=key, value=value))
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- writes -------------------------------------------------------------------------------
+    def add_content(
+        self,
+        sha256: str,
+        modality: str,
+        size: int,
+        segments: Sequence[SegmentIn],
+        files: Iterable[tuple[str, int, int]],
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        duration_s: float | None = None,
+    ) -> tuple[int, list[int]]:
+        """Insert a content, its segments and its files ``(path, size, mtime_ns)`` in one
+        transaction (a path already present is re-pointed). Returns (content id, segment ids).
+        """
+        with self.session() as s, s.begin():
+            content = Content(
+                sha256=sha256,
+                modality=modality,
+                size=size,
+                width=width,
+                height=height,
+                duration_s=duration_s,
+                created_at=time.time(),
+            )
+            s.add(content)
+            s.flush()
+            rows = [
+                Segment(content_id=content.id, ordinal=i, **seg.__dict__)
+                for i, seg in enumerate(segments)
+            ]
+            s.add_all(rows)
+            s.flush()
+            names = []
+            for path, fsize, mtime_ns in files:
+                self._upsert_file(s, path, content.id, fsize, mtime_ns)
+                names.append(Path(path).name)
+            self._fts_insert(s, rows, " ".join(names))
+            return content.id, [r.id for r in rows]
+
+    def link_file(self, path: str, content_id: int, size: int, mtime_ns: int) -> None:
+        """Point ``path`` at an existing content (a duplicate or an unchanged touched file)."""
+        with self.session() as s, s.begin():
+            self._upsert_file(s, path, content_id, size, mtime_ns)
+            s.execute(
+                text(
+                    "UPDATE passages_fts SET name = name || ' ' || :n WHERE rowid IN "
+                    "(SELECT id FROM segments WHERE content_id = :c) AND instr(name, :n) = 0"
+                ),
+                {"n": Path(path).name, "c": content_id},
+            )
+
+    def _upsert_file(self, s: Session, path: str, content_id: int, size: int, mtime: int) -> None:
+        row = s.scalar(select(File).where(File.path == path))
+        if row is None:
+            s.add(File(path=path, content_id=content_id, size=size, mtime_ns=mtime))
+        else:
+            row.content_id, row.size, row.mtime_ns, row.indexed_at = (
+                content_id,
+                size,
+                mtime,
+                time.time(),
+            )
+        s.flush()
+
+    @staticmethod
+    def _fts_insert(s: Session, rows: Sequence[Segment], name: str) -> None:
+        s.execute(
+            text("INSERT INTO passages_fts(rowid, body, name) VALUES (:id, :body, :name)"),
+            [{"id": r.id, "body": r.text or "", "name": name} for r in rows],
+        )
+
+    def remove_paths(self, paths: Iterable[str]) -> list[int]:
+        """Forget these paths; contents no file points to any more are deleted with their
+        segments. Returns the segment ids whose vectors must now leave the store."""
+        paths = list(paths)
+        if not paths:
+            return []
+        with self.session() as s, s.begin():
+            content_ids = set()
+            for chunk in _chunks(paths, 500):
+                content_ids.update(s.scalars(select(File.content_id).where(File.path.in_(chunk))))
+                s.execute(delete(File).where(File.path.in_(chunk)))
+            return self._drop_orphan_contents(s, content_ids)
+
+    def remove_contents(self, content_ids: Iterable[int]) -> list[int]:
+        """Delete contents (and their files and segments). Returns the segment ids dropped."""
+        content_ids = set(content_ids)
+        with self.session() as s, s.begin():
+            for chunk in _chunks(sorted(content_ids), 500):
+                s.execute(delete(File).where(File.content_id.in_(chunk)))
+            return self._drop_orphan_contents(s, content_ids)
+
+    def _drop_orphan_contents(self, s: Session, content_ids: set[int]) -> list[int]:
+        dropped: list[int] = []
+        for chunk in _chunks(sorted(content_ids), 500):
+            still_used = set(s.scalars(select(File.content_id).where(File.content_id.in_(chunk))))
+            orphans = [c for c in chunk if c not in still_used]
+            if not orphans:
+                continue
+            seg_ids = list(s.scalars(select(Segment.id).where(Segment.content_id.in_(orphans))))
+            for ids in _chunks(seg_ids, 500):
+                s.execute(
+                    text(f"DELETE FROM passages_fts WHERE rowid IN ({','.join(map(str, ids))})")
+                )
+            s.execute(delete(Segment).where(Segment.content_id.in_(orphans)))
+            s.execute(delete(Content).where(Content.id.in_(orphans)))
+            dropped.extend(seg_ids)
+        return dropped
+
+    # -- reads --------------------------------------------------------------------------------
+    def file(self, path: str) -> File | None:
+        with self.session() as s:
+            return s.scalar(select(File).where(File.path == path))
+
+    def content_by_sha(self, sha256: str) -> Content | None:
+        with self.session() as s:
+            return s.scalar(select(Content).where(Content.sha256 == sha256))
+
+    def paths_under(self, roots: Sequence[str]) -> list[str]:
+        """Indexed paths at or below any of ``roots`` (absolute path strings)."""
+        out: list[str] = []
+        with self.session() as s:
+            for root in roots:
+                prefix = root.rstrip("/") + "/"
+                out.extend(
+                    s.scalars(
+                        select(File.path).where(
+                            (File.path == root) | (func.substr(File.path, 1, len(prefix)) == prefix)
+                        )
+                    )
+                )
+        return out
+
+    def segment_ids(self, modality: str | None = None) -> np.ndarray:
+        with self.session() as s:
+            q = select(Segment.id)
+            if modality is not None:
+                q = q.join(Content, Content.id == Segment.content_id).where(
+                    Content.modality == modality
+                )
+            return np.fromiter(s.scalars(q), dtype=np.int64)
+
+    def segments(self, ids: Sequence[int]) -> dict[int, SegmentInfo]:
+        """Segments by id, joined with content and all file paths; unknown ids are absent."""
+        ids = [int(i) for i in ids if int(i) >= 0]
+        out: dict[int, SegmentInfo] = {}
+        if not ids:
+            return out
+        with self.session() as s:
+            for chunk in _chunks(ids, 500):
+                rows = s.execute(
+                    select(Segment, Content)
+                    .join(Content, Content.id == Segment.content_id)
+                    .where(Segment.id.in_(chunk))
+                ).all()
+                cids = {c.id for _, c in rows}
+                files: dict[int, list[File]] = {}
+                for f in s.scalars(
+                    select(File).where(File.content_id.in_(cids)).order_by(File.path)
+                ):
+                    files.setdefault(f.content_id, []).append(f)
+                for seg, content in rows:
+                    fs = files.get(content.id, [])
+                    out[seg.id] = SegmentInfo(
+                        id=seg.id,
+                        content_id=content.id,
+                        modality=content.modality,
+                        paths=[f.path for f in fs],
+                        text=seg.text,
+                        char_start=seg.char_start,
+                        char_end=seg.char_end,
+                        start_s=seg.start_s,
+                        end_s=seg.end_s,
+                        size=content.size,
+                        width=content.width,
+                        height=content.height,
+                        duration_s=content.duration_s,
+                        mtime_ns=max((f.mtime_ns for f in fs), default=0),
+                    )
+        return out
+
+    def counts(self) -> dict[str, object]:
+        """Item (file), content and segment counts, per modality."""
+        with self.session() as s:
+            by_mod_files = dict(
+                s.execute(
+                    select(Content.modality, func.count(File.id))
+                    .join(File, File.content_id == Content.id)
+                    .group_by(Content.modality)
+                ).all()
+            )
+            by_mod_segments = dict(
+                s.execute(
+                    select(Content.modality, func.count(Segment.id))
+                    .join(Segment, Segment.content_id == Content.id)
+                    .group_by(Content.modality)
+                ).all()
+            )
+            return {
+                "items": int(s.scalar(select(func.count(File.id))) or 0),
+                "contents": int(s.scalar(select(func.count(Content.id))) or 0),
+                "segments": int(s.scalar(select(func.count(Segment.id))) or 0),
+                "by_modality": {
+                    m: {"items": int(by_mod_files.get(m, 0)), "vectors": int(by_mod_segments.get(m, 0))}
+                    for m in sorted(set(by_mod_files) | set(by_mod_segments))
+                },
+            }
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI hook signature
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def _chunks(seq: Sequence, n: int) -> Iterable[Sequence]:
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]

@@ -1,0 +1,135 @@
+"""The search engine: embeds a ``Query``, searches the store, and turns ids into ``Hit``s."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from search.encoders.base import Encoder
+from search.errors import NotFound
+from search.fusion import weighted_average
+from search.index import Index
+from search.media import open_image
+from search.query import Query, QueryPart
+from search.types import Hit
+
+# how many candidates to fetch per wanted hit when grouping passages/windows per item
+_OVERFETCH = 4
+
+
+@dataclass
+class SearchResult:
+    hits: list[Hit]
+    took_ms: float
+    query: dict[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "query": self.query,
+            "results": [h.to_json() for h in self.hits],
+            "took_ms": round(self.took_ms, 3),
+        }
+
+
+class Engine:
+    """Answers queries over one index with the encoder that built it."""
+
+    def __init__(self, index: Index, encoder: Encoder, max_image_pixels: int = 64_000_000):
+        if encoder.id != index.manifest.encoder:
+            from search.errors import EncoderMismatch
+
+            raise EncoderMismatch(
+                f"index built with {index.manifest.encoder!r}, engine given {encoder.id!r}"
+            )
+        self.index = index
+        self.encoder = encoder
+        self.max_image_pixels = max_image_pixels
+
+    # -- embedding ----------------------------------------------------------------------------
+    def embed_part(self, part: QueryPart) -> np.ndarray:
+        """One query part -> one L2-normalised vector."""
+        kind = part.kind
+        if kind == "text":
+            return self.encoder.encode_text([part.text])[0]
+        if kind == "image":
+            image = open_image(part.media_bytes(), self.max_image_pixels)
+            return self.encoder.encode_image([image])[0]
+        if kind == "audio":
+            from search.audio import decode_audio_bytes, embed_clip
+
+            return embed_clip(self.encoder, decode_audio_bytes(part.media_bytes()))
+        return self.item_vector(int(part.item_id))
+
+    def item_vector(self, item_id: int) -> np.ndarray:
+        if item_id not in self.index.catalog.segments([item_id]):
+            raise NotFound(f"no indexed item with id {item_id}")
+        return self.index.store.reconstruct(np.array([item_id]))[0]
+
+    # -- searching ----------------------------------------------------------------------------
+    def search(self, query: Query) -> SearchResult:
+        t0 = time.perf_counter()
+        self.index.refresh()
+        vectors = np.stack([self.embed_part(p) for p in query.parts])
+        weights = np.array([p.weight for p in query.parts], dtype=np.float32)
+        fused = weighted_average(vectors, weights)
+        hits = self.search_vector(fused, query)
+        return SearchResult(hits, (time.perf_counter() - t0) * 1000, query.describe())
+
+    def search_vector(self, vector: np.ndarray, query: Query) -> list[Hit]:
+        """Nearest segments to ``vector`` under the query's filters, grouped per item."""
+        allowed = self.allowed_ids(query)
+        if allowed is not None and len(allowed) == 0:
+            return []
+        want = query.offset + query.k
+        fetch = want * (_OVERFETCH if query.group else 1)
+        total = self.index.store.count()
+        while True:
+            scores, ids = self.index.store.search(vector[None, :], min(fetch, max(total, 1)), allowed)
+            hits = self._to_hits(scores[0], ids[0], query.group)
+            exhausted = fetch >= total or (ids[0] < 0).any()
+            if len(hits) >= want or exhausted:
+                break
+            fetch *= 4
+        return hits[query.offset : want]
+
+    def allowed_ids(self, query: Query) -> np.ndarray | None:
+        """Segment ids that pass the filters, or None for no restriction."""
+        modalities = query.filters.modality
+        if not modalities:
+            return None
+        parts = [self.index.catalog.segment_ids(m) for m in modalities]
+        return np.unique(np.concatenate(parts)) if parts else None
+
+    def _to_hits(self, scores: np.ndarray, ids: np.ndarray, group: bool) -> list[Hit]:
+        keep = ids >= 0
+        scores, ids = scores[keep], ids[keep]
+        infos = self.index.catalog.segments(ids.tolist())
+        hits: list[Hit] = []
+        seen: set[int] = set()
+        for score, seg_id in zip(scores.tolist(), ids.tolist()):
+            info = infos.get(seg_id)
+            if info is None or not info.paths:  # deleted since the store snapshot
+                continue
+            if group:
+                if info.content_id in seen:
+                    continue
+                seen.add(info.content_id)
+            hits.append(
+                Hit(
+                    id=seg_id,
+                    path=info.path,
+                    modality=info.modality,
+                    score=float(score),
+                    content_id=info.content_id,
+                    paths=info.paths,
+                    snippet=info.text,
+                    char_start=info.char_start,
+                    char_end=info.char_end,
+                    start_s=info.start_s,
+                    end_s=info.end_s,
+                )
+            )
+        return hits
+

@@ -1,0 +1,220 @@
+"""An index directory: the vector store file, the SQLite catalog and a manifest.
+
+Write order keeps the two halves recoverable after a crash at any moment:
+
+* adding: catalog rows commit first, vectors go to the in-memory store, and ``checkpoint``
+  writes the store file atomically (temp file + rename);
+* removing: catalog rows are deleted first, then the vectors.
+
+``reconcile`` (run by every writer on open) then repairs whatever a crash left: vectors whose
+rows are gone are removed; rows whose vectors never reached the store file are deleted, so the
+next indexing run embeds those files again. Afterwards store ids == catalog segment ids exactly.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from search.catalog import Catalog
+from search.errors import EncoderMismatch, IndexLocked, NotFound
+from search.store import VectorStore, create_store, load_store
+
+MANIFEST = "index.json"
+VECTORS = "vectors.faiss"
+CATALOG = "catalog.sqlite3"
+LOCK = "write.lock"
+
+
+@dataclass
+class Manifest:
+    encoder: str
+    dim: int
+    backend: str = "faiss"
+    factory: str = "Flat"
+    created_at: float = 0.0
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        return cls(**json.loads(path.read_text()))
+
+    def write(self, path: Path) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(self.__dict__, indent=2))
+        os.replace(tmp, path)
+
+
+class Index:
+    """Open with ``Index.open`` (readers) or ``Index.open_for_write`` (one writer at a time)."""
+
+    def __init__(self, root: Path, manifest: Manifest, store: VectorStore, catalog: Catalog):
+        self.root = root
+        self.manifest = manifest
+        self.store = store
+        self.catalog = catalog
+        self._lock_fd: int | None = None
+        self._store_mtime = self._vectors_mtime()
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def exists(cls, root: Path) -> bool:
+        return (Path(root) / MANIFEST).exists()
+
+    @classmethod
+    def open(cls, root: Path, encoder: str | None = None) -> Index:
+        """Open an existing index for reading. ``encoder``, when given, must match."""
+        root = Path(root)
+        if not cls.exists(root):
+            raise NotFound(f"no crossfind index at {root}; build one with `crossfind index PATH --db {root}`")
+        manifest = Manifest.read(root / MANIFEST)
+        _check_encoder(root, manifest, encoder)
+        return cls(root, manifest, _load_or_create_store(root, manifest), Catalog(root / CATALOG))
+
+    @classmethod
+    def open_for_write(
+        cls,
+        root: Path,
+        encoder: str,
+        dim: int,
+        *,
+        reindex: bool = False,
+        backend: str = "faiss",
+        factory: str = "Flat",
+    ) -> Index:
+        """Open or create an index for writing: takes the write lock and reconciles.
+
+        Raises:
+            EncoderMismatch: the index was built with another encoder and ``reindex`` is off.
+            IndexLocked: another process is writing.
+        """
+        root = Path(root)
+        root.mkdir(parents=True, exist_ok=True)
+        lock_fd = _take_lock(root)
+        try:
+            if reindex:
+                for name in (MANIFEST, VECTORS, CATALOG, CATALOG + "-wal", CATALOG + "-shm"):
+                    (root / name).unlink(missing_ok=True)
+                shutil.rmtree(root / "thumbnails", ignore_errors=True)
+            if cls.exists(root):
+                manifest = Manifest.read(root / MANIFEST)
+                _check_encoder(root, manifest, encoder)
+            else:
+                manifest = Manifest(encoder, dim, backend, factory, time.time())
+                manifest.write(root / MANIFEST)
+            index = cls(root, manifest, _load_or_create_store(root, manifest), Catalog(root / CATALOG))
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        index._lock_fd = lock_fd
+        index.reconcile()
+        return index
+
+    def close(self) -> None:
+        self.catalog.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- consistency --------------------------------------------------------------------------
+    def reconcile(self) -> dict[str, int]:
+        """Make store ids and catalog segment ids agree exactly (see module docstring)."""
+        store_ids = self.store.ids()
+        row_ids = self.catalog.segment_ids()
+        orphan_vectors = np.setdiff1d(store_ids, row_ids, assume_unique=True)
+        missing = np.setdiff1d(row_ids, store_ids, assume_unique=True)
+        dropped_rows = 0
+        if len(missing):
+            contents = {info.content_id for info in self.catalog.segments(missing.tolist()).values()}
+            dropped = self.catalog.remove_contents(contents)
+            dropped_rows = len(dropped)
+            # segments of those contents that did reach the store leave it too
+            orphan_vectors = np.union1d(orphan_vectors, np.intersect1d(store_ids, dropped))
+        if len(orphan_vectors):
+            self.store.remove(orphan_vectors)
+        if len(orphan_vectors) or dropped_rows:
+            self.checkpoint()
+        return {"orphan_vectors": int(len(orphan_vectors)), "rows_without_vectors": dropped_rows}
+
+    def checkpoint(self) -> None:
+        """Write the store file atomically."""
+        self.store.save(self.root / VECTORS)
+        self._store_mtime = self._vectors_mtime()
+
+    # -- writes -------------------------------------------------------------------------------
+    def add_vectors(self, segment_ids: list[int], vectors: np.ndarray) -> None:
+        self.store.add(np.asarray(segment_ids, dtype=np.int64), vectors)
+
+    def remove_segments(self, segment_ids: list[int]) -> None:
+        if segment_ids:
+            self.store.remove(np.asarray(segment_ids, dtype=np.int64))
+
+    # -- readers ------------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Reload the store if a writer saved a newer file (readers only). True if reloaded."""
+        if self._lock_fd is not None:
+            return False
+        mtime = self._vectors_mtime()
+        if mtime == self._store_mtime:
+            return False
+        self.store = _load_or_create_store(self.root, self.manifest)
+        self._store_mtime = mtime
+        return True
+
+    def _vectors_mtime(self) -> float:
+        try:
+            return (self.root / VECTORS).stat().st_mtime_ns
+        except FileNotFoundError:
+            return 0
+
+    def info(self) -> dict[str, object]:
+        counts = self.catalog.counts()
+        return {
+            "items": counts["items"],
+            "vectors": self.store.count(),
+            "encoder": self.manifest.encoder,
+            "dim": self.manifest.dim,
+            "by_modality": counts["by_modality"],
+            "contents": counts["contents"],
+            "store": f"{self.manifest.backend}:{self.manifest.factory}",
+            "path": str(self.root),
+        }
+
+
+def _check_encoder(root: Path, manifest: Manifest, encoder: str | None) -> None:
+    if encoder is not None and encoder != manifest.encoder:
+        raise EncoderMismatch(
+            f"the index at {root} was built with encoder {manifest.encoder!r}, not {encoder!r}; "
+            f"pass --model {manifest.encoder} to use it, or --reindex to rebuild it with {encoder!r}"
+        )
+
+
+def _load_or_create_store(root: Path, manifest: Manifest) -> VectorStore:
+    path = root / VECTORS
+    if path.exists():
+        return load_store(path, manifest.backend)
+    return create_store(manifest.dim, manifest.backend, manifest.factory)
+
+
+def _take_lock(root: Path) -> int:
+    fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise IndexLocked(
+            f"another crossfind process is writing to {root}; wait for it to finish"
+        ) from None
+    return fd

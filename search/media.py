@@ -1,0 +1,43 @@
+"""Decoding query and corpus media safely: shared by the indexer, the engine and the web layer."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from search.errors import PayloadTooLarge, UnsupportedMedia
+
+DEFAULT_MAX_PIXELS = 64_000_000
+
+
+def open_image(source: bytes | str | Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode an image fully: EXIF-rotated, RGB. Refuses decompression bombs and corrupt data.
+
+    Raises:
+        UnsupportedMedia: not a decodable image (truncated, corrupt, wrong format).
+        PayloadTooLarge: more than ``max_pixels`` pixels.
+    """
+    fh = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            try:
+                img = Image.open(fh)
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise PayloadTooLarge(f"image is {w}x{h} pixels, over the cap of {max_pixels}")
+                if getattr(img, "n_frames", 1) > 1:
+                    img.seek(0)  # animated GIF/WebP: first frame
+                img.draft("RGB", (1024, 1024))  # JPEG: decode at reduced scale when large
+                img.load()
+                img = ImageOps.exif_transpose(img)
+                return img.convert("RGB")
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from None
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+                raise UnsupportedMedia(f"not a decodable image: {exc}") from None
+    finally:
+        fh.close()

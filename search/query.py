@@ -1,0 +1,131 @@
+"""The typed query: parts (text, image, audio, or an indexed item) with weights, a fusion
+strategy, k, filters and a relevance threshold. The CLI, the JSON API and the page all build one.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from search.errors import BadRequest
+
+FusionName = Literal["weighted", "attention", "rrf", "score_sum"]
+
+
+class QueryPart(BaseModel):
+    """Exactly one of text, image_b64, audio_b64, item_id (or a local path, CLI only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, min_length=1, max_length=10_000, examples=["a dog on a beach"])
+    image_b64: str | None = Field(None, description="base64 image bytes (JPEG, PNG, ...)")
+    audio_b64: str | None = Field(None, description="base64 audio bytes (WAV, FLAC, OGG, ...)")
+    item_id: int | None = Field(None, ge=0, description="an indexed result id: more like this")
+    image_path: str | None = Field(None, exclude=True, description="local image file (CLI)")
+    audio_path: str | None = Field(None, exclude=True, description="local audio file (CLI)")
+    weight: float = Field(1.0, ge=-10.0, le=10.0, description="negative weights push away")
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> QueryPart:
+        given = [
+            k
+            for k in ("text", "image_b64", "audio_b64", "item_id", "image_path", "audio_path")
+            if getattr(self, k) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "a query part needs exactly one of text, image_b64, audio_b64, item_id; got "
+                + (", ".join(given) or "none")
+            )
+        return self
+
+    @property
+    def kind(self) -> Literal["text", "image", "audio", "item"]:
+        if self.text is not None:
+            return "text"
+        if self.image_b64 is not None or self.image_path is not None:
+            return "image"
+        if self.audio_b64 is not None or self.audio_path is not None:
+            return "audio"
+        return "item"
+
+    def media_bytes(self) -> bytes:
+        """Raw bytes of an image/audio part (decoded base64 or the local file)."""
+        data = self.image_b64 if self.image_b64 is not None else self.audio_b64
+        if data is not None:
+            try:
+                return base64.b64decode(data, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise BadRequest(f"{self.kind} part is not valid base64: {exc}") from None
+        path = self.image_path if self.image_path is not None else self.audio_path
+        try:
+            with open(path, "rb") as fh:  # type: ignore[arg-type]
+                return fh.read()
+        except OSError as exc:
+            raise BadRequest(f"cannot read {path}: {exc.strerror}") from None
+
+    def describe(self) -> dict[str, object]:
+        """A JSON-safe echo of the part (no media bytes)."""
+        out: dict[str, object] = {"kind": self.kind, "weight": self.weight}
+        if self.text is not None:
+            out["text"] = self.text
+        if self.item_id is not None:
+            out["item_id"] = self.item_id
+        if self.image_path or self.audio_path:
+            out["path"] = self.image_path or self.audio_path
+        return out
+
+
+class Filters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    modality: list[Literal["text", "image", "audio"]] | None = None
+    path_prefix: str | None = None
+    path_glob: str | None = Field(None, examples=["*/holidays/*.jpg"])
+    ext: list[str] | None = Field(None, examples=[["jpg", "png"]])
+    modified_after: datetime | None = None
+    modified_before: datetime | None = None
+    min_size: int | None = Field(None, ge=0)
+    max_size: int | None = Field(None, ge=0)
+    min_duration_s: float | None = Field(None, ge=0)
+    max_duration_s: float | None = Field(None, ge=0)
+
+    def is_empty(self) -> bool:
+        return all(v is None for v in self.model_dump().values())
+
+
+class Query(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    parts: list[QueryPart] = Field(..., min_length=1, max_length=16)
+    fusion: FusionName = "weighted"
+    k: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=10_000, description="skip this many results (paging)")
+    filters: Filters = Field(default_factory=Filters)
+    min_score: float | None = Field(None, description="calibrated relevance threshold (0..1)")
+    hybrid: bool = Field(True, description="fuse keyword (FTS5) hits into text queries")
+    group: bool = Field(True, description="one hit per item (its best passage/window)")
+
+    @classmethod
+    def text(cls, text: str, **kwargs: object) -> Query:
+        return cls(parts=[QueryPart(text=text)], **kwargs)
+
+    def describe(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "parts": [p.describe() for p in self.parts],
+            "fusion": self.fusion,
+            "k": self.k,
+        }
+        if len(self.parts) == 1 and self.parts[0].text is not None:
+            out["text"] = self.parts[0].text
+        if not self.filters.is_empty():
+            out["filters"] = self.filters.model_dump(mode="json", exclude_none=True)
+        if self.min_score is not None:
+            out["min_score"] = self.min_score
+        if self.offset:
+            out["offset"] = self.offset
+        return out

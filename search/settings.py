@@ -1,0 +1,48 @@
+"""One typed settings object; CLI flags and ``CROSSFIND_*`` environment variables fill it in."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_db() -> Path:
+    return Path.home() / ".local" / "share" / "crossfind" / "index"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CROSSFIND_", extra="ignore")
+
+    db: Path = Field(default_factory=_default_db, description="index directory")
+    model: str = Field("bundled", description="encoder name, see `crossfind models`")
+    cache_dir: Path = Field(
+        default_factory=lambda: Path.home() / ".cache" / "crossfind",
+        description="derived caches (class-name embeddings, ONNX exports)",
+    )
+    batch_size: int = 32
+    workers: int = 2
+    max_file_mb: float = 200.0
+    max_image_pixels: int = 64_000_000
+    max_text_chars: int = 5_000_000
+    include_hidden: bool = False
+    # text passages: words per passage and overlap between neighbours
+    passage_words: int = 120
+    passage_overlap: int = 30
+    # audio windows (seconds)
+    audio_window_s: float = 5.0
+    audio_hop_s: float = 2.5
+    # web
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key: str | None = None
+    open_reads: bool = True
+    max_upload_mb: float = 20.0
+    request_timeout_s: float = 30.0
+    roots: list[Path] = Field(default_factory=list, description="folders POST /api/index indexes")
+
+
+def get_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with non-None ``overrides`` (CLI flags) on top."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,54 @@
+"""The vector store interface: add / remove / search / save / load / count.
+
+A store maps int64 ids to L2-normalised vectors and answers inner-product (cosine) queries.
+Callers never touch the backend; a second backend plugs in through ``search.store.create_store``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+
+class VectorStore(ABC):
+    dim: int
+
+    @abstractmethod
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add vectors under the given int64 ids (ids must be new)."""
+
+    @abstractmethod
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove ids that exist; returns how many were removed."""
+
+    @abstractmethod
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k by inner product: (scores float32[nq, k], ids int64[nq, k]); missing = -1.
+
+        ``allowed`` restricts the search to those ids (a filter), returning up to k of them.
+        """
+
+    @abstractmethod
+    def ids(self) -> np.ndarray:
+        """All ids held, int64."""
+
+    @abstractmethod
+    def reconstruct(self, ids: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``ids`` (float32[n, dim])."""
+
+    @abstractmethod
+    def count(self) -> int:
+        """Number of vectors held."""
+
+    @abstractmethod
+    def save(self, path: Path) -> None:
+        """Write atomically: a crash leaves either the old or the new file, never half of one."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: Path) -> VectorStore:
+        """Read a file written by ``save``."""

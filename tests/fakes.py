@@ -1,0 +1,52 @@
+"""A deterministic fake encoder for engine and indexer logic (the edge we fake)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from search.encoders.base import Encoder, l2_normalize
+from search.types import Modality
+
+
+def word_vector(word: str, dim: int) -> np.ndarray:
+    seed = int.from_bytes(hashlib.sha256(word.lower().encode()).digest()[:8], "little")
+    return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+
+
+class FakeEncoder(Encoder):
+    """Bag-of-words text vectors; images by their mean colour mapped onto colour words;
+    audio by its loudest frequency band mapped onto band words."""
+
+    modalities = frozenset({Modality.TEXT, Modality.IMAGE, Modality.AUDIO})
+
+    def __init__(self, dim: int = 32, id: str = "fake") -> None:
+        self.dim = dim
+        self.id = id
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in re.findall(r"\w+", t):
+                out[i] += word_vector(w, self.dim)
+        return l2_normalize(out)
+
+    def preprocess_image(self, image) -> np.ndarray:  # noqa: ANN001
+        return np.asarray(image.resize((8, 8)), dtype=np.float32).mean(axis=(0, 1)) / 255.0
+
+    def encode_image_arrays(self, arrays: np.ndarray) -> np.ndarray:
+        names = ("red", "green", "blue")
+        return l2_normalize(
+            np.stack([word_vector(names[int(np.argmax(a))], self.dim) for a in arrays])
+        )
+
+    def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        out = []
+        for w in waveforms:
+            spec = np.abs(np.fft.rfft(w[:16000] if len(w) else np.zeros(16)))
+            band = "low" if np.argmax(spec) < len(spec) / 8 else "high"
+            out.append(word_vector(band, self.dim))
+        return l2_normalize(np.stack(out)) if out else np.zeros((0, self.dim), np.float32)
