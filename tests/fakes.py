@@ -9,7 +9,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from search.encoders.base import Encoder, l2_normalize
-from search.types import Modality
 
 
 def word_vector(word: str, dim: int) -> np.ndarray:
@@ -20,8 +19,6 @@ def word_vector(word: str, dim: int) -> np.ndarray:
 class FakeEncoder(Encoder):
     """Bag-of-words text vectors; images by their mean colour mapped onto colour words;
     audio by its loudest frequency band mapped onto band words."""
-
-    modalities = frozenset({Modality.TEXT, Modality.IMAGE, Modality.AUDIO})
 
     def __init__(self, dim: int = 32, id: str = "fake") -> None:
         self.dim = dim
@@ -43,7 +40,17 @@ class FakeEncoder(Encoder):
             np.stack([word_vector(names[int(np.argmax(a))], self.dim) for a in arrays])
         )
 
-    def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+    def audio_head(self) -> FakeAudioHead:
+        return FakeAudioHead(self.dim)
+
+
+class FakeAudioHead:
+    id = "fake-audio"
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+
+    def encode(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         out = []
         for w in waveforms:
             spec = np.abs(np.fft.rfft(w[:16000] if len(w) else np.zeros(16)))

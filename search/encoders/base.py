@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -16,6 +16,15 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 AUDIO_SAMPLE_RATE = 16_000
+
+
+class AudioHead(Protocol):
+    """What ``search.encoders.audio.load_audio_head(encoder)`` returns."""
+
+    id: str
+
+    def encode(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        """16 kHz mono windows -> float32[n, encoder.dim], L2-normalised."""
 
 
 def force_offline() -> None:
@@ -45,10 +54,31 @@ class Encoder(ABC):
 
     id: str
     dim: int
-    modalities: frozenset[Modality] = frozenset({Modality.TEXT, Modality.IMAGE})
+    _audio_head: object = None
+    _audio_loaded: bool = False
+
+    @property
+    def modalities(self) -> frozenset[Modality]:
+        base = {Modality.TEXT, Modality.IMAGE}
+        if self.audio_head() is not None:
+            base.add(Modality.AUDIO)
+        return frozenset(base)
 
     def supports(self, modality: Modality | str) -> bool:
         return Modality(modality) in self.modalities
+
+    def audio_head(self) -> AudioHead | None:
+        """The audio model that maps sounds into this encoder's space, loaded once; None when
+        no audio weights fit this encoder's text space (audio is then skipped, not an error)."""
+        if not self._audio_loaded:
+            self._audio_loaded = True
+            try:
+                from search.encoders.audio import load_audio_head
+            except ModuleNotFoundError:
+                self._audio_head = None
+            else:
+                self._audio_head = load_audio_head(self)
+        return self._audio_head  # type: ignore[return-value]
 
     def _require(self, modality: Modality) -> None:
         if modality not in self.modalities:
@@ -73,9 +103,11 @@ class Encoder(ABC):
         return self.encode_image_arrays(np.stack([self.preprocess_image(i) for i in images]))
 
     def encode_audio(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
-        """16 kHz mono float32 waveforms -> float32[n, dim], L2-normalised."""
-        self._require(Modality.AUDIO)
-        raise NotImplementedError  # pragma: no cover - subclasses with audio override
+        """16 kHz mono float32 waveforms (one window each) -> float32[n, dim], L2-normalised."""
+        head = self.audio_head()
+        if head is None:
+            self._require(Modality.AUDIO)
+        return head.encode(waveforms)
 
     def encode(self, modality: Modality | str, batch: Sequence) -> np.ndarray:
         modality = Modality(modality)

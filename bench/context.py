@@ -1,0 +1,38 @@
+"""Shared state of one benchmark run: paths, a scratch directory, measurement helpers."""
+
+from __future__ import annotations
+
+import resource
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@dataclass
+class BenchContext:
+    quick: bool = False
+    scratch: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="crossfind-bench-")))
+
+    @property
+    def shared_data(self) -> Path | None:
+        return SHARED_DATA if SHARED_DATA.is_dir() else None
+
+    def cleanup(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process in MB (from /proc, Linux)."""
+    with open("/proc/self/statm") as fh:
+        pages = int(fh.read().split()[1])
+    return pages * resource.getpagesize() / 1e6
+
+
+def percentile_ms(samples_s: list[float], q: float) -> float:
+    import numpy as np
+
+    return round(float(np.percentile(np.asarray(samples_s) * 1000, q)), 3)
