@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from search.catalog import Catalog
-from search.errors import EncoderMismatch, IndexLocked, NotFound
+from search.errors import Conflict, EncoderMismatch, IndexLocked, NotFound
 from search.store import VectorStore, create_store, load_store
 
 MANIFEST = "index.json"
@@ -47,7 +47,10 @@ class Manifest:
 
     def write(self, path: Path) -> None:
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=2))
+        with open(tmp, "w") as fh:
+            fh.write(json.dumps(self.__dict__, indent=2))
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
 
 
@@ -60,7 +63,7 @@ class Index:
         self.store = store
         self.catalog = catalog
         self._lock_fd: int | None = None
-        self._store_mtime = self._vectors_mtime()
+        self._store_stamp = self._vectors_stamp()
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -99,7 +102,9 @@ class Index:
         lock_fd = _take_lock(root)
         try:
             if reindex:
-                for name in (MANIFEST, VECTORS, CATALOG, CATALOG + "-wal", CATALOG + "-shm"):
+                # the manifest goes last: a crash midway leaves the old manifest over an empty
+                # or partial index (reconcile repairs it), never a new manifest over old vectors
+                for name in (VECTORS, CATALOG, CATALOG + "-wal", CATALOG + "-shm", MANIFEST):
                     (root / name).unlink(missing_ok=True)
                 shutil.rmtree(root / "thumbnails", ignore_errors=True)
             if cls.exists(root):
@@ -151,7 +156,7 @@ class Index:
     def checkpoint(self) -> None:
         """Write the store file atomically."""
         self.store.save(self.root / VECTORS)
-        self._store_mtime = self._vectors_mtime()
+        self._store_stamp = self._vectors_stamp()
 
     # -- writes -------------------------------------------------------------------------------
     def add_vectors(self, segment_ids: list[int], vectors: np.ndarray) -> None:
@@ -166,18 +171,21 @@ class Index:
         """Reload the store if a writer saved a newer file (readers only). True if reloaded."""
         if self._lock_fd is not None:
             return False
-        mtime = self._vectors_mtime()
-        if mtime == self._store_mtime:
+        stamp = self._vectors_stamp()
+        if stamp == self._store_stamp:
             return False
         self.store = _load_or_create_store(self.root, self.manifest)
-        self._store_mtime = mtime
+        self._store_stamp = stamp
         return True
 
-    def _vectors_mtime(self) -> float:
+    def _vectors_stamp(self) -> tuple[int, int, int]:
+        """Identity of the store file. Each save renames a new file into place, so the inode
+        changes even when two saves land within one coarse mtime tick."""
         try:
-            return (self.root / VECTORS).stat().st_mtime_ns
+            st = (self.root / VECTORS).stat()
         except FileNotFoundError:
-            return 0
+            return (0, 0, 0)
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def info(self) -> dict[str, object]:
         counts = self.catalog.counts()
@@ -203,9 +211,21 @@ def _check_encoder(root: Path, manifest: Manifest, encoder: str | None) -> None:
 
 def _load_or_create_store(root: Path, manifest: Manifest) -> VectorStore:
     path = root / VECTORS
-    if path.exists():
-        return load_store(path, manifest.backend)
-    return create_store(manifest.dim, manifest.backend, manifest.factory)
+    if not path.exists():
+        return create_store(manifest.dim, manifest.backend, manifest.factory)
+    try:
+        store = load_store(path, manifest.backend)
+    except RuntimeError as exc:  # FAISS cannot parse the file
+        raise Conflict(
+            f"the vector file {path} is unreadable ({str(exc).splitlines()[0][:200]}); rebuild "
+            "the index with --reindex"
+        ) from None
+    if store.dim != manifest.dim:
+        raise Conflict(
+            f"the vector file {path} holds {store.dim}-d vectors but {root / MANIFEST} says "
+            f"{manifest.dim}-d; rebuild the index with --reindex"
+        )
+    return store
 
 
 def _take_lock(root: Path) -> int:

@@ -1,0 +1,162 @@
+"""The index directory: encoder pinning, the single-writer lock, crash reconcile, reader refresh."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search.catalog import SegmentIn
+from search.engine import Engine
+from search.errors import Conflict, EncoderMismatch, IndexLocked, NotFound
+from search.index import CATALOG, MANIFEST, VECTORS, Index
+from search.query import Query
+from tests.fakes import FakeEncoder
+
+ENC = FakeEncoder(dim=16)
+
+
+def add_text(index: Index, name: str, *passages: str, checkpoint: bool = True) -> list[int]:
+    """One text content with one segment per passage, like the indexer writes it."""
+    segments = [SegmentIn(text=p) for p in passages]
+    _, ids = index.catalog.add_content(
+        f"sha-{name}", "text", 10, segments, [(f"/d/{name}.txt", 10, 1)]
+    )
+    index.add_vectors(ids, ENC.encode_text(list(passages)))
+    if checkpoint:
+        index.checkpoint()
+    return ids
+
+
+def consistent(index: Index) -> list[int]:
+    store_ids = sorted(index.store.ids().tolist())
+    assert store_ids == sorted(index.catalog.segment_ids().tolist())
+    return store_ids
+
+
+@pytest.fixture
+def writer(tmp_path):
+    index = Index.open_for_write(tmp_path, ENC.id, ENC.dim)
+    yield index
+    index.close()
+
+
+def test_a_new_index_records_its_encoder(writer, tmp_path):
+    add_text(writer, "a", "hello world")
+    info = writer.info()
+    assert (info["encoder"], info["dim"], info["vectors"], info["items"]) == ("fake", 16, 1, 1)
+    assert info["store"] == "faiss:Flat"
+    assert {p.name for p in tmp_path.iterdir()} >= {MANIFEST, VECTORS, CATALOG}
+
+
+def test_other_encoders_are_refused_with_the_fix(writer, tmp_path):
+    add_text(writer, "a", "hello")
+    writer.close()
+    with pytest.raises(EncoderMismatch, match="--reindex") as info:
+        Index.open_for_write(tmp_path, "bundled", 384)
+    assert "--model fake" in info.value.message and info.value.status == 409
+    with pytest.raises(EncoderMismatch):
+        Index.open(tmp_path, encoder="bundled")
+    reader = Index.open(tmp_path, encoder="fake")
+    assert reader.store.count() == 1
+    reader.close()
+
+
+def test_reindex_starts_over_with_the_new_encoder(writer, tmp_path):
+    add_text(writer, "a", "hello")
+    writer.close()
+    with Index.open_for_write(tmp_path, "other", 8, reindex=True) as index:
+        assert (index.manifest.encoder, index.manifest.dim, index.store.count()) == ("other", 8, 0)
+        assert index.catalog.counts()["items"] == 0
+
+
+def test_missing_index_is_not_found(tmp_path):
+    with pytest.raises(NotFound, match="crossfind index PATH --db"):
+        Index.open(tmp_path / "nowhere")
+
+
+def test_one_writer_at_a_time(writer, tmp_path):
+    with pytest.raises(IndexLocked, match="another crossfind process is writing"):
+        Index.open_for_write(tmp_path, ENC.id, ENC.dim)
+    reader = Index.open(tmp_path)  # readers never wait for the lock
+    reader.close()
+    writer.close()
+    second = Index.open_for_write(tmp_path, ENC.id, ENC.dim)
+    second.close()
+
+
+def test_rows_without_vectors_are_dropped_so_the_files_get_embedded_again(writer, tmp_path):
+    kept = add_text(writer, "a", "kept passage")
+    # a crash after the rows committed but before the store file was written
+    lost = add_text(writer, "b", "one", "two", checkpoint=False)
+    writer.close()
+    index = Index.open_for_write(tmp_path, ENC.id, ENC.dim)
+    assert consistent(index) == kept
+    assert index.catalog.file("/d/b.txt") is None and index.catalog.file("/d/a.txt") is not None
+    assert not set(lost) & set(index.catalog.segment_ids().tolist())
+    index.close()
+
+
+def test_a_content_with_only_some_vectors_is_dropped_whole(writer, tmp_path):
+    kept = add_text(writer, "a", "kept")
+    partial = add_text(writer, "b", "one", "two", "three")
+    writer.store.remove(np.array(partial[1:2]))  # one passage's vector never reached the file
+    writer.checkpoint()
+    writer.close()
+    index = Index.open_for_write(tmp_path, ENC.id, ENC.dim)
+    assert consistent(index) == kept  # the other two vectors of b left the store too
+    index.close()
+
+
+def test_orphan_vectors_are_removed(writer, tmp_path):
+    kept = add_text(writer, "a", "kept")
+    gone = add_text(writer, "b", "deleted file")
+    # a crash after the rows were deleted but before the vectors left the store file
+    assert writer.catalog.remove_paths(["/d/b.txt"]) == gone
+    writer.store.add(np.array([10_000]), ENC.encode_text(["never had a row"]))
+    writer.checkpoint()
+    writer.close()
+    index = Index.open_for_write(tmp_path, ENC.id, ENC.dim)
+    assert consistent(index) == kept
+    index.close()
+    assert Index.open(tmp_path).store.count() == 1  # the repair was written to disk
+
+
+def test_reconcile_of_a_clean_index_changes_nothing(writer, tmp_path):
+    add_text(writer, "a", "x", "y")
+    stamp = (tmp_path / VECTORS).stat().st_ino
+    assert writer.reconcile() == {"orphan_vectors": 0, "rows_without_vectors": 0}
+    assert (tmp_path / VECTORS).stat().st_ino == stamp  # not rewritten
+
+
+def test_a_reader_picks_up_a_writers_checkpoint(writer, tmp_path):
+    first = add_text(writer, "a", "red apples")
+    reader = Index.open(tmp_path, encoder=ENC.id)
+    engine = Engine(reader, ENC)
+    assert [h.id for h in engine.search(Query.text("red apples")).hits] == first
+    assert reader.refresh() is False  # nothing new
+    second = add_text(writer, "b", "green pears")
+    third = add_text(writer, "c", "yellow bananas")  # two saves within one mtime tick
+    assert reader.refresh() is True and reader.store.count() == 3
+    hits = engine.search(Query.text("yellow bananas")).hits  # search() refreshes by itself too
+    assert hits[0].id == third[0] and {h.id for h in hits} == set(first + second + third)
+    writer.catalog.remove_paths(["/d/c.txt"])
+    writer.remove_segments(third)
+    writer.checkpoint()
+    assert third[0] not in [h.id for h in engine.search(Query.text("yellow bananas")).hits]
+    assert reader.store.count() == 2
+    reader.close()
+
+
+def test_a_corrupt_or_mismatched_vector_file_names_the_fix(writer, tmp_path):
+    add_text(writer, "a", "x")
+    writer.close()
+    (tmp_path / VECTORS).write_bytes(b"garbage" * 20)
+    with pytest.raises(Conflict, match="--reindex"):
+        Index.open(tmp_path)
+    from search.store import create_store
+
+    create_store(8).save(tmp_path / VECTORS)  # 8-d vectors under a 16-d manifest
+    with pytest.raises(Conflict, match="8-d vectors"):
+        Index.open_for_write(tmp_path, ENC.id, ENC.dim)
+    with Index.open_for_write(tmp_path, ENC.id, ENC.dim, reindex=True) as index:
+        assert index.store.count() == 0
