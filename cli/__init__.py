@@ -11,6 +11,7 @@ import importlib
 import logging
 import sys
 
+from cli.common import load_extra_encoders
 from search.errors import CrossfindError
 
 # modules under cli/ that register subcommands, in help order
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     try:
+        load_extra_encoders()
         return int(args.func(args) or 0)
     except CrossfindError as exc:
         print(f"crossfind: error: {exc.message}", file=sys.stderr)

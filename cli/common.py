@@ -30,3 +30,15 @@ def settings_from(args: argparse.Namespace) -> Settings:
 def print_json(obj: Any, *, indent: int | None = None) -> None:
     sys.stdout.write(json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
     sys.stdout.flush()
+
+
+def load_extra_encoders() -> None:
+    """Call the ``module:function`` hooks listed (comma-separated) in
+    $CROSSFIND_EXTRA_ENCODERS, each registering encoder families; the tests register their
+    fake encoder this way (``tests.fakes:register``) to drive the real CLI in a subprocess."""
+    import importlib
+    import os
+
+    for spec in filter(None, os.environ.get("CROSSFIND_EXTRA_ENCODERS", "").split(",")):
+        module, _, func = spec.strip().partition(":")
+        getattr(importlib.import_module(module), func or "register")()

@@ -115,6 +115,18 @@ class SegmentInfo:
         return self.paths[0] if self.paths else ""
 
 
+@dataclass(frozen=True)
+class FileState:
+    """An indexed file as an incremental indexing run sees it."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    content_id: int
+    sha256: str
+    modality: str
+
+
 class Catalog:
     """All SQL of crossfind lives here."""
 
@@ -294,6 +306,25 @@ class Catalog:
                         )
                     )
                 )
+        return out
+
+    def file_states(self, roots: Sequence[str]) -> dict[str, FileState]:
+        """Indexed files at or below any of ``roots`` with what an incremental run compares
+        (size, mtime, content sha256 and modality), in one query per root."""
+        out: dict[str, FileState] = {}
+        with self.session() as s:
+            for root in roots:
+                prefix = root.rstrip("/") + "/"
+                rows = s.execute(
+                    select(
+                        File.path, File.size, File.mtime_ns,
+                        Content.id, Content.sha256, Content.modality,
+                    )
+                    .join(Content, Content.id == File.content_id)
+                    .where((File.path == root) | (func.substr(File.path, 1, len(prefix)) == prefix))
+                )
+                for row in rows:
+                    out[row[0]] = FileState(*row)
         return out
 
     def segment_ids(self, modality: str | None = None) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Sequence
 
 import numpy as np
@@ -57,3 +58,32 @@ class FakeAudioHead:
             band = "low" if np.argmax(spec) < len(spec) / 8 else "high"
             out.append(word_vector(band, self.dim))
         return l2_normalize(np.stack(out)) if out else np.zeros((0, self.dim), np.float32)
+
+
+class SlowFakeEncoder(FakeEncoder):
+    """A FakeEncoder whose model calls take ``delay_s``: gives crash tests time to kill a run."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        super().__init__()
+        self.delay_s = delay_s
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return super().encode_text(texts)
+
+    def encode_image_arrays(self, arrays: np.ndarray) -> np.ndarray:
+        time.sleep(self.delay_s)
+        return super().encode_image_arrays(arrays)
+
+
+def register() -> None:
+    """Register the ``fake`` encoder family (``fake`` or ``fake:delay_ms=N``) so the real CLI
+    can run on it in a subprocess: ``CROSSFIND_EXTRA_ENCODERS=tests.fakes:register``."""
+    from search.encoders import register_encoder
+
+    def factory(spec: str, _cache_dir: object) -> FakeEncoder:
+        _, _, delay_ms = spec.partition("delay_ms=")
+        return SlowFakeEncoder(float(delay_ms or 0) / 1000)
+
+    register_encoder("fake", factory, "tests only: deterministic bag-of-words/colour vectors")
+

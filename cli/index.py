@@ -1,0 +1,96 @@
+"""``crossfind index PATH...``: bring an index up to date with files and folders."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from cli.common import add_db_arg, add_model_arg, print_json, settings_from
+
+# skipped files listed in the table; --json lists all
+_SHOW_SKIPPED = 40
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "index",
+        help="index files and folders (incremental: unchanged files are skipped)",
+        description="Index text (.txt .md), images (jpg png webp gif bmp tiff) and audio "
+        "(wav flac ogg mp3) under PATHs. Re-running updates the index: changed files are "
+        "re-embedded, vanished ones removed, identical files stored once.",
+    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
+    add_db_arg(p)
+    add_model_arg(p)
+    p.add_argument("--batch-size", type=int, help="items per model batch (default 32)")
+    p.add_argument("--workers", type=int,
+                   help="decoding processes (default 2; 0 decodes in the main process)")
+    p.add_argument("--reindex", action="store_true",
+                   help="delete the index and rebuild it (needed to change --model)")
+    p.add_argument("--include-hidden", action="store_true",
+                   help="also index hidden files and folders (names starting with '.')")
+    p.add_argument("--quiet", action="store_true", help="no progress bar, one summary line")
+    p.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    p.set_defaults(func=run_index)
+
+
+def _encoder_name(args: argparse.Namespace, default: str, db: os.PathLike) -> str:
+    """--model (or $CROSSFIND_MODEL); else the encoder the index was built with; else default."""
+    from search.index import MANIFEST, Index, Manifest
+
+    if args.model or os.environ.get("CROSSFIND_MODEL"):
+        return default  # settings already hold the flag or the environment's choice
+    if not args.reindex and Index.exists(db):
+        return Manifest.read(db / MANIFEST).encoder
+    return default
+
+
+def run_index(args: argparse.Namespace) -> int:
+    from indexer import index_paths
+    from search.encoders import create_encoder
+    from search.index import Index
+
+    settings = settings_from(args)
+    if args.include_hidden:
+        settings.include_hidden = True
+    encoder = create_encoder(_encoder_name(args, settings.model, settings.db), settings.cache_dir)
+    with Index.open_for_write(settings.db, encoder.id, encoder.dim, reindex=args.reindex) as index:
+        report = index_paths(
+            args.paths, index, encoder, settings, progress=not args.quiet and sys.stderr.isatty()
+        )
+        info = index.info()
+    if args.json:
+        print_json({**report.to_json(), "index": {k: info[k] for k in ("path", "items", "vectors")}})
+    elif args.quiet:
+        t = report.totals()
+        print(
+            f"{t.added} added, {t.updated} updated, {t.linked} linked, {t.removed} removed, "
+            f"{t.unchanged} unchanged, {len(report.skipped)} skipped in {report.seconds:.1f} s"
+        )
+    else:
+        _print_table(report, info)
+    return 0
+
+
+def _print_table(report, info: dict) -> None:  # noqa: ANN001 - indexer.IndexReport
+    cols = ("added", "updated", "unchanged", "linked", "removed", "vectors")
+    print(f"{'modality':<9}" + "".join(f"{c:>10}" for c in cols))
+    for modality, counts in report.by_modality.items():
+        values = [getattr(counts, c) for c in cols]
+        if any(values):
+            print(f"{modality:<9}" + "".join(f"{v:>10}" for v in values))
+    t = report.totals()
+    print(f"{'total':<9}" + "".join(f"{getattr(t, c):>10}" for c in cols))
+    if report.skipped:
+        print(f"\nskipped {len(report.skipped)} file(s):")
+        for s in report.skipped[:_SHOW_SKIPPED]:
+            print(f"  {s.path}: {s.reason}")
+        if len(report.skipped) > _SHOW_SKIPPED:
+            print(f"  ... and {len(report.skipped) - _SHOW_SKIPPED} more (--json lists all)")
+    if report.ignored:
+        print(f"\nignored {report.ignored} file(s) of types crossfind does not index")
+    print(
+        f"\n{info['items']} files, {info['vectors']} vectors in {info['path']}; "
+        f"took {report.seconds:.1f} s, model busy {report.model_busy_fraction:.0%} of it"
+    )

@@ -1,0 +1,187 @@
+"""Work done in worker processes: probing files (hash + sniff) and decoding them into what the
+encoder takes. Every failure becomes a ``Skip`` with a reason; nothing here raises for bad input.
+
+Workers get their configuration once, from ``init_worker`` (see ``indexer.workers``); the image
+preprocessing callable is inherited through ``fork``, so heavy encoder objects are never pickled.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from indexer.sniff import HEAD_BYTES, classify
+from search.errors import PayloadTooLarge, UnsupportedMedia
+from search.media import open_image  # imported before the fork so workers start warm
+from search.text import decode_text, split_passages
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class LoaderConfig:
+    """What decoding needs: the encoder's image preprocessing and the settings' limits."""
+
+    preprocess_image: Callable[[Image], np.ndarray]
+    max_image_pixels: int = 64_000_000
+    max_text_chars: int = 5_000_000
+    passage_words: int = 120
+    passage_overlap: int = 30
+    audio_window_s: float = 5.0
+    audio_hop_s: float = 2.5
+
+
+_config: LoaderConfig | None = None
+
+
+def set_config(config: LoaderConfig) -> None:
+    global _config
+    _config = config
+
+
+@dataclass(frozen=True)
+class Skip:
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A file's sha256 and what its content says it is."""
+
+    path: str
+    sha256: str
+    modality: str | None
+    kind: str
+    reason: str | None = None
+
+
+@dataclass
+class Loaded:
+    """A decoded file: the encoder's inputs, one per segment, and the segments' metadata."""
+
+    path: str
+    modality: str
+    sha256: str | None  # of the bytes decoded (None for audio: streamed from the file)
+    inputs: list = field(default_factory=list)  # image arrays, passage texts or audio windows
+    segments: list[dict] = field(default_factory=list)  # SegmentIn fields per input
+    width: int | None = None
+    height: int | None = None
+    duration_s: float | None = None
+
+
+def probe(path: str) -> Probe | Skip:
+    """Read a file once: its sha256 and the kind of its first bytes."""
+    digest = hashlib.sha256()
+    head = b""
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                if not head:
+                    head = chunk[:HEAD_BYTES]
+                digest.update(chunk)
+    except OSError as exc:
+        return Skip(path, f"unreadable: {exc.strerror or exc}")
+    verdict = classify(path, head)
+    return Probe(path, digest.hexdigest(), verdict.modality, verdict.kind, verdict.reason)
+
+
+def probe_many(paths: list[str]) -> list[Probe | Skip]:
+    return [probe(p) for p in paths]
+
+
+def load(path: str, modality: str) -> Loaded | Skip:
+    """Decode one file of ``modality`` into encoder inputs; any failure is a ``Skip``."""
+    assert _config is not None, "set_config() first"
+    try:
+        if modality == "image":
+            return _load_image(path, _config)
+        if modality == "text":
+            return _load_text(path, _config)
+        if modality == "audio":
+            return _load_audio(path, _config)
+        return Skip(path, f"no loader for {modality}")
+    except MemoryError:
+        return Skip(path, "out of memory while decoding")
+    except Exception as exc:  # a decoder bug on one file must not stop the run
+        return Skip(path, f"failed to decode: {type(exc).__name__}: {exc}")
+
+
+def _read(path: str) -> bytes | Skip:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except OSError as exc:
+        return Skip(path, f"unreadable: {exc.strerror or exc}")
+
+
+def _load_image(path: str, cfg: LoaderConfig) -> Loaded | Skip:
+    data = _read(path)
+    if isinstance(data, Skip):
+        return data
+    try:
+        image = open_image(data, cfg.max_image_pixels)
+    except PayloadTooLarge as exc:
+        return Skip(path, f"decompression bomb refused: {exc.message}")
+    except UnsupportedMedia as exc:
+        return Skip(path, f"corrupt or truncated image: {exc.message}")
+    array = np.ascontiguousarray(cfg.preprocess_image(image), dtype=np.float32)
+    return Loaded(
+        path, "image", hashlib.sha256(data).hexdigest(), [array], [{}],
+        width=image.width, height=image.height,
+    )
+
+
+def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:
+    data = _read(path)
+    if isinstance(data, Skip):
+        return data
+    try:
+        text = decode_text(data)
+    except UnicodeDecodeError:
+        return Skip(path, "not UTF-8 text")
+    if len(text) > cfg.max_text_chars:
+        return Skip(path, f"text of {len(text):,} characters is over the cap of {cfg.max_text_chars:,}")
+    passages = [p for p in split_passages(text, cfg.passage_words, cfg.passage_overlap) if p.text]
+    if not passages:
+        return Skip(path, "no words in the text")
+    return Loaded(
+        path, "text", hashlib.sha256(data).hexdigest(),
+        [p.text for p in passages],
+        [{"text": p.text, "char_start": p.char_start, "char_end": p.char_end} for p in passages],
+    )
+
+
+def _load_audio(path: str, cfg: LoaderConfig) -> Loaded | Skip:
+    from search.audio import iter_windows
+
+    try:
+        windows = list(iter_windows(path, cfg.audio_window_s, cfg.audio_hop_s))
+    except UnsupportedMedia as exc:
+        return Skip(path, f"undecodable audio: {exc.message}")
+    except OSError as exc:
+        return Skip(path, f"unreadable: {exc.strerror or exc}")
+    if not windows:
+        return Skip(path, "no audio to index (silent or empty)")
+    return Loaded(
+        path, "audio", None,
+        [w.samples for w in windows],
+        [{"start_s": w.start_s, "end_s": w.end_s} for w in windows],
+        duration_s=_duration(path, windows),
+    )
+
+
+def _duration(path: str, windows: list) -> float:
+    from search.audio import audio_duration
+
+    try:
+        return audio_duration(path)
+    except Exception:  # the header is unreadable but the samples decoded: use what we saw
+        return max(w.end_s for w in windows)

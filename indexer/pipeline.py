@@ -1,0 +1,240 @@
+"""The writer: ``index_paths`` scans, then decodes in workers while the model embeds batches.
+
+Decoding overlaps inference: a bounded window of decode jobs stays in flight in the worker
+pool while the main process runs the encoder on the current batch, so the model does not wait
+on I/O and memory stays flat. Writes follow ``search.index``: catalog rows commit first, then
+the vectors join the store, and ``checkpoint`` saves the store every ``checkpoint_every_s``
+and at the end. A crash at any moment is repaired by the next ``Index.open_for_write``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from indexer.discover import resolve_roots
+from indexer.loaders import LoaderConfig, Loaded, Skip, load
+from indexer.plan import Pending, scan
+from indexer.report import IndexReport
+from indexer.workers import Workers
+from search.catalog import SegmentIn
+from search.encoders.base import Encoder
+from search.errors import EncoderMismatch
+from search.index import Index
+from search.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# a decode job is retried once after its worker pool broke, then the file is skipped
+_MAX_ATTEMPTS = 2
+
+
+@dataclass
+class _Batch:
+    """Decoded files of one modality waiting for the encoder."""
+
+    items: list[tuple[Pending, Loaded]] = field(default_factory=list)
+    n_inputs: int = 0
+
+    def add(self, pending: Pending, loaded: Loaded) -> None:
+        self.items.append((pending, loaded))
+        self.n_inputs += len(loaded.inputs)
+
+
+class _Writer:
+    """Embeds batches and writes them in the crash-safe order; keeps time and counts."""
+
+    def __init__(
+        self, index: Index, encoder: Encoder, batch_size: int, report: IndexReport,
+        checkpoint_every_s: float,
+    ) -> None:
+        self.index, self.encoder, self.batch_size, self.report = index, encoder, batch_size, report
+        self.checkpoint_every_s = checkpoint_every_s
+        self.last_checkpoint = time.monotonic()
+        self.dirty = False
+
+    def encode(self, modality: str, inputs: list) -> np.ndarray:
+        parts = []
+        t0 = time.perf_counter()
+        for i in range(0, len(inputs), self.batch_size):
+            chunk = inputs[i : i + self.batch_size]
+            if modality == "image":
+                parts.append(self.encoder.encode_image_arrays(np.stack(chunk)))
+            elif modality == "text":
+                parts.append(self.encoder.encode_text(chunk))
+            else:
+                parts.append(self.encoder.encode_audio(chunk))
+        self.report.encode_seconds += time.perf_counter() - t0
+        return np.concatenate(parts).astype(np.float32, copy=False)
+
+    def flush(self, modality: str, batch: _Batch) -> None:
+        if not batch.items:
+            return
+        vectors = self.encode(modality, [x for _, loaded in batch.items for x in loaded.inputs])
+        ids: list[int] = []
+        for pending, loaded in batch.items:
+            _, seg_ids = self.index.catalog.add_content(
+                pending.sha256, modality, pending.size,
+                [SegmentIn(**s) for s in loaded.segments],
+                pending.files,
+                width=loaded.width, height=loaded.height, duration_s=loaded.duration_s,
+            )
+            ids.extend(seg_ids)
+            self._count(modality, pending, len(seg_ids))
+        self.index.add_vectors(ids, vectors)  # after the rows committed: see search/index.py
+        self.dirty = True
+        batch.items.clear()
+        batch.n_inputs = 0
+        if time.monotonic() - self.last_checkpoint >= self.checkpoint_every_s:
+            self.checkpoint()
+
+    def _count(self, modality: str, pending: Pending, n_vectors: int) -> None:
+        first, *others = [path for path, _, _ in pending.files]
+        self.report.count(modality, "updated" if first in pending.known else "added")
+        for path in others:
+            self.report.count(modality, "updated" if path in pending.known else "linked")
+        self.report.count(modality, "vectors", n_vectors)
+
+    def checkpoint(self) -> None:
+        self.index.checkpoint()
+        self.dirty = False
+        self.last_checkpoint = time.monotonic()
+
+
+def index_paths(
+    paths: Sequence[str | Path],
+    index: Index,
+    encoder: Encoder,
+    settings: Settings,
+    *,
+    progress: bool = True,
+) -> IndexReport:
+    """Bring ``index`` up to date with the files under ``paths`` (files or folders).
+
+    Bad files are skipped with a reason in the report; nothing here raises for bad input.
+
+    Raises:
+        NotFound: a path does not exist (nothing is changed then).
+        EncoderMismatch: ``index`` was built with another encoder.
+    """
+    t0 = time.perf_counter()
+    if encoder.id != index.manifest.encoder:
+        raise EncoderMismatch(
+            f"the index at {index.root} was built with {index.manifest.encoder!r}, not "
+            f"{encoder.id!r}; pass --model {index.manifest.encoder} or --reindex"
+        )
+    roots = resolve_roots(paths)
+    report = IndexReport(roots=roots)
+    config = LoaderConfig(
+        preprocess_image=encoder.preprocess_image,
+        max_image_pixels=settings.max_image_pixels,
+        max_text_chars=settings.max_text_chars,
+        passage_words=settings.passage_words,
+        passage_overlap=settings.passage_overlap,
+        audio_window_s=settings.audio_window_s,
+        audio_hop_s=settings.audio_hop_s,
+    )
+    writer = _Writer(
+        index, encoder, max(1, settings.batch_size), report, settings.checkpoint_every_s
+    )
+    try:
+        with Workers(settings.workers, config) as workers:
+            pending, changed = scan(
+                roots, index, settings, workers, report,
+                audio_ok=_audio_supported(encoder), progress=_bar if progress else None,
+            )
+            writer.dirty = changed
+            bar = _bar(len(pending), "indexing") if progress and pending else None
+            _embed_all(pending, workers, writer, bar)
+            if bar is not None:
+                bar.close()
+    finally:
+        if writer.dirty:  # also on Ctrl-C: keep what was done
+            writer.checkpoint()
+        report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _embed_all(pending: list[Pending], workers: Workers, writer: _Writer, bar: object) -> None:
+    """Decode in the pool, a bounded window ahead, and flush full batches to the writer."""
+    batches: dict[str, _Batch] = {}
+    todo: deque[tuple[Pending, int]] = deque((p, 1) for p in pending)
+    # enough decoded work queued to fill the next batch while the model runs this one
+    window = max(2 * writer.batch_size, 4 * max(1, workers.n))
+    inflight: deque[tuple[Pending, int, Future]] = deque()
+
+    def fill() -> None:
+        while todo and len(inflight) < window:
+            item, attempt = todo.popleft()
+            inflight.append((item, attempt, workers.submit(load, item.path, item.modality)))
+
+    fill()
+    while inflight:
+        item, attempt, future = inflight.popleft()
+        try:
+            result = future.result()
+        except BrokenProcessPool:
+            # a worker died (a decoder crashed): retry what was in flight on a fresh pool
+            log.warning("a decoding worker died; restarting the pool")
+            retry = [(item, attempt)] + [(p, a) for p, a, _ in inflight]
+            inflight.clear()
+            workers.restart()
+            for p, a in reversed(retry):
+                if a >= _MAX_ATTEMPTS:
+                    _skip_all(writer.report, p, "the decoder crashed on this file")
+                    _tick(bar)
+                else:
+                    todo.appendleft((p, a + 1))
+            fill()
+            continue
+        fill()  # keep the workers busy while the model runs below
+        if isinstance(result, Skip):
+            _skip_all(writer.report, item, result.reason)
+        elif result.sha256 is not None and result.sha256 != item.sha256:
+            _skip_all(writer.report, item, "the file changed while being indexed; run again")
+        else:
+            batch = batches.setdefault(item.modality, _Batch())
+            batch.add(item, result)
+            if batch.n_inputs >= writer.batch_size:
+                writer.flush(item.modality, batch)
+        _tick(bar)
+    for modality, batch in batches.items():
+        writer.flush(modality, batch)
+
+
+def _skip_all(report: IndexReport, item: Pending, reason: str) -> None:
+    for path, _, _ in item.files:
+        report.skip(path, reason)
+
+
+def _tick(bar: object) -> None:
+    if bar is not None:
+        bar.update(1)  # type: ignore[attr-defined]
+
+
+def _bar(total: int, desc: str) -> object:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True)
+
+
+def _audio_supported(encoder: Encoder) -> bool:
+    """Audio is indexed only when the encoder has an audio model and search.audio exists."""
+    if importlib.util.find_spec("search.audio") is None:
+        return False
+    try:
+        return encoder.supports("audio")
+    except Exception as exc:  # a broken audio head must not stop image and text indexing
+        log.warning("audio encoder unavailable, audio files will be skipped: %s", exc)
+        return False
+

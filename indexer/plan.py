@@ -1,0 +1,151 @@
+"""The scan: compare the files under the roots with the catalog and decide what to do.
+
+Unchanged files (same size and mtime) are not read. Others are hashed: content already in the
+index is linked to the path (a duplicate, a rename, or a touched file), new content is planned
+for embedding, identical new files once. Paths that vanished, or whose file can no longer be
+indexed, are removed — after the links, so a renamed file keeps its vectors.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from indexer.discover import Found, walk
+from indexer.loaders import Probe, Skip, probe_many
+from indexer.report import IndexReport
+from indexer.sniff import modality_of_extension
+from indexer.workers import Workers
+from search.index import Index
+from search.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_PROBE_CHUNK = 16
+
+
+@dataclass
+class Pending:
+    """A new content to embed: the first path is decoded, every path is stored with it."""
+
+    sha256: str
+    modality: str
+    size: int
+    files: list[tuple[str, int, int]] = field(default_factory=list)  # (path, size, mtime_ns)
+    known: set[str] = field(default_factory=set)  # paths indexed before with other content
+
+    @property
+    def path(self) -> str:
+        return self.files[0][0]
+
+
+def scan(
+    roots: Sequence[str],
+    index: Index,
+    settings: Settings,
+    workers: Workers,
+    report: IndexReport,
+    *,
+    audio_ok: bool,
+    progress: Callable[[int, str], object] | None = None,
+) -> tuple[list[Pending], bool]:
+    """Link, remove and plan. Returns (contents to embed, whether the store changed)."""
+    catalog = index.catalog
+    known = catalog.file_states(roots)
+    handled: set[str] = set()  # known paths that stay (or were already removed)
+    to_probe: list[Found] = []
+    cap = int(settings.max_file_mb * 1024 * 1024)
+    for entry in walk(roots, settings.include_hidden):
+        if isinstance(entry, tuple):
+            report.skip(*entry)
+            continue
+        if modality_of_extension(entry.path) is None:
+            report.ignored += 1
+            continue
+        old = known.get(entry.path)
+        if old is not None and (old.size, old.mtime_ns) == (entry.size, entry.mtime_ns):
+            report.count(old.modality, "unchanged")
+            handled.add(entry.path)
+        elif entry.size == 0:
+            report.skip(entry.path, "empty file")
+        elif entry.size > cap:
+            report.skip(
+                entry.path,
+                f"over the size cap: {entry.size / 2**20:.3g} MB > {settings.max_file_mb:g} MB"
+                " (raise CROSSFIND_MAX_FILE_MB to index it)",
+            )
+        else:
+            to_probe.append(entry)
+
+    changed = False
+    pending: dict[str, Pending] = {}
+    bar = progress(len(to_probe), "hashing") if progress and len(to_probe) > 200 else None
+    for found, result in zip(to_probe, _probe_all(to_probe, workers)):
+        if bar is not None:
+            bar.update(1)  # type: ignore[attr-defined]
+        path = found.path
+        if isinstance(result, Skip) or result.reason:
+            report.skip(path, result.reason or "unreadable")
+            continue
+        if result.modality == "audio" and not audio_ok:
+            report.skip(path, "no audio encoder")
+            continue
+        old = known.get(path)
+        if old is not None and old.sha256 == result.sha256:  # touched, not changed
+            catalog.link_file(path, old.content_id, found.size, found.mtime_ns)
+            report.count(old.modality, "unchanged")
+            handled.add(path)
+            continue
+        if old is not None:  # changed: the old content leaves this path first
+            index.remove_segments(catalog.remove_paths([path]))
+            changed = True
+            handled.add(path)
+        _plan_one(index, result, found, old is not None, pending, report, handled)
+    if bar is not None:
+        bar.close()  # type: ignore[attr-defined]
+
+    stale = [p for p in known if p not in handled]
+    if stale:
+        for p in stale:
+            report.count(known[p].modality, "removed")
+        index.remove_segments(catalog.remove_paths(stale))
+        changed = True
+    return list(pending.values()), changed
+
+
+def _plan_one(
+    index: Index,
+    probe: Probe,
+    found: Found,
+    was_known: bool,
+    pending: dict[str, Pending],
+    report: IndexReport,
+    handled: set[str],
+) -> None:
+    existing = index.catalog.content_by_sha(probe.sha256)
+    outcome = "updated" if was_known else "linked"
+    if existing is not None:
+        index.catalog.link_file(found.path, existing.id, found.size, found.mtime_ns)
+        report.count(existing.modality, outcome)
+        handled.add(found.path)
+        return
+    item = pending.get(probe.sha256)
+    if item is None:
+        assert probe.modality is not None
+        item = pending[probe.sha256] = Pending(probe.sha256, probe.modality, found.size)
+    item.files.append((found.path, found.size, found.mtime_ns))
+    if was_known:
+        item.known.add(found.path)
+
+
+def _probe_all(files: list[Found], workers: Workers) -> Iterator[Probe | Skip]:
+    """Probe results in the order of ``files``, hashing in the worker pool."""
+    chunks = [[f.path for f in files[i : i + _PROBE_CHUNK]] for i in range(0, len(files), _PROBE_CHUNK)]
+    window = max(2, 2 * workers.n)
+    futures = [workers.submit(probe_many, c) for c in chunks[:window]]
+    for i in range(len(chunks)):
+        if i + window < len(chunks):
+            futures.append(workers.submit(probe_many, chunks[i + window]))
+        yield from futures[i].result()
+        futures[i] = None  # type: ignore[call-overload]  # free the results

@@ -1,0 +1,134 @@
+"""kill -9 at any moment, then re-run: store ids and catalog rows agree and the work completes.
+
+Drives the real ``crossfind index`` in a subprocess on the slow fake encoder (registered through
+CROSSFIND_EXTRA_ENCODERS), with frequent checkpoints so that kills land before, during and
+after store saves and catalog commits.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from search.index import CATALOG, Index
+from search.text import split_passages
+from tests.indexer.conftest import assert_consistent
+from tests.indexer.corpus import image, text
+
+REPO = Path(__file__).resolve().parents[2]
+WORDS = "river stone cloud forest lamp window garden bridge candle harbour meadow".split()
+N_TEXT, N_IMAGES = 24, 24
+
+
+def _corpus(root: Path) -> int:
+    """Distinct texts (several passages each) and images; returns the expected vector count."""
+    rng = np.random.default_rng(0)
+    vectors = 0
+    for i in range(N_TEXT):
+        body = " ".join(rng.choice(WORDS, 260)) + f" doc{i}"
+        text(root / "texts" / f"t{i:02d}.txt", body)
+        vectors += len(split_passages(body))
+    for i in range(N_IMAGES):
+        image(root / "images" / f"i{i:02d}.png", ("red", "green", "blue")[i % 3], seed=i)
+    return vectors + N_IMAGES
+
+
+def _cmd(root: Path, db: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "cli", "index", str(root), "--db", str(db),
+        "--model", "fake:delay_ms=40", "--batch-size", "2", "--workers", "1", "--json",
+    ]
+
+
+def _env() -> dict[str, str]:
+    return {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "CROSSFIND_EXTRA_ENCODERS": "tests.fakes:register",
+        "CROSSFIND_CHECKPOINT_EVERY_S": "0.15",
+    }
+
+
+def _items(db: Path) -> int:
+    try:
+        with sqlite3.connect(f"file:{db / CATALOG}?mode=ro", uri=True, timeout=5) as conn:
+            return conn.execute("SELECT count(*) FROM files").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _gone(pids: list[int], timeout_s: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not any(Path(f"/proc/{p}").exists() and "Z" not in _state(p) for p in pids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "X"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_at_random_moments_then_rerun_completes_consistently(tmp_path):
+    root, db = tmp_path / "corpus", tmp_path / "db"
+    expected_vectors = _corpus(root)
+    total_files = N_TEXT + N_IMAGES
+    rng = np.random.default_rng(1234)
+    partial_states = 0
+    for round_ in range(5):
+        proc = subprocess.Popen(_cmd(root, db), env=_env(), cwd=REPO,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        if round_ == 0:
+            time.sleep(rng.uniform(0.2, 1.5))  # anywhere: start-up, scan, first batches
+        else:  # mid-work: once some more files are committed, after a random extra moment
+            target = _items(db) + int(rng.integers(1, 8))
+            while proc.poll() is None and _items(db) < target:
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.3))
+        workers = _children(proc.pid)
+        proc.kill()
+        proc.communicate()
+        assert _gone(workers), "decoding workers outlived their killed parent"
+        partial_states += 0 < _items(db) < total_files
+    assert partial_states >= 2, "the kills should have interrupted runs half-way"
+
+    done = subprocess.run(_cmd(root, db), env=_env(), cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["skipped"] == []
+    with Index.open(db) as index:  # read-only: no repair here, the CLI run must have left it exact
+        assert_consistent(index)
+        info = index.info()
+        assert info["items"] == total_files and info["contents"] == total_files
+        assert info["vectors"] == expected_vectors
+        # every content has all its segments: one per image, one per passage
+        by_content: dict[int, int] = {}
+        for seg in index.catalog.segments(index.catalog.segment_ids().tolist()).values():
+            by_content[seg.content_id] = by_content.get(seg.content_id, 0) + 1
+        assert sum(by_content.values()) == expected_vectors and len(by_content) == total_files
+
+    again = subprocess.run(_cmd(root, db), env=_env(), cwd=REPO, capture_output=True, text=True,
+                           timeout=120)
+    assert json.loads(again.stdout)["totals"]["unchanged"] == total_files
