@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from search.encoders.base import Encoder
 from search.errors import NotFound
-from search.fusion import weighted_average
 from search.index import Index
 from search.media import open_image
 from search.query import Query, QueryPart
 from search.types import Hit
 
-# how many candidates to fetch per wanted hit when grouping passages/windows per item
-_OVERFETCH = 4
+if TYPE_CHECKING:
+    from search.calibration import Calibration
 
 
 @dataclass
@@ -46,6 +46,7 @@ class Engine:
         self.index = index
         self.encoder = encoder
         self.max_image_pixels = max_image_pixels
+        self._calibration: Calibration | None = None
 
     # -- embedding ----------------------------------------------------------------------------
     def embed_part(self, part: QueryPart) -> np.ndarray:
@@ -72,35 +73,40 @@ class Engine:
         t0 = time.perf_counter()
         self.index.refresh()
         vectors = np.stack([self.embed_part(p) for p in query.parts])
-        weights = np.array([p.weight for p in query.parts], dtype=np.float32)
-        fused = weighted_average(vectors, weights)
-        hits = self.search_vector(fused, query)
+        hits = self.search_embedded(query, vectors)
         return SearchResult(hits, (time.perf_counter() - t0) * 1000, query.describe())
 
+    def search_embedded(self, query: Query, vectors: np.ndarray) -> list[Hit]:
+        """Search with the parts already embedded (``vectors[i]`` is part i): fusion, filters,
+        keyword hits, calibration, threshold and paging. See ``search.ranking``."""
+        from search.ranking import rank
+
+        return rank(self, query, vectors)
+
     def search_vector(self, vector: np.ndarray, query: Query) -> list[Hit]:
-        """Nearest segments to ``vector`` under the query's filters, grouped per item."""
-        allowed = self.allowed_ids(query)
-        if allowed is not None and len(allowed) == 0:
-            return []
-        want = query.offset + query.k
-        fetch = want * (_OVERFETCH if query.group else 1)
-        total = self.index.store.count()
-        while True:
-            scores, ids = self.index.store.search(vector[None, :], min(fetch, max(total, 1)), allowed)
-            hits = self._to_hits(scores[0], ids[0], query.group)
-            exhausted = fetch >= total or (ids[0] < 0).any()
-            if len(hits) >= want or exhausted:
-                break
-            fetch *= 4
-        return hits[query.offset : want]
+        """Nearest items to one query vector under the query's filters and threshold."""
+        from search.ranking import rank
+
+        return rank(self, query, np.asarray(vector)[None, :], fused=True)
 
     def allowed_ids(self, query: Query) -> np.ndarray | None:
         """Segment ids that pass the filters, or None for no restriction."""
-        modalities = query.filters.modality
-        if not modalities:
-            return None
-        parts = [self.index.catalog.segment_ids(m) for m in modalities]
-        return np.unique(np.concatenate(parts)) if parts else None
+        from search.filters import allowed_segment_ids
+
+        return allowed_segment_ids(self.index.catalog, query.filters)
+
+    def calibration(self) -> Calibration:
+        """The index's relevance calibration, computed once per index state (cached)."""
+        from search.calibration import load_or_compute
+
+        self._calibration = load_or_compute(
+            self.index.store,
+            self.index.catalog,
+            self.encoder.id,
+            lambda texts: self.encoder.encode_text(texts),
+            self._calibration,
+        )
+        return self._calibration
 
     def _to_hits(self, scores: np.ndarray, ids: np.ndarray, group: bool) -> list[Hit]:
         keep = ids >= 0

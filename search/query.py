@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from search.errors import BadRequest
 
-FusionName = Literal["weighted", "attention", "rrf", "score_sum"]
+FusionName = Literal["weighted", "attention", "attention_learned", "rrf", "score_sum"]
 
 
 class QueryPart(BaseModel):

@@ -1,0 +1,174 @@
+"""One relevance scale across modalities: raw cosine -> calibrated 0..1 relevance.
+
+Raw cosines are not comparable across modalities (in the bundled space a text query scores
+text passages far higher than photos). For each pair (query modality, result modality) the
+index is probed once: text probes are generic phrases embedded with the index's encoder,
+image/audio probes are random stored items of that modality (their own match left out). From
+the probes' scores against the result modality we keep the null distribution (mean mu, std
+sigma over random pairs) and the z-scores of each probe's best match. Relevance is
+
+    z = (cos - mu) / sigma;   relevance = sigmoid((z - center) / spread)
+
+with ``center`` the median best-match z of the probes minus one ``spread`` and ``spread`` their
+spread: a generic query's best match lands near 0.73, an average pair near 0. The tables are
+computed lazily, cached in the catalog's meta table and recomputed when the index changes
+(vector count or highest id differs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from search.catalog import Catalog
+from search.store.base import VectorStore
+
+META_KEY = "calibration_v1"
+PROBES_PER_MODALITY = 48
+NULL_SAMPLE = 2000
+MIN_SPREAD = 0.5
+
+# generic text probes: everyday subjects across photos, documents and sounds
+TEXT_PROBES = (
+    "a dog", "a cat", "a bird", "a horse", "people", "a man", "a woman", "a child", "a crowd",
+    "a car", "a bicycle", "a boat", "a train", "an airplane", "a street", "a city at night",
+    "a building", "a house", "a kitchen", "food on a plate", "a cup of coffee", "a beach",
+    "the sea", "a mountain", "snow", "a forest", "a garden with flowers", "a field of grass",
+    "a river", "the sky", "sports", "a football match", "a ball", "music", "a guitar",
+    "someone speaking", "birds singing", "rain", "wind", "a siren", "a clock ticking",
+    "the economy", "politics and elections", "science and technology", "a computer",
+    "a phone", "a book", "a meeting", "business news", "health and medicine",
+)
+
+
+@dataclass(frozen=True)
+class Scale:
+    mu: float
+    sigma: float
+    center: float
+    spread: float
+
+    def relevance(self, cos: np.ndarray) -> np.ndarray:
+        z = (np.asarray(cos, dtype=np.float64) - self.mu) / self.sigma
+        return (1.0 / (1.0 + np.exp(-(z - self.center) / self.spread))).astype(np.float32)
+
+    def raw(self, relevance: float) -> float:
+        """The cosine at which relevance equals ``relevance`` (the inverse map)."""
+        r = min(max(relevance, 1e-6), 1 - 1e-6)
+        z = self.center + self.spread * math.log(r / (1 - r))
+        return self.mu + self.sigma * z
+
+
+IDENTITY = Scale(mu=0.0, sigma=1.0, center=0.0, spread=1.0)
+
+
+@dataclass
+class Calibration:
+    fingerprint: list[object]
+    scales: dict[str, Scale]  # "text>image" -> Scale
+
+    def scale(self, query_modality: str, result_modality: str) -> Scale:
+        return (
+            self.scales.get(f"{query_modality}>{result_modality}")
+            or self.scales.get(f"text>{result_modality}")
+            or IDENTITY
+        )
+
+    def relevance(self, query_modality: str, result_modality: str, cos: np.ndarray) -> np.ndarray:
+        return self.scale(query_modality, result_modality).relevance(cos)
+
+    def floor(self, query_modality: str, relevance: float) -> float:
+        """The lowest cosine that can reach ``relevance`` in any result modality."""
+        keys = [k for k in self.scales if k.startswith(query_modality + ">")] or list(self.scales)
+        if not keys:
+            return -1.0
+        return min(self.scales[k].raw(relevance) for k in keys)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"fingerprint": self.fingerprint, "scales": {k: asdict(v) for k, v in self.scales.items()}}
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Calibration:
+        data = json.loads(text)
+        return cls(data["fingerprint"], {k: Scale(**v) for k, v in data["scales"].items()})
+
+
+def fingerprint(store: VectorStore, encoder_id: str) -> list[object]:
+    ids = store.ids()
+    return [encoder_id, int(store.count()), int(ids.max()) if len(ids) else -1]
+
+
+def _scale(probe_scores: np.ndarray, null_scores: np.ndarray) -> Scale | None:
+    if null_scores.size < 10 or probe_scores.size == 0:
+        return None
+    mu, sigma = float(null_scores.mean()), float(null_scores.std()) + 1e-6
+    top_z = (probe_scores - mu) / sigma
+    spread = max(float(top_z.std()), MIN_SPREAD)
+    return Scale(mu, sigma, float(np.median(top_z)) - spread, spread)
+
+
+def compute(
+    store: VectorStore,
+    catalog: Catalog,
+    encoder_id: str,
+    embed_text: Callable[[list[str]], np.ndarray],
+    seed: int = 0,
+) -> Calibration:
+    """Probe the index and build the per-modality-pair scales (a second or two at 100k)."""
+    rng = np.random.default_rng(seed)
+    by_modality = {m: catalog.segment_ids(m) for m in ("text", "image", "audio")}
+    by_modality = {m: ids for m, ids in by_modality.items() if len(ids)}
+    probes: dict[str, tuple[np.ndarray, np.ndarray]] = {
+        "text": (embed_text(list(TEXT_PROBES)), np.full(len(TEXT_PROBES), -1, dtype=np.int64))
+    }
+    for m in ("image", "audio"):
+        if m in by_modality:
+            ids = rng.choice(by_modality[m], min(PROBES_PER_MODALITY, len(by_modality[m])), replace=False)
+            probes[m] = (store.reconstruct(ids), ids)
+    scales: dict[str, Scale] = {}
+    for target, target_ids in by_modality.items():
+        sample = rng.choice(target_ids, min(NULL_SAMPLE, len(target_ids)), replace=False)
+        sample_vecs = store.reconstruct(sample)
+        for qmod, (qvecs, qids) in probes.items():
+            null = qvecs @ sample_vecs.T
+            null = null[qids[:, None] != sample[None, :]]  # a probe is never its own null pair
+            scores, ids = store.search(qvecs, 2, target_ids)
+            best = np.where(ids[:, 0] == qids, scores[:, 1], scores[:, 0])
+            best = best[np.isfinite(best)]
+            scale = _scale(best, null)
+            if scale is not None:
+                scales[f"{qmod}>{target}"] = scale
+    return Calibration(fingerprint(store, encoder_id), scales)
+
+
+def load_or_compute(
+    store: VectorStore,
+    catalog: Catalog,
+    encoder_id: str,
+    embed_text: Callable[[list[str]], np.ndarray],
+    cached: Calibration | None = None,
+) -> Calibration:
+    """The index's calibration: ``cached`` or the meta table's if still current, else fresh."""
+    fp = fingerprint(store, encoder_id)
+    if cached is not None and cached.fingerprint == fp:
+        return cached
+    stored = catalog.get_meta(META_KEY)
+    if stored:
+        try:
+            cal = Calibration.from_json(stored)
+        except (ValueError, KeyError, TypeError):
+            cal = None
+        if cal is not None and cal.fingerprint == fp:
+            return cal
+    cal = compute(store, catalog, encoder_id, embed_text)
+    try:
+        catalog.set_meta(META_KEY, cal.to_json())
+    except Exception:  # noqa: BLE001 - a read-only or busy catalog just recomputes next time
+        pass
+    return cal

@@ -1,0 +1,169 @@
+"""From embedded query parts to ranked hits: fusion, filters, keywords, relevance, paging.
+
+Every hit's ``score`` is its raw cosine similarity to the query vector (the weighted average
+of the parts, or the attention-weighted one); ``relevance`` is that score calibrated per
+modality to 0..1 (``search.calibration``), which ``min_score`` thresholds. The *order* is the
+strategy's: cosine for early fusion, the fused value (shown as ``fused_score``) for late
+fusion, and keyword hits (``keyword: true``) merged in by RRF when the query is hybrid.
+A query with one part (or one non-zero part) takes the same path under every strategy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from search.attention import NEIGHBOURS, attention_model, attention_weights, part_features
+from search.filters import path_matches
+from search.fusion import check_weights, late_fuse, weighted_average
+from search.query import Query
+from search.types import Hit
+
+if TYPE_CHECKING:
+    from search.engine import Engine
+
+# segments fetched per wanted hit when grouping passages/windows per item
+OVERFETCH = 4
+# late fusion: candidates fetched per part, at least
+LATE_POOL = 100
+# keyword hits fetched per text part
+KEYWORD_POOL = 100
+
+
+def query_modality(engine: Engine, query: Query) -> str:
+    """The modality of the strongest positive part (an item part: that item's modality)."""
+    part = max(query.parts, key=lambda p: p.weight)
+    if part.kind != "item":
+        return part.kind
+    info = engine.index.catalog.segments([int(part.item_id)]).get(int(part.item_id))
+    return info.modality if info is not None else "text"
+
+
+def fusion_weights(engine: Engine, strategy: str, vectors: np.ndarray, weights: np.ndarray, kinds: list[str]) -> np.ndarray:
+    """The weights an early-fusion strategy gives the parts (attention re-weights them)."""
+    if strategy not in ("attention", "attention_learned") or (weights > 0).sum() < 2:
+        return weights
+    n = min(NEIGHBOURS, engine.index.store.count())
+    if n < 2:
+        return weights
+    scores, _ = engine.index.store.search(vectors, n)
+    model = attention_model(strategy)
+    return attention_weights(weights, model.logits(part_features(vectors, weights, kinds, scores)))
+
+
+def _vector_ranking(
+    engine: Engine,
+    strategy: str,
+    qvec: np.ndarray,
+    vectors: np.ndarray,
+    weights: np.ndarray,
+    allowed: np.ndarray | None,
+    n: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(segment ids best first, their cosine to ``qvec``, late-fusion scores or None)."""
+    store = engine.index.store
+    if strategy not in ("rrf", "score_sum"):
+        scores, ids = store.search(qvec[None, :], n, allowed)
+        keep = ids[0] >= 0
+        return ids[0][keep], scores[0][keep], None
+    pool: dict[int, None] = {}
+    positive = vectors[weights > 0]
+    _, ids = store.search(positive, max(n, LATE_POOL), allowed)
+    for row in ids:
+        pool.update(dict.fromkeys(int(i) for i in row if i >= 0))
+    cand = np.fromiter(pool, dtype=np.int64, count=len(pool))
+    if len(cand) == 0:
+        return cand, np.zeros(0, np.float32), np.zeros(0, np.float32)
+    cvecs = store.reconstruct(cand)
+    fused = late_fuse(vectors @ cvecs.T, weights, strategy)  # type: ignore[arg-type]
+    order = np.argsort(-fused, kind="stable")
+    return cand[order], (cvecs @ qvec)[order], fused[order]
+
+
+def _keyword_lists(engine: Engine, query: Query, allowed: np.ndarray | None) -> list[tuple[list[int], float]]:
+    if not query.hybrid:
+        return []
+    from search.hybrid import keyword_ids
+
+    top = max((p.weight for p in query.parts), default=1.0)
+    lists = []
+    for part in query.parts:
+        if part.text is None or part.weight <= 0:
+            continue
+        ids = keyword_ids(engine.index.catalog, part.text, KEYWORD_POOL)
+        if allowed is not None and ids:
+            ids = [i for i, ok in zip(ids, np.isin(ids, allowed)) if ok]
+        if ids:
+            lists.append((ids, part.weight / top))
+    return lists
+
+
+def rank(engine: Engine, query: Query, vectors: np.ndarray, *, fused: bool = False) -> list[Hit]:
+    """The hits of ``query`` whose part i embeds to ``vectors[i]`` (or, with ``fused``, whose
+    parts were already fused into the one vector ``vectors[0]``)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if fused:
+        weights = np.ones(1, dtype=np.float32)
+        vectors = vectors[:1]
+    else:
+        weights = np.array([p.weight for p in query.parts], dtype=np.float32)
+    weights = check_weights(weights, len(vectors))
+    allowed = engine.allowed_ids(query)
+    if allowed is not None and len(allowed) == 0:
+        return []
+    store = engine.index.store
+    kinds = [p.kind for p in query.parts]
+    # one non-zero part: every strategy is the plain nearest-neighbour search
+    strategy = query.fusion if (weights != 0).sum() > 1 else "weighted"
+    weights = fusion_weights(engine, strategy, vectors, weights, kinds)
+    qvec = weighted_average(vectors, weights)
+    qmod = query_modality(engine, query)
+    calibration = engine.calibration()
+    floor = calibration.floor(qmod, query.min_score) if query.min_score is not None else None
+    keyword = _keyword_lists(engine, query, allowed)
+
+    want = query.offset + query.k
+    limit = len(allowed) if allowed is not None else store.count()
+    n = want * (OVERFETCH if query.group else 1)
+    while True:
+        fetch = max(1, min(n, limit))
+        ids, cos, fused = _vector_ranking(engine, strategy, qvec, vectors, weights, allowed, fetch)
+        matched: set[int] = set()
+        if keyword:
+            from search.hybrid import rrf_merge
+
+            vector_ids = ids
+            ids, fused, matched = rrf_merge(ids, keyword)
+            cos_of = dict(zip(vector_ids.tolist(), cos.tolist()))
+            extra = [i for i in ids.tolist() if i not in cos_of]
+            if extra:
+                cos_of.update(zip(extra, (store.reconstruct(np.array(extra)) @ qvec).tolist()))
+            cos = np.array([cos_of[i] for i in ids.tolist()], dtype=np.float32)
+        hits = _annotate(engine._to_hits(cos, ids, query.group), fused if strategy in ("rrf", "score_sum") else None, ids, matched, qmod, calibration, query)
+        exhausted = fetch >= limit or (floor is not None and len(cos) and float(cos.min()) < floor)
+        if len(hits) >= want or exhausted:
+            return hits[query.offset : want]
+        n *= 4
+
+
+def _annotate(hits: list[Hit], fused: np.ndarray | None, ids: np.ndarray, matched: set[int], qmod: str, calibration, query: Query) -> list[Hit]:  # noqa: ANN001
+    """Relevance, keyword flags and fused scores on the hits; the min_score threshold."""
+    fused_of = dict(zip(ids.tolist(), fused.tolist())) if fused is not None else {}
+    out = []
+    for hit in hits:
+        relevance = float(calibration.relevance(qmod, hit.modality, np.array([hit.score]))[0])
+        keyword = hit.id in matched
+        if query.min_score is not None and relevance < query.min_score and not keyword:
+            continue
+        hit.extra["relevance"] = round(relevance, 4)
+        if keyword:
+            hit.extra["keyword"] = True
+        if hit.id in fused_of:
+            hit.extra["fused_score"] = round(float(fused_of[hit.id]), 6)
+        if len(hit.paths) > 1 and not query.filters.is_empty():
+            first = next((p for p in hit.paths if path_matches(p, query.filters)), hit.path)
+            hit.paths = [first] + [p for p in hit.paths if p != first]
+            hit.path = first
+        out.append(hit)
+    return out

@@ -1,0 +1,80 @@
+"""Hybrid search: FTS5 keyword hits find what the embedding misses; FTS5 syntax is escaped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search.catalog import SegmentIn
+from search.hybrid import fts_tokens, keyword_ids, rrf_merge
+from search.query import Query
+from tests.search.synthetic import engine_over
+
+WORDS = ("red", "blue", "green", "cat", "dog", "house", "tree", "river", "car", "bird", "sun", "moon")
+
+
+def _add_text(index, enc, path: str, text: str) -> int:  # noqa: ANN001
+    _, ids = index.catalog.add_content(
+        f"sha-{path}", "text", len(text), [SegmentIn(text=text, char_start=0, char_end=len(text))],
+        [(path, len(text), 1)],
+    )
+    index.add_vectors(ids, enc.encode_text([text]))
+    return ids[0]
+
+
+@pytest.fixture(scope="module")
+def text_index(tmp_path_factory):
+    engine, index, enc = engine_over(tmp_path_factory.mktemp("hybrid"), 32)
+    rng = np.random.default_rng(5)
+    ids = {}
+    for i in range(200):
+        _add_text(index, enc, f"/t/short{i:03d}.txt", " ".join(rng.choice(WORDS, 3)))
+    # the needle: a rare word drowned in 150 common ones, so its vector barely points at it
+    filler = " ".join(rng.choice(WORDS, 150))
+    ids["needle"] = _add_text(index, enc, "/t/needle.txt", f"{filler} zanzibarite {filler}")
+    ids["phrase"] = _add_text(index, enc, "/t/phrase.txt", f"{filler} moon river cat {filler}")
+    ids["named"] = _add_text(index, enc, "/t/quarterly_budget_2024.txt", filler)
+    index.checkpoint()
+    yield engine, index, ids
+    index.close()
+
+
+def test_rare_word_found_by_keyword_where_the_embedding_misses(text_index):
+    engine, _, ids = text_index
+    plain = engine.search(Query.text("zanzibarite", k=10, hybrid=False))
+    assert ids["needle"] not in [h.id for h in plain.hits]
+    hybrid = engine.search(Query.text("zanzibarite", k=10))
+    assert hybrid.hits[0].id == ids["needle"]
+    assert hybrid.hits[0].to_json()["keyword"] is True
+    # a rare word next to common ones still finds it (rare-word tier)
+    hits = engine.search(Query.text("the zanzibarite cat", k=10)).hits
+    assert ids["needle"] in [h.id for h in hits[:3]]
+
+
+def test_exact_phrase_and_file_name(text_index):
+    engine, index, ids = text_index
+    assert keyword_ids(index.catalog, "moon river cat")[0] == ids["phrase"]
+    hits = engine.search(Query.text("quarterly budget", k=5)).hits
+    assert hits[0].id == ids["named"] and hits[0].path.endswith("quarterly_budget_2024.txt")
+
+
+@pytest.mark.parametrize("text", ['foo" OR', '"', "NEAR(a b", "a* -b ^c", "AND OR NOT", "col:val", "(((", "'; DROP TABLE x; --", "ünïcödé straße"])
+def test_fts_syntax_in_user_text_never_raises(text_index, text):
+    engine, index, _ = text_index
+    found = keyword_ids(index.catalog, text)
+    if not fts_tokens(text):
+        assert found == []
+        return
+    res = engine.search(Query.text(text, k=3))
+    assert len(res.hits) == 3
+    assert all(t.startswith('"') and t.endswith('"') and t.count('"') == 2 for t in fts_tokens(text))
+
+
+def test_rrf_merge_keeps_vector_order_without_keywords():
+    ids, scores, matched = rrf_merge(np.array([5, 3, 9]), [])
+    assert ids.tolist() == [5, 3, 9] and matched == set()
+    ids, _, matched = rrf_merge(np.array([5, 3, 9]), [([9, 42], 1.0)])
+    assert ids.tolist()[:2] == [9, 5] and matched == {9, 42} and 42 in ids.tolist()
+    # rank 1 by keyword ties rank 1 by vector: the keyword match goes first
+    ids, _, _ = rrf_merge(np.array([5, 3, 9]), [([42], 1.0)])
+    assert ids.tolist()[:2] == [42, 5]
