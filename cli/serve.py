@@ -1,0 +1,50 @@
+"""``crossfind serve``: the search page and JSON API (uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cli.common import add_db_arg, settings_from
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="web search page and JSON API",
+        description=(
+            "Serve the search page at / and the JSON API at /api (docs at /docs). Writes "
+            "(POST /api/index, DELETE /api/items/ID) need CROSSFIND_API_KEY; POST /api/index "
+            "indexes CROSSFIND_ROOTS."
+        ),
+    )
+    add_db_arg(p)
+    p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port (default 8000)")
+    p.set_defaults(func=run_serve)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from web.app import create_app
+
+    settings = settings_from(args)
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and not settings.api_key:
+        print(
+            f"crossfind: serving on {settings.host} with open reads and writes disabled "
+            "(set CROSSFIND_API_KEY to allow writes)",
+            file=sys.stderr,
+        )
+    print(
+        f"crossfind: http://{settings.host}:{settings.port}/  (index: {settings.db})",
+        file=sys.stderr,
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="warning",
+        timeout_keep_alive=5,
+    )
+    return 0

@@ -1,0 +1,83 @@
+"""Dependencies (``Depends`` + ``Annotated`` aliases): the app's services and access checks.
+
+Writes need ``CROSSFIND_API_KEY`` sent as the ``X-API-Key`` header (or as the password of
+HTTP Basic auth, so a browser can log in). Reads are open unless ``open_reads`` is off, in which
+case they need the key too.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from search.engine import Engine
+from search.errors import Forbidden
+from search.settings import Settings
+from web.errors import Unauthorized
+from web.services import Services
+
+api_key_header = APIKeyHeader(
+    name="X-API-Key", auto_error=False, description="the server's CROSSFIND_API_KEY"
+)
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def get_settings(services: Annotated[Services, Depends(get_services)]) -> Settings:
+    return services.settings
+
+
+def get_engine(services: Annotated[Services, Depends(get_services)]) -> Engine:
+    return services.require_engine()
+
+
+def _given_key(request: Request, header: str | None) -> str | None:
+    if header:
+        return header
+    auth = request.headers.get("authorization", "")
+    if auth[:6].lower() == "basic ":
+        try:
+            return base64.b64decode(auth[6:], validate=True).decode().partition(":")[2] or None
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+    return None
+
+
+def _check_key(settings: Settings, given: str | None, what: str) -> None:
+    if not settings.api_key:
+        raise Forbidden(f"{what} are disabled: start the server with CROSSFIND_API_KEY set")
+    if given is None:
+        raise Unauthorized(f"{what} need the API key: send it in the X-API-Key header")
+    if not hmac.compare_digest(given.encode(), settings.api_key.encode()):
+        raise Forbidden("wrong API key")
+
+
+def require_write_key(
+    request: Request,
+    settings: Annotated[Settings, Depends(get_settings)],
+    key: Annotated[str | None, Security(api_key_header)],
+) -> None:
+    _check_key(settings, _given_key(request, key), "writes")
+
+
+def require_read_access(
+    request: Request,
+    settings: Annotated[Settings, Depends(get_settings)],
+    key: Annotated[str | None, Security(api_key_header)],
+) -> None:
+    if not settings.open_reads:
+        _check_key(settings, _given_key(request, key), "reads")
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+ReadAccess = Depends(require_read_access)
+WriteAccess = Depends(require_write_key)

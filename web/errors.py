@@ -1,0 +1,90 @@
+"""One error path: the core's exceptions, HTTP errors and validation errors all become
+``{"status", "message"}`` JSON under /api/, an HTML fragment under /partials/ and an HTML page
+elsewhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+
+from search.errors import CrossfindError
+
+
+class Unauthorized(CrossfindError):
+    status = 401
+
+
+class Unprocessable(CrossfindError):
+    """A well-formed request whose content does not validate."""
+
+    status = 422
+
+
+class RequestTimeout(CrossfindError):
+    status = 504
+
+
+class ServiceUnavailable(CrossfindError):
+    status = 503
+
+
+def validation_message(errors: list[dict[str, Any]] | Any) -> str:
+    """Pydantic/FastAPI error list -> one readable line naming the field."""
+    parts = []
+    for err in list(errors)[:3]:
+        loc = ".".join(str(x) for x in err.get("loc", ()) if x not in ("body", "query", "path"))
+        msg = str(err.get("msg", "invalid value"))
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts) or "invalid request"
+
+
+def error_response(
+    request: Request, status: int, message: str, headers: dict | None = None
+) -> Response:
+    """The answer for an error, shaped for who asked (API client, page script, browser)."""
+    path = request.url.path
+    if path.startswith("/api/") or path in ("/healthz", "/openapi.json"):
+        return JSONResponse({"status": status, "message": message}, status, headers=headers)
+    templates = request.app.state.templates
+    name = "_error.html" if path.startswith("/partials/") else "error.html"
+    return templates.TemplateResponse(
+        request, name, {"status": status, "message": message}, status_code=status, headers=headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def crossfind_error(request: Request, exc: CrossfindError) -> Response:
+        headers = {"WWW-Authenticate": 'Basic realm="crossfind"'} if exc.status == 401 else None
+        return error_response(request, exc.status, exc.message, headers)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        if exc.status_code in (204, 304):
+            return Response(status_code=exc.status_code, headers=exc.headers)
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"nothing at {request.url.path}"
+        return error_response(request, exc.status_code, message, getattr(exc, "headers", None))
+
+    async def invalid_request(
+        request: Request, exc: RequestValidationError | ValidationError
+    ) -> Response:
+        return error_response(request, 422, validation_message(exc.errors()))
+
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # a bug: answer in the same shape; the traceback goes to the server log via uvicorn
+        import logging
+
+        logging.getLogger("web").exception("unhandled error on %s", request.url.path)
+        return error_response(request, 500, f"internal error: {type(exc).__name__}")
+
+    app.add_exception_handler(CrossfindError, crossfind_error)  # type: ignore[arg-type]
+    app.add_exception_handler(HTTPException, http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
+    app.add_exception_handler(ValidationError, invalid_request)  # type: ignore[arg-type]
+    app.add_exception_handler(Exception, unexpected)

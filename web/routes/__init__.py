@@ -1,0 +1,1 @@
+"""HTTP routes: ``api`` (JSON) and ``pages`` (HTML)."""

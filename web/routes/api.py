@@ -1,0 +1,188 @@
+"""The JSON API under /api/ (and /healthz)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Form, Path, Request
+from fastapi.responses import FileResponse
+
+from search.errors import NotFound
+from search.query import Query
+from web.deps import EngineDep, ReadAccess, ServicesDep, WriteAccess
+from web.errors import ServiceUnavailable
+from web.files import media_path, media_type
+from web.forms import MAX_ID, SearchForm, check_query
+from web.present import item_json, result_json
+from web.schemas import (
+    ERROR_RESPONSES,
+    SEARCH_EXAMPLES,
+    DeletedPublic,
+    Health,
+    IndexJobPublic,
+    ItemPublic,
+    SearchRequest,
+    SearchResponse,
+    StatsPublic,
+)
+
+# SQLite integers are signed 64-bit: larger ids cannot exist
+ItemId = Annotated[int, Path(ge=0, le=MAX_ID, description="an item (segment) id from a result")]
+
+router = APIRouter(responses=ERROR_RESPONSES)
+reads = APIRouter(prefix="/api", dependencies=[ReadAccess], responses=ERROR_RESPONSES)
+writes = APIRouter(prefix="/api", dependencies=[WriteAccess], responses=ERROR_RESPONSES)
+
+
+def _prefix(request: Request) -> str:
+    return request.scope.get("root_path", "").rstrip("/")
+
+
+async def _run(request: Request, services: ServicesDep, query: Query) -> dict[str, Any]:
+    check_query(query, int(services.settings.max_upload_mb * 1_000_000))
+    result = await services.search(query)
+    return result_json(result, _prefix(request))
+
+
+@reads.post(
+    "/search",
+    response_model=SearchResponse,
+    response_model_exclude_none=True,
+    summary="Search by text, image, audio or item (JSON)",
+)
+async def search(
+    request: Request,
+    services: ServicesDep,
+    query: Annotated[SearchRequest, Body(openapi_examples=SEARCH_EXAMPLES)],
+) -> dict[str, Any]:
+    """One query of weighted parts. Image/audio parts carry base64 bytes; `item_id` is "more
+    like this" for a result id. Results carry URLs for the media and (images) a thumbnail."""
+    return await _run(request, services, query)
+
+
+@reads.post(
+    "/search/upload",
+    response_model=SearchResponse,
+    response_model_exclude_none=True,
+    summary="Search with uploaded files (multipart/form-data)",
+)
+async def search_upload(
+    request: Request,
+    services: ServicesDep,
+    form: SearchForm,
+    k: Annotated[int, Form(ge=1, le=1000)] = 10,
+    offset: Annotated[int, Form(ge=0, le=10_000)] = 0,
+) -> dict[str, Any]:
+    """The same search as POST /api/search, for clients that send files rather than base64
+    (e.g. `curl -F text=dog -F image=@photo.jpg`)."""
+    form.k, form.offset = k, offset
+    return await _run(request, services, form.to_query())
+
+
+@reads.get("/items/{item_id}", response_model=ItemPublic, summary="Metadata of one item")
+def get_item(request: Request, services: ServicesDep, item_id: ItemId) -> dict[str, Any]:
+    return item_json(services.segment(item_id), _prefix(request))
+
+
+@reads.get(
+    "/items/{item_id}/media",
+    response_class=FileResponse,
+    summary="The item's file (supports HTTP Range)",
+    responses={200: {"content": {"image/*": {}, "audio/*": {}, "text/plain": {}}}},
+)
+def get_media(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> FileResponse:
+    info = services.segment(item_id)
+    path = media_path(engine.index.catalog, info)
+    return FileResponse(
+        path,
+        media_type=media_type(path, info.modality),
+        headers={
+            "X-Content-Type-Options": "nosniff",
+            "Content-Security-Policy": "sandbox",
+            "Cache-Control": "private, max-age=3600",
+        },
+        content_disposition_type="inline",
+        filename=path.name,
+    )
+
+
+@reads.get(
+    "/items/{item_id}/thumbnail",
+    response_class=FileResponse,
+    summary="A JPEG thumbnail of an image item (made once, cached)",
+    responses={200: {"content": {"image/jpeg": {}}}},
+)
+def get_thumbnail(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> FileResponse:
+    info = services.segment(item_id)
+    if info.modality != "image":
+        raise NotFound(f"item {item_id} is {info.modality}; only image items have thumbnails")
+    cached = services.thumbnails.path(info.content_id)
+    if not cached.exists():
+        cached = services.thumbnails.get(info.content_id, media_path(engine.index.catalog, info))
+    return FileResponse(
+        cached,
+        media_type="image/jpeg",
+        headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@reads.get("/stats", response_model=StatsPublic, summary="What the index holds")
+def stats(services: ServicesDep) -> dict[str, Any]:
+    out: dict[str, Any] = {"ready": False, "indexing": services.job.to_json()}
+    try:
+        engine = services.require_engine()
+    except ServiceUnavailable:  # no index yet: an empty, not-ready server
+        return out
+    engine.index.refresh()
+    info = engine.index.info()
+    out.update(
+        ready=True,
+        items=info["items"],
+        contents=info["contents"],
+        vectors=info["vectors"],
+        by_modality=info["by_modality"],
+        encoder=info["encoder"],
+        dim=info["dim"],
+        store=info["store"],
+        index_bytes=services.index_bytes(),
+        modalities=sorted(str(m) for m in engine.encoder.modalities),
+    )
+    return out
+
+
+@reads.get("/index/status", response_model=IndexJobPublic, summary="The background indexing run")
+def index_status(services: ServicesDep) -> dict[str, Any]:
+    return services.job.to_json()
+
+
+@writes.post(
+    "/index",
+    response_model=IndexJobPublic,
+    status_code=202,
+    summary="Index the configured roots in the background (needs the API key)",
+)
+def start_index(services: ServicesDep) -> dict[str, Any]:
+    """Starts one run over `CROSSFIND_ROOTS`; poll GET /api/index/status. Searches keep working
+    while it runs and see new items after each checkpoint."""
+    services.job.start()
+    return services.job.to_json()
+
+
+@writes.delete(
+    "/items/{item_id}",
+    response_model=DeletedPublic,
+    summary="Forget an item's files (needs the API key; files on disk are kept)",
+)
+def delete_item(services: ServicesDep, item_id: ItemId) -> dict[str, Any]:
+    paths, removed = services.delete_item(item_id)
+    return {"deleted": item_id, "paths": paths, "segments": removed}
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness")
+def healthz(services: ServicesDep) -> dict[str, Any]:
+    encoder = services.encoder.id if services.encoder is not None else None
+    return {"status": "ok", "ready": services.engine is not None, "encoder": encoder}
+
+
+router.include_router(reads)
+router.include_router(writes)

@@ -1,0 +1,165 @@
+"""API schemas: what clients send and get back, kept apart from catalog rows and core records."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from search.query import Query
+
+# the JSON body of POST /api/search is the core's typed query, passed through unchanged
+SearchRequest = Query
+
+SEARCH_EXAMPLES: dict[str, dict[str, Any]] = {
+    "text": {
+        "summary": "Text query",
+        "value": {"parts": [{"text": "a dog running on the beach"}], "k": 10},
+    },
+    "filtered": {
+        "summary": "Text query, images only, second page",
+        "value": {
+            "parts": [{"text": "sunset over the sea"}],
+            "k": 12,
+            "offset": 12,
+            "filters": {"modality": ["image"]},
+        },
+    },
+    "mixed": {
+        "summary": "More like item 42, nudged by text, away from 'night'",
+        "value": {
+            "parts": [
+                {"item_id": 42, "weight": 1.0},
+                {"text": "in the snow", "weight": 0.5},
+                {"text": "night", "weight": -0.3},
+            ]
+        },
+    },
+    "image": {
+        "summary": "Image query (base64 bytes; use /api/search/upload for files)",
+        "value": {"parts": [{"image_b64": "iVBORw0KGgo...", "weight": 1.0}], "k": 5},
+    },
+}
+
+
+class ResultPublic(BaseModel):
+    """One hit. Fields added by later ranking stages (e.g. keyword scores) pass through."""
+
+    model_config = ConfigDict(
+        extra="allow",
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 17,
+                    "path": "/photos/beach/dog.jpg",
+                    "modality": "image",
+                    "score": 0.412,
+                    "thumbnail_url": "/api/items/17/thumbnail",
+                    "media_url": "/api/items/17/media",
+                }
+            ]
+        },
+    )
+
+    id: int = Field(description="segment id: use it for item_id ('more like this')")
+    path: str
+    modality: Literal["text", "image", "audio"]
+    score: float
+    snippet: str | None = Field(None, description="the matching passage of a text item")
+    char_start: int | None = None
+    char_end: int | None = None
+    start_s: float | None = Field(None, description="start of the matching audio window")
+    end_s: float | None = None
+    paths: list[str] | None = Field(None, description="all paths holding identical bytes")
+    thumbnail_url: str | None = None
+    media_url: str
+    item_url: str
+
+
+class SearchResponse(BaseModel):
+    results: list[ResultPublic]
+    took_ms: float
+    query: dict[str, Any] = Field(default_factory=dict, description="an echo of the query")
+
+
+class ItemPublic(BaseModel):
+    """Metadata of one indexed segment and the file(s) it belongs to."""
+
+    id: int
+    content_id: int
+    path: str
+    paths: list[str]
+    modality: Literal["text", "image", "audio"]
+    size: int = Field(description="bytes")
+    modified: float | None = Field(None, description="file mtime, Unix seconds")
+    width: int | None = None
+    height: int | None = None
+    duration_s: float | None = None
+    text: str | None = Field(None, description="the passage text (text items)")
+    char_start: int | None = None
+    char_end: int | None = None
+    start_s: float | None = None
+    end_s: float | None = None
+    media_url: str
+    thumbnail_url: str | None = None
+
+
+class ModalityCounts(BaseModel):
+    items: int
+    vectors: int
+
+
+class IndexJobPublic(BaseModel):
+    state: Literal["idle", "running", "done", "failed"]
+    roots: list[str] = Field(default_factory=list)
+    started_at: float | None = None
+    finished_at: float | None = None
+    report: dict[str, Any] | None = None
+    error: str | None = None
+
+
+class StatsPublic(BaseModel):
+    ready: bool = Field(description="an index is open and searchable")
+    items: int = Field(0, description="indexed files")
+    contents: int = Field(0, description="distinct file contents (duplicates stored once)")
+    vectors: int = 0
+    by_modality: dict[str, ModalityCounts] = Field(default_factory=dict)
+    encoder: str | None = None
+    dim: int | None = None
+    store: str | None = None
+    index_bytes: int = Field(0, description="size of the index directory's files")
+    modalities: list[str] = Field(default_factory=list, description="what the encoder can embed")
+    indexing: IndexJobPublic
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    ready: bool
+    encoder: str | None = None
+
+
+class Message(BaseModel):
+    """The shape of every error (and of simple acknowledgements)."""
+
+    status: int
+    message: str
+
+
+class DeletedPublic(BaseModel):
+    deleted: int = Field(description="the item id asked for")
+    paths: list[str] = Field(description="files forgotten by the index (not deleted from disk)")
+    segments: int = Field(description="vectors removed")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": Message, "description": desc}
+    for code, desc in (
+        (400, "bad request (e.g. undecodable base64)"),
+        (404, "no such item"),
+        (413, "upload over the size cap"),
+        (415, "not a decodable image/audio file"),
+        (422, "the request does not validate"),
+        (503, "no index yet"),
+        (504, "the search took longer than the request timeout"),
+    )
+}

@@ -1,0 +1,132 @@
+"""What the app holds for its lifetime: settings, the encoder (loaded once), the engine over the
+index, the background indexing job and the thumbnail cache."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from pathlib import Path
+
+import anyio
+import anyio.to_thread
+
+from search.catalog import SegmentInfo
+from search.encoders.base import Encoder
+from search.engine import Engine, SearchResult
+from search.errors import NotFound
+from search.index import Index
+from search.query import Query
+from search.settings import Settings
+from web.errors import RequestTimeout, ServiceUnavailable
+from web.indexing import IndexFn, IndexJob
+from web.thumbnails import Thumbnails
+
+log = logging.getLogger(__name__)
+
+
+class Services:
+    """Created by ``create_app``; ``start`` (in the lifespan) loads models and opens the index."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        encoder: Encoder | None = None,
+        index_fn: IndexFn | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.encoder = encoder or (engine.encoder if engine else None)
+        self.db = Path(engine.index.root) if engine else Path(settings.db)
+        self.job = IndexJob(self, index_fn)
+        self.thumbnails = Thumbnails(self.db / "thumbnails", settings.max_image_pixels)
+        # searches run in worker threads; more at once than cores only adds queueing in torch
+        self.limiter = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
+        self._lock = threading.Lock()
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        """Open the index and load its encoder once, so the first query is fast."""
+        if self.engine is None and Index.exists(self.db):
+            self.open_engine()
+        if self.encoder is not None:
+            self.encoder.encode_text(["warm up"])  # first call pays tokenizer/graph setup
+
+    def open_engine(self) -> Engine:
+        with self._lock:
+            if self.engine is None:
+                index = Index.open(self.db)
+                encoder = self.load_encoder(index.manifest.encoder)
+                self.engine = Engine(index, encoder, self.settings.max_image_pixels)
+            return self.engine
+
+    def load_encoder(self, name: str | None = None) -> Encoder:
+        name = name or self.settings.model
+        if self.encoder is None or self.encoder.id != name:
+            from search.encoders import create_encoder
+
+            encoder = create_encoder(name, self.settings.cache_dir)
+            if self.encoder is None:
+                self.encoder = encoder
+            return encoder
+        return self.encoder
+
+    def close(self) -> None:
+        self.job.wait(timeout=5.0)
+
+    # -- reads --------------------------------------------------------------------------------
+    def require_engine(self) -> Engine:
+        if self.engine is None:
+            if Index.exists(self.db):
+                return self.open_engine()
+            raise ServiceUnavailable(
+                f"no index at {self.db} yet; build one with `crossfind index PATH --db {self.db}` "
+                "or POST /api/index"
+            )
+        return self.engine
+
+    async def search(self, query: Query) -> SearchResult:
+        """Run a search in a worker thread, bounded by the request timeout."""
+        engine = self.require_engine()
+        try:
+            return await asyncio.wait_for(
+                anyio.to_thread.run_sync(engine.search, query, limiter=self.limiter),
+                timeout=self.settings.request_timeout_s,
+            )
+        except TimeoutError:
+            raise RequestTimeout(
+                f"the search took longer than {self.settings.request_timeout_s:g} s; "
+                "ask for fewer results or raise CROSSFIND_REQUEST_TIMEOUT_S"
+            ) from None
+
+    def segment(self, item_id: int) -> SegmentInfo:
+        """A segment that is in the index now (rows deleted while indexing are gone)."""
+        engine = self.require_engine()
+        info = engine.index.catalog.segments([item_id]).get(item_id) if item_id >= 0 else None
+        if info is None or not info.paths:
+            raise NotFound(f"no indexed item with id {item_id}")
+        return info
+
+    def index_bytes(self) -> int:
+        total = 0
+        for entry in os.scandir(self.db) if self.db.is_dir() else []:
+            if entry.is_file(follow_symlinks=False):
+                total += entry.stat().st_size
+        return total
+
+    # -- writes -------------------------------------------------------------------------------
+    def delete_item(self, item_id: int) -> tuple[list[str], int]:
+        """Forget the files of this item (not on disk). Returns (paths, vectors removed)."""
+        info = self.segment(item_id)
+        engine = self.require_engine()
+        with Index.open_for_write(
+            self.db, engine.index.manifest.encoder, engine.index.manifest.dim
+        ) as w:
+            dropped = w.catalog.remove_paths(info.paths)
+            w.remove_segments(dropped)
+            w.checkpoint()
+        self.thumbnails.forget(info.content_id)
+        return info.paths, len(dropped)
