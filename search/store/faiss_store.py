@@ -14,6 +14,8 @@ from search.store.base import VectorStore
 # which is both faster than a selector scan and exact for approximate indexes (HNSW, IVF)
 _EXACT_FILTER_MAX = 2048
 _HNSW_EF_SEARCH = 128
+_PARALLEL_MIN_QUERIES = 16
+_THREADS = faiss.omp_get_max_threads()
 
 
 class FaissStore(VectorStore):
@@ -82,6 +84,9 @@ class FaissStore(VectorStore):
         k = max(1, int(k))
         if self.index.ntotal == 0:
             return _empty(len(queries), k)
+        # OpenMP threads are per calling thread: one thread for a handful of queries, where
+        # FAISS's workers only add contention (127 ms vs 14 ms at 100k on 2 busy cores)
+        faiss.omp_set_num_threads(1 if len(queries) < _PARALLEL_MIN_QUERIES else _THREADS)
         if allowed is None:
             return self.index.search(queries, k)
         allowed = np.ascontiguousarray(allowed, dtype=np.int64).reshape(-1)

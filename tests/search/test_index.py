@@ -160,3 +160,25 @@ def test_a_corrupt_or_mismatched_vector_file_names_the_fix(writer, tmp_path):
         Index.open_for_write(tmp_path, ENC.id, ENC.dim)
     with Index.open_for_write(tmp_path, ENC.id, ENC.dim, reindex=True) as index:
         assert index.store.count() == 0
+
+
+def test_hit_lookup_joins_content_and_all_paths_and_sees_new_writes(writer, tmp_path):
+    import threading
+
+    ids = add_text(writer, "a", "first passage", "second passage")
+    writer.catalog.link_file("/d/copy-of-a.txt", writer.catalog.file("/d/a.txt").content_id, 10, 99)
+    reader = Index.open(tmp_path)
+    infos = reader.catalog.segments([ids[1], ids[0], ids[0], 10**6, -1])
+    assert sorted(infos) == ids  # duplicates folded, unknown and negative ids absent
+    info = infos[ids[1]]
+    assert (info.text, info.modality, info.content_id) == ("second passage", "text", infos[ids[0]].content_id)
+    assert info.paths == ["/d/a.txt", "/d/copy-of-a.txt"] and info.mtime_ns == 99
+    later = add_text(writer, "b", "written after the reader's first lookup")
+    assert later[0] in reader.catalog.segments(later)  # each lookup sees committed writes
+    seen: list[bool] = []
+    thread = threading.Thread(target=lambda: seen.append(ids[0] in reader.catalog.segments(ids)))
+    thread.start()
+    thread.join()
+    assert seen == [True]  # another thread gets its own connection
+    reader.close()
+    assert Index.open(tmp_path).catalog.segments(ids)[ids[0]].path == "/d/a.txt"  # after close

