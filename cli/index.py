@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from cli.common import add_db_arg, add_model_arg, print_json, settings_from
 
@@ -35,7 +36,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_index)
 
 
-def _encoder_name(args: argparse.Namespace, default: str, db: os.PathLike) -> str:
+def _encoder_name(args: argparse.Namespace, default: str, db: Path) -> str:
     """--model (or $CROSSFIND_MODEL); else the encoder the index was built with; else default."""
     from search.index import MANIFEST, Index, Manifest
 
@@ -46,6 +47,19 @@ def _encoder_name(args: argparse.Namespace, default: str, db: os.PathLike) -> st
     return default
 
 
+def _check_db(db: Path) -> None:
+    from search.errors import BadRequest
+
+    if db.exists() and not db.is_dir():
+        raise BadRequest(f"--db {db} is a file; give a folder (it is created if missing)")
+    try:
+        db.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadRequest(f"cannot create the index folder --db {db}: {exc.strerror}") from None
+    if not os.access(db, os.W_OK):
+        raise BadRequest(f"the index folder --db {db} is not writable; pick another with --db")
+
+
 def run_index(args: argparse.Namespace) -> int:
     from indexer import index_paths
     from search.encoders import create_encoder
@@ -54,6 +68,7 @@ def run_index(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.include_hidden:
         settings.include_hidden = True
+    _check_db(settings.db)
     encoder = create_encoder(_encoder_name(args, settings.model, settings.db), settings.cache_dir)
     with Index.open_for_write(settings.db, encoder.id, encoder.dim, reindex=args.reindex) as index:
         report = index_paths(

@@ -27,7 +27,7 @@ from indexer.loaders import LoaderConfig, Loaded, Skip, load
 from indexer.plan import Pending, scan
 from indexer.report import IndexReport
 from indexer.workers import Workers
-from search.catalog import SegmentIn
+from search.catalog import NewContent, SegmentIn
 from search.encoders.base import Encoder
 from search.errors import EncoderMismatch
 from search.index import Index
@@ -81,15 +81,18 @@ class _Writer:
         if not batch.items:
             return
         vectors = self.encode(modality, [x for _, loaded in batch.items for x in loaded.inputs])
-        ids: list[int] = []
-        for pending, loaded in batch.items:
-            _, seg_ids = self.index.catalog.add_content(
-                pending.sha256, modality, pending.size,
-                [SegmentIn(**s) for s in loaded.segments],
-                pending.files,
-                width=loaded.width, height=loaded.height, duration_s=loaded.duration_s,
-            )
-            ids.extend(seg_ids)
+        written = self.index.catalog.add_contents(
+            [
+                NewContent(
+                    pending.sha256, modality, pending.size,
+                    [SegmentIn(**s) for s in loaded.segments], pending.files,
+                    loaded.width, loaded.height, loaded.duration_s,
+                )
+                for pending, loaded in batch.items
+            ]
+        )
+        ids = [i for _, seg_ids in written for i in seg_ids]
+        for (pending, _), (_, seg_ids) in zip(batch.items, written):
             self._count(modality, pending, len(seg_ids))
         self.index.add_vectors(ids, vectors)  # after the rows committed: see search/index.py
         self.dirty = True
@@ -154,6 +157,7 @@ def index_paths(
                 audio_ok=_audio_supported(encoder), progress=_bar if progress else None,
             )
             writer.dirty = changed
+            report.scan_seconds = time.perf_counter() - t0
             bar = _bar(len(pending), "indexing") if progress and pending else None
             _embed_all(pending, workers, writer, bar)
             if bar is not None:

@@ -40,6 +40,7 @@ class IndexReport:
     ignored: int = 0  # files whose extension crossfind does not index
     seconds: float = 0.0
     encode_seconds: float = 0.0  # time inside encoder calls
+    scan_seconds: float = 0.0  # walking, hashing, linking and removing, before embedding
 
     def count(self, modality: str, outcome: str, n: int = 1) -> None:
         counts = self.by_modality.setdefault(modality, ModalityCounts())
@@ -75,5 +76,6 @@ class IndexReport:
             "ignored": self.ignored,
             "seconds": round(self.seconds, 3),
             "encode_seconds": round(self.encode_seconds, 3),
+            "scan_seconds": round(self.scan_seconds, 3),
             "model_busy_fraction": round(self.model_busy_fraction, 4),
         }
