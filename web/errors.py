@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
+from starlette.routing import compile_path
 
 from search.errors import CrossfindError
 
@@ -58,6 +59,18 @@ def error_response(
     )
 
 
+def _allowed_methods(request: Request, fallback: str) -> str:
+    """Every documented method at this path. A path can have routes in several routers, and
+    Starlette's own 405 names only the first route's methods."""
+    methods: set[str] = set()
+    for template, item in request.app.openapi().get("paths", {}).items():
+        if compile_path(template)[0].match(request.url.path):
+            methods |= {m.upper() for m in item}
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods)) or fallback
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def crossfind_error(request: Request, exc: CrossfindError) -> Response:
         headers = {"WWW-Authenticate": 'Basic realm="crossfind"'} if exc.status == 401 else None
@@ -67,9 +80,13 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status_code in (204, 304):
             return Response(status_code=exc.status_code, headers=exc.headers)
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:
+            allow = _allowed_methods(request, (headers or {}).get("Allow", ""))
+            headers = {**(headers or {}), "Allow": allow}
         if exc.status_code == 404 and message == "Not Found":
             message = f"nothing at {request.url.path}"
-        return error_response(request, exc.status_code, message, getattr(exc, "headers", None))
+        return error_response(request, exc.status_code, message, headers)
 
     async def invalid_request(
         request: Request, exc: RequestValidationError | ValidationError

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -31,7 +32,8 @@ def _default_index_fn() -> IndexFn:
         raise BadRequest(
             f"the indexer is not installed ({exc.name}); reinstall crossfind"
         ) from None
-    return index_paths  # type: ignore[return-value]
+    # no progress bar: nobody watches a server's stderr for one
+    return functools.partial(index_paths, progress=False)
 
 
 def _report_json(report: Any) -> dict[str, Any]:

@@ -36,8 +36,16 @@ SEARCH_EXAMPLES: dict[str, dict[str, Any]] = {
         },
     },
     "image": {
-        "summary": "Image query (base64 bytes; use /api/search/upload for files)",
-        "value": {"parts": [{"image_b64": "iVBORw0KGgo...", "weight": 1.0}], "k": 5},
+        "summary": "Image query: base64 bytes (a 2x2 red PNG); /api/search/upload takes files",
+        "value": {
+            "parts": [
+                {
+                    "image_b64": "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGM8ISfHwMDAxMDAwMDAAAANBAEIfXHKZgAAAABJRU5ErkJggg==",
+                    "weight": 1.0,
+                }
+            ],
+            "k": 5,
+        },
     },
 }
 
@@ -155,8 +163,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": Message, "description": desc}
     for code, desc in (
         (400, "bad request (e.g. undecodable base64)"),
+        (401, "the API key is needed (writes; reads when CROSSFIND_OPEN_READS=false)"),
+        (403, "wrong API key, or writes disabled (no CROSSFIND_API_KEY)"),
         (404, "no such item"),
         (413, "upload over the size cap"),
+        (409, "another process is writing to the index"),
         (415, "not a decodable image/audio file"),
         (422, "the request does not validate"),
         (503, "no index yet"),

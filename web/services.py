@@ -64,15 +64,14 @@ class Services:
             return self.engine
 
     def load_encoder(self, name: str | None = None) -> Encoder:
-        name = name or self.settings.model
-        if self.encoder is None or self.encoder.id != name:
-            from search.encoders import create_encoder
+        """The encoder called ``name`` (default: the one loaded, else ``settings.model``)."""
+        if self.encoder is not None and name in (None, self.encoder.id):
+            return self.encoder
+        from search.encoders import create_encoder
 
-            encoder = create_encoder(name, self.settings.cache_dir)
-            if self.encoder is None:
-                self.encoder = encoder
-            return encoder
-        return self.encoder
+        encoder = create_encoder(name or self.settings.model, self.settings.cache_dir)
+        self.encoder = self.encoder or encoder
+        return encoder
 
     def close(self) -> None:
         self.job.wait(timeout=5.0)
