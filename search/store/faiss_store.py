@@ -35,6 +35,7 @@ class FaissStore(VectorStore):
                 inner.hnsw.efSearch = _HNSW_EF_SEARCH
             index = faiss.IndexIDMap2(inner)
         self.index = index
+        self._ids: np.ndarray | None = None  # ids() cached until the next add/remove
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
@@ -52,12 +53,14 @@ class FaissStore(VectorStore):
             raise ValueError("vector ids must be new and distinct")
         if not self.index.is_trained:
             self.index.train(vectors)
+        self._ids = None
         self.index.add_with_ids(vectors, ids)
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) == 0 or self.index.ntotal == 0:
             return 0
+        self._ids = None
         try:
             return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
         except RuntimeError:  # e.g. HNSW cannot delete: rebuild it from the vectors kept
@@ -73,6 +76,7 @@ class FaissStore(VectorStore):
         if len(keep):
             index.add_with_ids(vectors, keep)
         self.index = index
+        self._ids = None
         return int(len(held) - len(keep))
 
     def search(
@@ -125,7 +129,12 @@ class FaissStore(VectorStore):
         return not isinstance(faiss.downcast_index(self.index.index), faiss.IndexFlat)
 
     def ids(self) -> np.ndarray:
-        return faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
+        """All ids, read-only; cached, since every search's relevance calibration asks."""
+        if self._ids is None:
+            ids = faiss.vector_to_array(self.index.id_map).astype(np.int64, copy=False)
+            ids.flags.writeable = False
+            self._ids = ids
+        return self._ids
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)

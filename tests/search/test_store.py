@@ -167,3 +167,18 @@ def test_unknown_factory_and_backend_are_value_errors():
         create_store(DIM, factory="NoSuchIndex99")
     with pytest.raises(ValueError, match="backend"):
         create_store(DIM, backend="annoy")
+
+
+def test_ids_follow_every_add_and_remove_and_are_read_only():
+    s = create_store(DIM)
+    assert s.ids().tolist() == []
+    s.add(np.array([3, 1]), clustered(2))
+    assert sorted(s.ids().tolist()) == [1, 3]
+    with pytest.raises(ValueError):
+        s.ids()[0] = 99  # the cached array cannot be changed under the store
+    s.remove(np.array([3]))
+    assert s.ids().tolist() == [1]
+    h = create_store(DIM, factory="HNSW32")
+    h.add(np.array([5, 6, 7]), clustered(3))
+    h.remove(np.array([6]))  # the rebuild path
+    assert sorted(h.ids().tolist()) == [5, 7]
