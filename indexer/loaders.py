@@ -8,6 +8,7 @@ preprocessing callable is inherited through ``fork``, so heavy encoder objects a
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from PIL.Image import Image
 
 _CHUNK = 1 << 20
+_EXIF_ORIENTATION = 0x0112
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,9 @@ class LoaderConfig:
 
     preprocess_image: Callable[[Image], np.ndarray]
     max_image_pixels: int = 64_000_000
+    # JPEGs decode at a reduced DCT scale keeping the short side >= this: enough for encoders
+    # whose input is up to ~448 px, and 4-8x faster than full decoding on camera photos
+    image_draft_px: int = 448
     max_text_chars: int = 5_000_000
     passage_words: int = 120
     passage_overlap: int = 30
@@ -127,7 +132,7 @@ def _load_image(path: str, cfg: LoaderConfig) -> Loaded | Skip:
     if isinstance(data, Skip):
         return data
     try:
-        image = open_image(data, cfg.max_image_pixels)
+        image = open_image(data, cfg.max_image_pixels, cfg.image_draft_px)
     except PayloadTooLarge as exc:
         return Skip(path, f"decompression bomb refused: {exc.message}")
     except UnsupportedMedia as exc:
@@ -135,8 +140,22 @@ def _load_image(path: str, cfg: LoaderConfig) -> Loaded | Skip:
     array = np.ascontiguousarray(cfg.preprocess_image(image), dtype=np.float32)
     return Loaded(
         path, "image", hashlib.sha256(data).hexdigest(), [array], [{}],
-        width=image.width, height=image.height,
+        *_stored_size(data, image),
     )
+
+
+def _stored_size(data: bytes, decoded: Image) -> tuple[int, int]:
+    """The photo's full size as shown (EXIF-rotated), though it was decoded at a reduced scale."""
+    from PIL import Image as PILImage
+
+    try:
+        with PILImage.open(io.BytesIO(data)) as header:
+            w, h = header.size
+            if header.getexif().get(_EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # quarter turns
+                w, h = h, w
+            return w, h
+    except Exception:  # the pixels decoded; a quirky header only costs the stored size
+        return decoded.width, decoded.height
 
 
 def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:

@@ -1,0 +1,42 @@
+import numpy as np
+from PIL import Image
+
+from indexer.loaders import LoaderConfig, Loaded, Skip, load, probe, set_config
+from tests.fakes import FakeEncoder
+
+
+def test_a_large_rotated_jpeg_is_decoded_reduced_but_stored_at_its_shown_size(tmp_path):
+    pixels = np.zeros((1500, 2400, 3), np.uint8)
+    pixels[:, :1200] = (220, 20, 30)  # left half red, right half blue
+    pixels[:, 1200:] = (20, 40, 230)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated a quarter turn: 1500 wide, 2400 high
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(pixels).save(path, quality=90, exif=exif)
+    seen = []
+
+    def preprocess(image):  # noqa: ANN001, ANN202 - records what the encoder would get
+        seen.append(image.size)
+        return FakeEncoder().preprocess_image(image)
+
+    set_config(LoaderConfig(preprocess_image=preprocess, image_draft_px=448))
+    out = load(str(path), "image")
+    assert isinstance(out, Loaded)
+    assert (out.width, out.height) == (1500, 2400)
+    assert seen == [(750, 1200)]  # JPEG decoded at 1/2 scale: short side 750 >= 448, rotated
+    assert out.sha256 == probe(str(path)).sha256
+
+
+def test_text_is_split_into_overlapping_passages_with_offsets(tmp_path):
+    words = [f"w{i}" for i in range(250)]
+    path = tmp_path / "a.txt"
+    path.write_text("  " + " ".join(words))
+    set_config(LoaderConfig(preprocess_image=FakeEncoder().preprocess_image,
+                            passage_words=100, passage_overlap=20))
+    out = load(str(path), "text")
+    assert isinstance(out, Loaded)
+    assert [s["text"].split()[0] for s in out.segments] == ["w0", "w80", "w160"]
+    raw = path.read_text()
+    for seg in out.segments:
+        assert raw[seg["char_start"] : seg["char_end"]] == seg["text"]
+    assert isinstance(load(str(tmp_path / "missing.txt"), "text"), Skip)
