@@ -46,8 +46,9 @@ log = logging.getLogger(__name__)
 
 TEXT_BATCH = 256
 _PROBE_TIMEOUT_S = 1.5
+_URL_CACHE = Path("~/.cache/clip")  # open_clip's folder for URL-only (non-hub) weights
 _TRUE = {"1", "true", "yes", "on"}
-_SEE_ARCHS = "run `python -c \"import open_clip; print(open_clip.list_models())\"` to see them"
+_SEE_ARCHS = "run `crossfind models --archs` to see them"
 _lock = threading.Lock()  # open_clip's config registry is a module global
 
 
@@ -208,6 +209,37 @@ def _register_custom_config(arch: str, checkpoint: Path) -> None:
     open_clip.add_model_config(config)
 
 
+# -- what is on this machine (for `crossfind models`) ------------------------------------------
+def cached_pretrained() -> list[str]:
+    """``clip:<arch>/<tag>`` names whose weights are already on disk (usable offline)."""
+    if not any(_hf_cache().glob("models--*")) and not _URL_CACHE.expanduser().is_dir():
+        return []  # nothing cached: spare the open_clip (and torch) import
+    import open_clip
+
+    return [
+        f"clip:{arch}/{tag}"
+        for arch, tag in open_clip.list_pretrained()
+        if _cached_weights(open_clip.get_pretrained_cfg(arch, tag)) is not None
+    ]
+
+
+def architectures() -> dict[str, list[str]]:
+    """open_clip's architectures and the pretrained tags each has."""
+    import open_clip
+
+    return {arch: open_clip.list_pretrained_tags_by_model(arch) for arch in open_clip.list_models()}
+
+
+def hf_cache_dir() -> Path:
+    """Where hub tags' weights are looked for (and downloaded to, when online)."""
+    return _hf_cache()
+
+
+def network_disabled() -> bool:
+    """True when the environment forbids hub access (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)."""
+    return _offline_env()
+
+
 # -- hub weights ------------------------------------------------------------------------------
 def _hf_cache() -> Path:
     """The Hugging Face hub cache, read from the environment now (not at import time)."""
@@ -251,7 +283,7 @@ def _cached_weights(pcfg: dict[str, Any]) -> Path | None:
                 return Path(found)
     url = pcfg.get("url") or ""
     if url:
-        target = Path("~/.cache/clip").expanduser() / os.path.basename(urlparse(url).path)
+        target = _URL_CACHE.expanduser() / os.path.basename(urlparse(url).path)
         if target.is_file():
             return target
     return None

@@ -15,7 +15,7 @@ from PIL import Image
 
 from search.catalog import SegmentIn
 from search.encoders import create_encoder
-from search.encoders.clip import ClipEncoder, _reachable
+from search.encoders.clip import ClipEncoder, _reachable, cached_pretrained
 from search.engine import Engine
 from search.errors import BadRequest, EncoderMismatch, ModelUnavailable
 from search.index import Index
@@ -166,6 +166,7 @@ def test_a_copied_hugging_face_cache_loads_offline(encoder, checkpoint, tmp_path
     monkeypatch.setenv("HF_HOME", str(tmp_path))
     monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert cached_pretrained() == [f"clip:{ARCH}/tiny"]  # what `crossfind models` lists
     hub = create_encoder(f"clip:{ARCH}/tiny", reuse=False)
     assert hub.id == f"clip:{ARCH}/tiny" and hub.dim == EMBED
     np.testing.assert_allclose(
@@ -178,7 +179,7 @@ def test_a_copied_hugging_face_cache_loads_offline(encoder, checkpoint, tmp_path
     [
         ("clip:ViT-B-32", "clip:<arch>/<pretrained-tag>"),
         ("clip:", "clip:<arch>/<pretrained-tag>"),
-        ("clip:No-Such-Arch/laion2b_s34b_b79k", "list_models"),
+        ("clip:No-Such-Arch/laion2b_s34b_b79k", "crossfind models --archs"),
         ("clip:ViT-B-32/no_such_tag", "laion2b_s34b_b79k"),
         ("clip:ViT-B-3/openai", "did you mean"),
     ],
