@@ -1,0 +1,325 @@
+"""Audio decoding, preprocessing and windowing, shared by the indexer, the engine and training.
+
+Every waveform crossfind handles is float32, 16 kHz, mono. Files are decoded with soundfile
+(wav, flac, ogg, and mp3 with libsndfile >= 1.1); other containers (m4a ...) go through
+audioread when it has a backend (ffmpeg, GStreamer), else they are refused with
+``UnsupportedMedia`` naming the fix.
+
+Preprocessing, in this order:
+
+* downmix to mono and resample to 16 kHz (soxr, streamed block by block for files);
+* trim leading/trailing silence: frames more than ``TRIM_TOP_DB`` below the loudest frame
+  (``librosa.effects.trim`` for in-memory clips, the same rule streamed for files); window
+  times stay in the original file's timeline;
+* loudness normalisation, per window, to ``TARGET_RMS_DB`` (gain capped at ``MAX_GAIN_DB``) —
+  done inside the audio head (``normalize_loudness``) so every caller gets it.
+
+Silent input (peak below ``SILENCE_PEAK``) and zero-length input are refused with
+``UnsupportedMedia`` ("nothing to index"): a vector of silence would only add noise to every
+search, and the indexer records the reason as a skip.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from search.encoders.base import AUDIO_SAMPLE_RATE, l2_normalize
+from search.errors import UnsupportedMedia
+
+if TYPE_CHECKING:
+    from search.encoders.base import Encoder
+
+SR = AUDIO_SAMPLE_RATE
+TRIM_TOP_DB = 60.0
+SILENCE_PEAK = 1e-4  # -80 dBFS: below this the whole input counts as silent
+TARGET_RMS_DB = -20.0
+MAX_GAIN_DB = 30.0
+BLOCK_FRAMES = 1 << 16  # frames per decoded block when streaming a file
+_TRIM_FRAME_S = 0.032
+_SOUNDFILE_EXT = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".opus"}
+
+
+@dataclass(frozen=True)
+class AudioWindow:
+    """One window of a recording: times in the original file, 16 kHz mono samples."""
+
+    start_s: float
+    end_s: float
+    samples: np.ndarray
+
+
+# -- whole-clip decoding ----------------------------------------------------------------------
+def decode_audio_bytes(data: bytes) -> np.ndarray:
+    """Encoded audio bytes -> float32 16 kHz mono (untrimmed).
+
+    Raises:
+        UnsupportedMedia: empty, corrupt or undecodable data.
+    """
+    if not data:
+        raise UnsupportedMedia("the audio is empty (0 bytes)")
+    import soundfile as sf
+
+    try:
+        samples, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        samples, sr = _audioread_bytes(data, exc)
+    return _finish(samples, sr)
+
+
+def load_audio(path: str | Path) -> np.ndarray:
+    """An audio file -> float32 16 kHz mono (untrimmed). Raises ``UnsupportedMedia``."""
+    sr, channels, blocks = _open_blocks(Path(path))
+    parts = list(blocks)
+    samples = np.concatenate(parts) if parts else np.zeros((0, channels), np.float32)
+    return _finish(samples, sr)
+
+
+def audio_duration(path: str | Path) -> float:
+    """Duration in seconds, from the header where soundfile reads it, else by decoding."""
+    import soundfile as sf
+
+    try:
+        info = sf.info(str(path))
+        if info.frames > 0 or info.duration:
+            return float(info.frames / info.samplerate)
+    except (sf.LibsndfileError, RuntimeError, TypeError):
+        pass
+    return len(load_audio(path)) / SR
+
+
+def _finish(samples: np.ndarray, sr: int) -> np.ndarray:
+    mono = _to_mono(samples)
+    if mono.size == 0:
+        raise UnsupportedMedia("the audio has no samples (zero length)")
+    return _resample(mono, sr)
+
+
+def _to_mono(samples: np.ndarray) -> np.ndarray:
+    samples = np.asarray(samples, dtype=np.float32)
+    mono = samples.mean(axis=1) if samples.ndim == 2 else samples
+    # NaN/inf from a broken float file would poison every later step
+    return np.nan_to_num(mono, nan=0.0, posinf=1.0, neginf=-1.0).astype(np.float32, copy=False)
+
+
+def _resample(mono: np.ndarray, sr: int) -> np.ndarray:
+    if sr == SR:
+        return np.ascontiguousarray(mono, dtype=np.float32)
+    import soxr
+
+    return soxr.resample(mono, sr, SR).astype(np.float32, copy=False)
+
+
+def _audioread_bytes(data: bytes, first_error: Exception) -> tuple[np.ndarray, int]:
+    with tempfile.NamedTemporaryFile(suffix=".audio", delete=False) as fh:
+        fh.write(data)
+        tmp = Path(fh.name)
+    try:
+        sr, channels, blocks = _audioread_blocks(tmp, first_error)
+        parts = list(blocks)
+    except UnsupportedMedia:
+        raise UnsupportedMedia(f"not decodable audio ({first_error}); send wav, flac, ogg or mp3") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return (np.concatenate(parts) if parts else np.zeros((0, channels), np.float32)), sr
+
+
+# -- streaming --------------------------------------------------------------------------------
+def _open_blocks(path: Path) -> tuple[int, int, Iterator[np.ndarray]]:
+    """(sample rate, channels, iterator of float32[n, channels] blocks) for a file."""
+    import soundfile as sf
+
+    if not path.is_file():
+        raise UnsupportedMedia(f"no such audio file: {path}")
+    if os.path.getsize(path) == 0:
+        raise UnsupportedMedia(f"{path.name} is empty (0 bytes)")
+    try:
+        info = sf.info(str(path))
+    except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
+        return _audioread_blocks(path, exc)
+
+    def blocks() -> Iterator[np.ndarray]:
+        try:
+            for block in sf.blocks(str(path), blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
+                yield block
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise UnsupportedMedia(f"{path.name}: corrupt audio data ({exc})") from None
+
+    return info.samplerate, info.channels, blocks()
+
+
+def _audioread_blocks(path: Path, first_error: Exception) -> tuple[int, int, Iterator[np.ndarray]]:
+    """Fallback decoder for containers libsndfile lacks (m4a, aac, wma ...)."""
+    try:
+        import audioread
+
+        reader = audioread.audio_open(str(path))
+    except Exception as exc:  # noqa: BLE001 - audioread raises many unrelated types
+        suffix = path.suffix.lower()
+        if suffix in _SOUNDFILE_EXT or suffix == ".audio":
+            reason = f"corrupt or undecodable audio ({first_error})"
+        else:
+            reason = (
+                f"no decoder for {suffix or 'this format'} ({exc.__class__.__name__}); install "
+                "ffmpeg (used through audioread) or convert the file to wav/flac/ogg/mp3"
+            )
+        raise UnsupportedMedia(f"{path.name}: {reason}") from None
+    sr, channels = int(reader.samplerate), int(reader.channels)
+
+    def blocks() -> Iterator[np.ndarray]:
+        with reader:
+            for buf in reader:
+                pcm = np.frombuffer(buf, dtype="<i2").astype(np.float32) / 32768.0
+                yield pcm.reshape(-1, channels)
+
+    return sr, channels, blocks()
+
+
+def _trim_bounds(path: Path) -> tuple[float, float, float]:
+    """First pass over a file: (start_s, end_s, duration_s) of its non-silent part, by the rule
+    of ``librosa.effects.trim`` (frames within ``TRIM_TOP_DB`` of the loudest frame)."""
+    sr, _, blocks = _open_blocks(path)
+    frame = max(1, int(sr * _TRIM_FRAME_S))
+    rms: list[np.ndarray] = []
+    carry = np.zeros(0, np.float32)
+    peak = 0.0
+    total = 0
+    for block in blocks:
+        mono = np.concatenate([carry, _to_mono(block)])
+        total += len(block)
+        if len(block):
+            peak = max(peak, float(np.abs(mono).max()))
+        n = len(mono) // frame
+        if n:
+            rms.append(np.sqrt(np.mean(mono[: n * frame].reshape(n, frame) ** 2, axis=1)))
+        carry = mono[n * frame :]
+    if len(carry):
+        rms.append(np.array([np.sqrt(np.mean(carry**2))], np.float32))
+    if total == 0:
+        raise UnsupportedMedia(f"{path.name} has no samples (zero length)")
+    if peak < SILENCE_PEAK:
+        raise UnsupportedMedia(f"{path.name} is silent (peak below -80 dBFS); nothing to index")
+    levels = np.concatenate(rms)
+    loud = np.flatnonzero(levels >= levels.max() * 10 ** (-TRIM_TOP_DB / 20))
+    duration = total / sr
+    return loud[0] * frame / sr, min(duration, (loud[-1] + 1) * frame / sr), duration
+
+
+def window_spans(start_s: float, end_s: float, window_s: float, hop_s: float) -> list[tuple[float, float]]:
+    """Window (start, end) times covering [start_s, end_s]: hop-spaced full windows, plus one
+    window flush with the end when the hops leave a tail; one short window for a short clip."""
+    if end_s - start_s <= window_s:
+        return [(start_s, end_s)]
+    n = int(math.floor((end_s - start_s - window_s) / hop_s + 1e-9)) + 1
+    spans = [(start_s + i * hop_s, start_s + i * hop_s + window_s) for i in range(n)]
+    if spans[-1][1] < end_s - 1e-6:
+        spans.append((end_s - window_s, end_s))
+    return spans
+
+
+def iter_windows(path: str | Path, window_s: float = 5.0, hop_s: float = 2.5) -> Iterator[AudioWindow]:
+    """Stream a file's windows (16 kHz mono), after trimming its silent ends.
+
+    Two passes over the file (levels for the trim, then samples), each decoding one block at a
+    time and resampling it with a streaming resampler, so memory holds about one window plus
+    one block whatever the file's length.
+
+    Raises:
+        UnsupportedMedia: undecodable, zero-length or silent files.
+    """
+    import soxr
+
+    path = Path(path)
+    start_s, end_s, _ = _trim_bounds(path)
+    spans = window_spans(start_s, end_s, window_s, hop_s)
+    sr, _, blocks = _open_blocks(path)
+    resampler = soxr.ResampleStream(sr, SR, 1, dtype="float32") if sr != SR else None
+    buf = np.zeros(0, np.float32)
+    buf_start = 0  # absolute 16 kHz sample index of buf[0]
+    i = 0
+
+    def emit(final: bool) -> Iterator[AudioWindow]:
+        nonlocal buf, buf_start, i
+        while i < len(spans):
+            a, b = (round(t * SR) for t in spans[i])
+            if b > buf_start + len(buf) and not final:
+                break
+            samples = buf[max(0, a - buf_start) : max(0, b - buf_start)].copy()
+            yield AudioWindow(float(spans[i][0]), float(spans[i][1]), samples)
+            i += 1
+            if i < len(spans):  # drop what no later window needs
+                keep_from = round(spans[i][0] * SR) - buf_start
+                if keep_from > 0:
+                    buf, buf_start = buf[keep_from:], buf_start + keep_from
+
+    for block in blocks:
+        mono = _to_mono(block)
+        out = resampler.resample_chunk(mono) if resampler else mono
+        buf = np.concatenate([buf, out])
+        yield from emit(final=False)
+        if i >= len(spans):
+            return
+    if resampler:
+        buf = np.concatenate([buf, resampler.resample_chunk(np.zeros(0, np.float32), last=True)])
+    yield from emit(final=True)
+
+
+# -- in-memory clips --------------------------------------------------------------------------
+def trim_silence(waveform: np.ndarray) -> tuple[np.ndarray, float]:
+    """(trimmed waveform, offset of its first sample in seconds) via ``librosa.effects.trim``.
+
+    Raises:
+        UnsupportedMedia: zero-length or silent input.
+    """
+    waveform = np.asarray(waveform, dtype=np.float32).reshape(-1)
+    if waveform.size == 0:
+        raise UnsupportedMedia("the audio has no samples (zero length)")
+    if float(np.abs(waveform).max()) < SILENCE_PEAK:
+        raise UnsupportedMedia("the audio is silent (peak below -80 dBFS)")
+    import librosa
+
+    _, (a, b) = librosa.effects.trim(waveform, top_db=TRIM_TOP_DB, frame_length=512, hop_length=128)
+    return waveform[a:b], a / SR
+
+
+def windows_of(waveform: np.ndarray, window_s: float = 5.0, hop_s: float = 2.5) -> list[AudioWindow]:
+    """An in-memory 16 kHz clip -> its windows after trimming (times relative to the clip)."""
+    trimmed, offset = trim_silence(waveform)
+    spans = window_spans(float(offset), float(offset) + len(trimmed) / SR, window_s, hop_s)
+    return [
+        AudioWindow(a, b, trimmed[round((a - offset) * SR) : round((b - offset) * SR)])
+        for a, b in spans
+    ]
+
+
+def normalize_loudness(waveform: np.ndarray) -> np.ndarray:
+    """Scale to ``TARGET_RMS_DB`` RMS; quiet input gains at most ``MAX_GAIN_DB`` so that hiss is
+    not blown up to speech level."""
+    x = np.asarray(waveform, dtype=np.float32)
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if x.size else 0.0
+    if rms <= 0.0:
+        return x
+    gain_db = min(TARGET_RMS_DB - 20 * math.log10(rms), MAX_GAIN_DB)
+    return (x * 10 ** (gain_db / 20)).astype(np.float32)
+
+
+def embed_clip(
+    encoder: Encoder, waveform: np.ndarray, window_s: float = 5.0, hop_s: float = 2.5
+) -> np.ndarray:
+    """One vector for a whole clip (a query): window it, encode, mean, renormalise.
+
+    Raises:
+        UnsupportedMedia: zero-length or silent clip.
+        ModalityNotSupported: the encoder has no audio head.
+    """
+    windows = windows_of(waveform, window_s, hop_s)
+    vectors = encoder.encode_audio([w.samples for w in windows])
+    return l2_normalize(vectors.mean(axis=0))[0]

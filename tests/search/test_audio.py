@@ -1,0 +1,148 @@
+"""Audio decoding, trimming and streaming windows (no model needed)."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from search.audio import (
+    SR,
+    TARGET_RMS_DB,
+    audio_duration,
+    decode_audio_bytes,
+    iter_windows,
+    load_audio,
+    normalize_loudness,
+    window_spans,
+    windows_of,
+)
+from search.errors import UnsupportedMedia
+
+
+def tone(seconds: float, sr: int, freq: float = 440.0, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def padded(sound: np.ndarray, sr: int, lead_s: float, tail_s: float) -> np.ndarray:
+    return np.concatenate([np.zeros(int(lead_s * sr), np.float32), sound, np.zeros(int(tail_s * sr), np.float32)])
+
+
+def test_window_spans_cover_the_clip_and_end_flush():
+    assert window_spans(0.0, 3.0, 5.0, 2.5) == [(0.0, 3.0)]
+    spans = window_spans(1.0, 13.0, 5.0, 2.5)
+    assert spans[0] == (1.0, 6.0) and spans[-1] == (8.0, 13.0)
+    assert all(b - a == pytest.approx(5.0) for a, b in spans)
+    assert window_spans(0.0, 10.0, 5.0, 2.5) == [(0.0, 5.0), (2.5, 7.5), (5.0, 10.0)]
+
+
+@pytest.mark.parametrize("sr,channels,fmt", [(44_100, 2, "wav"), (8_000, 1, "flac"), (22_050, 2, "ogg"),
+                                             (44_100, 1, "mp3")])
+def test_odd_rates_and_stereo_become_16k_mono_windows_in_file_time(tmp_path, sr, channels, fmt):
+    sound = padded(tone(8.0, sr), sr, lead_s=2.0, tail_s=2.0)
+    data = np.stack([sound] * channels, axis=1) if channels > 1 else sound
+    path = tmp_path / f"a.{fmt}"
+    sf.write(path, data, sr)
+    windows = list(iter_windows(path, 5.0, 2.5))
+    # the 2 s of leading and trailing silence are trimmed; times stay in the file's timeline
+    # (mp3 encoders add a little padding in front, hence the tolerance)
+    assert windows[0].start_s == pytest.approx(2.0, abs=0.1)
+    assert windows[-1].end_s == pytest.approx(10.0, abs=0.1)
+    assert [len(w.samples) for w in windows] == [5 * SR] * len(windows)
+    assert audio_duration(path) == pytest.approx(12.0, abs=0.1)
+    mono = load_audio(path)
+    assert mono.ndim == 1 and len(mono) == pytest.approx(12 * SR, abs=0.02 * SR)
+    # the streamed windows hold the same samples as decoding the whole file at once
+    if fmt in ("wav", "flac"):
+        start = round(windows[0].start_s * SR)
+        np.testing.assert_allclose(windows[0].samples, mono[start : start + 5 * SR], atol=2e-3)
+
+
+def test_in_memory_clip_windows_are_trimmed_and_timed():
+    clip = padded(tone(3.0, SR), SR, lead_s=1.0, tail_s=0.5)
+    (window,) = windows_of(clip)
+    assert window.start_s == pytest.approx(1.0, abs=0.02)
+    assert window.end_s == pytest.approx(4.0, abs=0.02)
+
+
+def test_clipped_input_is_decoded_and_normalised(tmp_path):
+    square = np.clip(tone(4.0, SR, amp=3.0), -1.0, 1.0)  # hard-clipped, full scale
+    path = tmp_path / "clipped.wav"
+    sf.write(path, square, SR, subtype="PCM_16")
+    (window,) = list(iter_windows(path))
+    out = normalize_loudness(window.samples)
+    rms_db = 20 * np.log10(np.sqrt(np.mean(out.astype(np.float64) ** 2)))
+    assert np.isfinite(out).all() and rms_db == pytest.approx(TARGET_RMS_DB, abs=0.1)
+
+
+def test_quiet_input_gain_is_capped():
+    quiet = tone(1.0, SR, amp=1e-3)  # -63 dBFS RMS: would need +43 dB
+    gain = np.abs(normalize_loudness(quiet)).max() / np.abs(quiet).max()
+    assert gain == pytest.approx(10 ** (30 / 20), rel=1e-3)
+
+
+@pytest.mark.parametrize("name,content,reason", [
+    ("silent.flac", "silent", "silent"),
+    ("zero.wav", "zero", "no samples"),
+    ("empty.wav", b"", "empty"),
+    ("corrupt.wav", b"RIFF\x00\x00\x00\x00WAVEfmt garbage" * 20, "corrupt"),
+    ("truncated.flac", "truncated", "truncated.flac"),
+])
+def test_bad_files_raise_unsupported_media_with_a_reason(tmp_path, name, content, reason):
+    path = tmp_path / name
+    if content == "silent":
+        sf.write(path, np.zeros(SR * 2, np.float32), SR)
+    elif content == "zero":
+        sf.write(path, np.zeros((0, 1), np.float32), SR)
+    elif content == "truncated":
+        sf.write(tmp_path / "full.flac", tone(3.0, SR), SR)
+        path.write_bytes((tmp_path / "full.flac").read_bytes()[:100])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(UnsupportedMedia, match=reason):
+        list(iter_windows(path))
+
+
+def test_unknown_container_is_refused_with_a_fix(tmp_path):
+    path = tmp_path / "voice.m4a"
+    path.write_bytes(b"\x00\x00\x00\x18ftypM4A " + bytes(200))
+    with pytest.raises(UnsupportedMedia) as err:
+        list(iter_windows(path))
+    assert "voice.m4a" in err.value.message
+
+
+def test_query_bytes_decode_and_bad_bytes_are_refused(tmp_path):
+    path = tmp_path / "q.wav"
+    sf.write(path, np.stack([tone(1.0, 44_100)] * 2, axis=1), 44_100)
+    wave = decode_audio_bytes(path.read_bytes())
+    assert wave.dtype == np.float32 and wave.ndim == 1 and len(wave) == SR
+    for bad in (b"", b"not audio at all" * 10):
+        with pytest.raises(UnsupportedMedia):
+            decode_audio_bytes(bad)
+    with pytest.raises(UnsupportedMedia, match="silent"):
+        windows_of(np.zeros(SR, np.float32))
+
+
+def test_long_file_streams_with_bounded_memory(tmp_path):
+    """20 minutes at 44.1 kHz: decoded whole it would take 212 MB (float32, 16 kHz: 77 MB);
+    streaming keeps the peak allocation to a few windows and blocks."""
+    path = tmp_path / "long.wav"
+    sr, minutes = 44_100, 20
+    rng = np.random.default_rng(0)
+    with sf.SoundFile(path, "w", sr, 1, "PCM_16") as fh:
+        for _ in range(minutes):
+            fh.write((0.1 * rng.standard_normal(sr * 60)).astype(np.float32))
+    tracemalloc.start()
+    count, last_end = 0, 0.0
+    for w in iter_windows(path, 5.0, 2.5):
+        count += 1
+        last_end = w.end_s
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert count == (minutes * 60 - 5) / 2.5 + 1
+    assert last_end == pytest.approx(minutes * 60, abs=0.05)
+    assert peak < 12e6, f"peak {peak / 1e6:.1f} MB while streaming"
