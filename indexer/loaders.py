@@ -134,9 +134,11 @@ def _load_image(path: str, cfg: LoaderConfig) -> Loaded | Skip:
     try:
         image = open_image(data, cfg.max_image_pixels, cfg.image_draft_px)
     except PayloadTooLarge as exc:
-        return Skip(path, f"decompression bomb refused: {exc.message}")
+        why = exc.message.removeprefix("image refused as a decompression bomb: ")
+        return Skip(path, f"decompression bomb refused: {why}")
     except UnsupportedMedia as exc:
-        return Skip(path, f"corrupt or truncated image: {exc.message}")
+        why = exc.message.removeprefix("not a decodable image: ")
+        return Skip(path, f"corrupt or truncated image: {why}")
     array = np.ascontiguousarray(cfg.preprocess_image(image), dtype=np.float32)
     return Loaded(
         path, "image", hashlib.sha256(data).hexdigest(), [array], [{}],

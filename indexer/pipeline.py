@@ -154,7 +154,7 @@ def index_paths(
         with Workers(settings.workers, config) as workers:
             pending, changed = scan(
                 roots, index, settings, workers, report,
-                audio_ok=_audio_supported(encoder), progress=_bar if progress else None,
+                audio_ok=lambda: _audio_supported(encoder), progress=_bar if progress else None,
             )
             writer.dirty = changed
             report.scan_seconds = time.perf_counter() - t0
@@ -233,7 +233,9 @@ def _bar(total: int, desc: str) -> object:
 
 
 def _audio_supported(encoder: Encoder) -> bool:
-    """Audio is indexed only when the encoder has an audio model and search.audio exists."""
+    """Audio is indexed only when the encoder has an audio model and search.audio exists.
+    Asked per audio file (the encoder keeps its audio model once loaded), so image and text
+    runs never load the audio model."""
     if importlib.util.find_spec("search.audio") is None:
         return False
     try:

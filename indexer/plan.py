@@ -47,7 +47,7 @@ def scan(
     workers: Workers,
     report: IndexReport,
     *,
-    audio_ok: bool,
+    audio_ok: Callable[[], bool],
     progress: Callable[[int, str], object] | None = None,
 ) -> tuple[list[Pending], bool]:
     """Link, remove and plan. Returns (contents to embed, whether the store changed)."""
@@ -88,7 +88,7 @@ def scan(
         if isinstance(result, Skip) or result.reason:
             report.skip(path, result.reason or "unreadable")
             continue
-        if result.modality == "audio" and not audio_ok:
+        if result.modality == "audio" and not audio_ok():
             report.skip(path, "no audio encoder")
             continue
         old = known.get(path)
