@@ -8,9 +8,9 @@ audioread when it has a backend (ffmpeg, GStreamer), else they are refused with
 Preprocessing, in this order:
 
 * downmix to mono and resample to 16 kHz (soxr, streamed block by block for files);
-* trim leading/trailing silence: frames more than ``TRIM_TOP_DB`` below the loudest frame
-  (``librosa.effects.trim`` for in-memory clips, the same rule streamed for files); window
-  times stay in the original file's timeline;
+* trim leading/trailing silence: 32 ms frames more than ``TRIM_TOP_DB`` below the loudest
+  frame (the rule of ``librosa.effects.trim``, in numpy, streamed for files); window times stay
+  in the original file's timeline;
 * loudness normalisation, per window, to ``TARGET_RMS_DB`` (gain capped at ``MAX_GAIN_DB``) —
   done inside the audio head (``normalize_loudness``) so every caller gets it.
 
@@ -199,18 +199,32 @@ def _trim_bounds(path: Path) -> tuple[float, float, float]:
             peak = max(peak, float(np.abs(mono).max()))
         n = len(mono) // frame
         if n:
-            rms.append(np.sqrt(np.mean(mono[: n * frame].reshape(n, frame) ** 2, axis=1)))
+            rms.append(_frame_rms(mono[: n * frame], frame))
         carry = mono[n * frame :]
     if len(carry):
-        rms.append(np.array([np.sqrt(np.mean(carry**2))], np.float32))
+        rms.append(_frame_rms(carry, frame))
     if total == 0:
         raise UnsupportedMedia(f"{path.name} has no samples (zero length)")
     if peak < SILENCE_PEAK:
         raise UnsupportedMedia(f"{path.name} is silent (peak below -80 dBFS); nothing to index")
-    levels = np.concatenate(rms)
-    loud = np.flatnonzero(levels >= levels.max() * 10 ** (-TRIM_TOP_DB / 20))
+    first, last = _loud_span(np.concatenate(rms))
     duration = total / sr
-    return loud[0] * frame / sr, min(duration, (loud[-1] + 1) * frame / sr), duration
+    return first * frame / sr, min(duration, last * frame / sr), duration
+
+
+def _frame_rms(x: np.ndarray, frame: int) -> np.ndarray:
+    """RMS of consecutive ``frame``-sample frames (the last one may be shorter)."""
+    n = len(x) // frame
+    levels = np.sqrt(np.mean(x[: n * frame].reshape(n, frame).astype(np.float64) ** 2, axis=1))
+    if len(x) > n * frame:
+        levels = np.append(levels, np.sqrt(np.mean(x[n * frame :].astype(np.float64) ** 2)))
+    return levels
+
+
+def _loud_span(levels: np.ndarray) -> tuple[int, int]:
+    """[first, last) frame within ``TRIM_TOP_DB`` of the loudest one (librosa's trim rule)."""
+    loud = np.flatnonzero(levels >= levels.max() * 10 ** (-TRIM_TOP_DB / 20))
+    return int(loud[0]), int(loud[-1]) + 1
 
 
 def window_spans(start_s: float, end_s: float, window_s: float, hop_s: float) -> list[tuple[float, float]]:
@@ -274,7 +288,8 @@ def iter_windows(path: str | Path, window_s: float = 5.0, hop_s: float = 2.5) ->
 
 # -- in-memory clips --------------------------------------------------------------------------
 def trim_silence(waveform: np.ndarray) -> tuple[np.ndarray, float]:
-    """(trimmed waveform, offset of its first sample in seconds) via ``librosa.effects.trim``.
+    """(trimmed waveform, offset of its first sample in seconds): the rule of
+    ``librosa.effects.trim`` in numpy (librosa's first call costs seconds of JIT compiling).
 
     Raises:
         UnsupportedMedia: zero-length or silent input.
@@ -284,9 +299,9 @@ def trim_silence(waveform: np.ndarray) -> tuple[np.ndarray, float]:
         raise UnsupportedMedia("the audio has no samples (zero length)")
     if float(np.abs(waveform).max()) < SILENCE_PEAK:
         raise UnsupportedMedia("the audio is silent (peak below -80 dBFS)")
-    import librosa
-
-    _, (a, b) = librosa.effects.trim(waveform, top_db=TRIM_TOP_DB, frame_length=512, hop_length=128)
+    frame = int(SR * _TRIM_FRAME_S)
+    first, last = _loud_span(_frame_rms(waveform, frame))
+    a, b = first * frame, min(len(waveform), last * frame)
     return waveform[a:b], a / SR
 
 
