@@ -39,7 +39,8 @@ def part_features(
         vectors: the parts' L2-normalised vectors.
         weights: their weights (only positive parts count as "others" for agreement).
         kinds: text, image, audio or item per part.
-        neighbour_scores: float32[n_parts, K], each part's top-K corpus scores, best first.
+        neighbour_scores: float32[n_parts, K], each part's top-K corpus scores, best first
+            (for an item part, without the item itself: see ``neighbour_scores``).
     """
     vectors = np.asarray(vectors, dtype=np.float32)
     s = np.asarray(neighbour_scores, dtype=np.float32)
@@ -60,6 +61,13 @@ def part_features(
         out[i, 5 + KINDS.index(kind)] = 1.0
     out[:, 9] = pos.sum() / 4.0
     return out
+
+
+def neighbour_scores(scores: np.ndarray, kinds: list[str]) -> np.ndarray:
+    """Top-(K+1) search scores -> top-K per part; an indexed item's own match (always ~1) is
+    dropped, so its peakedness says how distinct it is, not that it is in the index."""
+    scores = np.asarray(scores, dtype=np.float32)
+    return np.stack([row[1:] if kind == "item" else row[:-1] for row, kind in zip(scores, kinds)])
 
 
 def attention_weights(weights: np.ndarray, logits: np.ndarray) -> np.ndarray:

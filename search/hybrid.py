@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from sqlalchemy import Connection
 from sqlalchemy import text as sql
 
 from search.catalog import Catalog
@@ -23,6 +24,8 @@ MAX_TOKENS = 32
 # a word in at most this share of passages (and at least RARE_MIN of them) counts as rare
 RARE_SHARE = 0.01
 RARE_MIN = 5
+# the rare-word tier runs only when the phrase and AND tiers found fewer hits than this
+RARE_FALLBACK = 10
 # how much a keyword list counts next to the vector list in RRF
 KEYWORD_WEIGHT = 1.0
 
@@ -32,53 +35,47 @@ def fts_tokens(text: str) -> list[str]:
     return [f'"{t}"' for t in _TOKEN.findall(text.lower())[:MAX_TOKENS]]
 
 
-def _match(catalog: Catalog, expr: str, limit: int) -> list[int]:
-    with catalog.engine.connect() as conn:
-        rows = conn.execute(
-            sql("SELECT rowid FROM passages_fts WHERE passages_fts MATCH :q ORDER BY bm25(passages_fts) LIMIT :n"),
-            {"q": expr, "n": limit},
-        )
-        return [int(r[0]) for r in rows]
+def _match(conn: Connection, expr: str, limit: int) -> list[int]:
+    rows = conn.execute(
+        sql("SELECT rowid FROM passages_fts WHERE passages_fts MATCH :q ORDER BY bm25(passages_fts) LIMIT :n"),
+        {"q": expr, "n": limit},
+    )
+    return [int(r[0]) for r in rows]
 
 
-def _rare_tokens(catalog: Catalog, tokens: list[str]) -> list[str]:
-    """The tokens found in few passages (document frequency from an fts5vocab view)."""
-    words = [t.strip('"') for t in tokens]
-    with catalog.engine.connect() as conn:
-        conn.execute(
-            sql(
-                "CREATE VIRTUAL TABLE IF NOT EXISTS temp.passages_vocab "
-                "USING fts5vocab(main, passages_fts, row)"
-            )
-        )
-        total = conn.execute(sql("SELECT count(*) FROM passages_fts")).scalar() or 0
-        limit = max(RARE_MIN, int(total * RARE_SHARE))
-        rare = []
-        for word in dict.fromkeys(words):
-            doc = conn.execute(sql("SELECT doc FROM temp.passages_vocab WHERE term = :t"), {"t": word}).scalar()
-            if doc is not None and doc <= limit:
-                rare.append(f'"{word}"')
-        return rare
+def _rare_tokens(conn: Connection, tokens: list[str], total: int) -> list[str]:
+    """The tokens found in few passages; counting stops at the cap, so a common word costs
+    no more than a rare one."""
+    cap = max(RARE_MIN, int(total * RARE_SHARE))
+    rare = []
+    for token in dict.fromkeys(tokens):
+        n = conn.execute(
+            sql("SELECT count(*) FROM (SELECT 1 FROM passages_fts WHERE passages_fts MATCH :q LIMIT :c)"),
+            {"q": token, "c": cap + 1},
+        ).scalar()
+        if n and n <= cap:
+            rare.append(token)
+    return rare
 
 
-def keyword_ids(catalog: Catalog, text: str, limit: int = 100) -> list[int]:
-    """Segment ids matching ``text`` by keywords, best first (phrase, all words, rare words)."""
+def keyword_ids(catalog: Catalog, text: str, limit: int = 100, total: int | None = None) -> list[int]:
+    """Segment ids matching ``text`` by keywords, best first: the exact phrase, all the words,
+    and (when those find few) any rare word. ``total``: passages in the index (for "rare")."""
     tokens = fts_tokens(text)
     if not tokens:
         return []
     out: dict[int, None] = {}
-    tiers = [" ".join(t.strip('"') for t in tokens)]  # the phrase, as one quoted string
-    tiers[0] = f'"{tiers[0]}"'
-    if len(tokens) > 1:
-        tiers.append(" AND ".join(tokens))
-        rare = _rare_tokens(catalog, tokens)
-        if rare:
-            tiers.append(" OR ".join(rare))
-    for expr in tiers:
-        for rowid in _match(catalog, expr, limit):
-            out.setdefault(rowid, None)
-        if len(out) >= limit:
-            break
+    phrase = '"' + " ".join(t.strip('"') for t in tokens) + '"'
+    with catalog.engine.connect() as conn:
+        out.update(dict.fromkeys(_match(conn, phrase, limit)))
+        if len(tokens) > 1:
+            out.update(dict.fromkeys(_match(conn, " AND ".join(tokens), limit)))
+            if len(out) < RARE_FALLBACK:
+                if total is None:
+                    total = int(conn.execute(sql("SELECT count(*) FROM segments")).scalar() or 0)
+                rare = _rare_tokens(conn, tokens, total)
+                if rare:
+                    out.update(dict.fromkeys(_match(conn, " OR ".join(rare), limit)))
     return list(out)[:limit]
 
 

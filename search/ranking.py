@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from search.attention import NEIGHBOURS, attention_model, attention_weights, part_features
+from search.attention import (
+    NEIGHBOURS,
+    attention_model,
+    attention_weights,
+    neighbour_scores,
+    part_features,
+)
 from search.filters import path_matches
 from search.fusion import check_weights, late_fuse, weighted_average
 from search.query import Query
@@ -44,12 +50,12 @@ def fusion_weights(engine: Engine, strategy: str, vectors: np.ndarray, weights: 
     """The weights an early-fusion strategy gives the parts (attention re-weights them)."""
     if strategy not in ("attention", "attention_learned") or (weights > 0).sum() < 2:
         return weights
-    n = min(NEIGHBOURS, engine.index.store.count())
-    if n < 2:
+    n = min(NEIGHBOURS + 1, engine.index.store.count())
+    if n < 3:
         return weights
     scores, _ = engine.index.store.search(vectors, n)
-    model = attention_model(strategy)
-    return attention_weights(weights, model.logits(part_features(vectors, weights, kinds, scores)))
+    feats = part_features(vectors, weights, kinds, neighbour_scores(scores, kinds))
+    return attention_weights(weights, attention_model(strategy).logits(feats))
 
 
 def _vector_ranking(
@@ -91,7 +97,7 @@ def _keyword_lists(engine: Engine, query: Query, allowed: np.ndarray | None) -> 
     for part in query.parts:
         if part.text is None or part.weight <= 0:
             continue
-        ids = keyword_ids(engine.index.catalog, part.text, KEYWORD_POOL)
+        ids = keyword_ids(engine.index.catalog, part.text, KEYWORD_POOL, engine.index.store.count())
         if allowed is not None and ids:
             ids = [i for i, ok in zip(ids, np.isin(ids, allowed)) if ok]
         if ids:

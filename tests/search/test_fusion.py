@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.attention import HeuristicAttention, attention_weights, part_features
+from search.attention import HeuristicAttention, LearnedAttention, attention_weights, part_features
 from search.encoders.base import l2_normalize
 from search.errors import BadRequest
 from search.fusion import late_fuse, weighted_average
@@ -13,7 +13,7 @@ from search.query import Filters, Query, QueryPart
 from tests.search.synthetic import add_item, basis, engine_over
 
 DIM = 32
-STRATEGIES = ("weighted", "attention", "rrf", "score_sum")
+STRATEGIES = ("weighted", "attention", "attention_learned", "rrf", "score_sum")
 
 
 def _query(weights: list[float], fusion: str = "weighted", **kw: object) -> Query:
@@ -128,3 +128,13 @@ def test_attention_downweights_the_part_that_disagrees():
     # negative parts keep their weight; one positive part keeps its weight
     w3 = attention_weights(np.array([2.0, -0.5]), np.array([5.0, -3.0]))
     assert np.allclose(w3, [2.0, -0.5])
+
+
+def test_learned_attention_weights_ship_and_give_finite_logits():
+    model = LearnedAttention.load()
+    feats = part_features(np.stack([_unit((0, 1)), _unit((1, 1))]), np.array([1.0, 1.0]),
+                          ["text", "item"], np.tile(np.linspace(0.8, 0.2, 32), (2, 1)))
+    logits = model.logits(feats)
+    assert logits.shape == (2,) and np.all(np.isfinite(logits))
+    w = attention_weights(np.array([1.0, 1.0]), logits)
+    assert np.isclose(w.sum(), 2.0) and np.all(w > 0)
