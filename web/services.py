@@ -13,9 +13,9 @@ import anyio
 import anyio.to_thread
 
 from search.catalog import SegmentInfo
-from search.encoders.base import Encoder
+from search.encoders.base import AUDIO_SAMPLE_RATE, Encoder
 from search.engine import Engine, SearchResult
-from search.errors import NotFound
+from search.errors import CrossfindError, NotFound
 from search.index import Index
 from search.query import Query
 from search.settings import Settings
@@ -43,7 +43,7 @@ class Services:
         self.db = Path(engine.index.root) if engine else Path(settings.db)
         self.job = IndexJob(self, index_fn)
         self.thumbnails = Thumbnails(self.db / "thumbnails", settings.max_image_pixels)
-        # searches run in worker threads; more at once than cores only adds queueing in torch
+        # searches run in worker threads; more at once than cores only queues inside the models
         self.limiter = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
         self._lock = threading.Lock()
 
@@ -53,7 +53,22 @@ class Services:
         if self.engine is None and Index.exists(self.db):
             self.open_engine()
         if self.encoder is not None:
-            self.encoder.encode_text(["warm up"])  # first call pays tokenizer/graph setup
+            self.warm_up(self.encoder)
+
+    @staticmethod
+    def warm_up(encoder: Encoder) -> None:
+        """Run each model once: lazy weights, sessions and graphs load now, not in the first
+        query. A model that fails here fails the same way per request, with its own message."""
+        import numpy as np
+        from PIL import Image
+
+        try:
+            encoder.encode_text(["warm up"])
+            encoder.encode_image([Image.new("RGB", (64, 64), (128, 128, 128))])
+            if encoder.supports("audio"):
+                encoder.encode_audio([np.zeros(AUDIO_SAMPLE_RATE, dtype=np.float32)])
+        except CrossfindError as exc:
+            log.warning("warm-up of encoder %r failed: %s", encoder.id, exc.message)
 
     def open_engine(self) -> Engine:
         with self._lock:

@@ -29,6 +29,9 @@ FLAGS = (
     "--disable-sync",
     "--disable-dev-shm-usage",
     "--autoplay-policy=no-user-gesture-required",
+    # a fake microphone (a beep) that needs no permission prompt, for the recording test
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
 )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,23 @@ from tests.web.conftest import png_bytes
 from web.app import create_app
 
 pytestmark = pytest.mark.browser
+
+# a green PNG drawn on a canvas, handed to the page as a dropped or pasted file
+_DROP_JS = """
+const event = arguments[0];
+const canvas = Object.assign(document.createElement("canvas"), {width: 32, height: 32});
+const g = canvas.getContext("2d");
+g.fillStyle = "rgb(20, 210, 40)";
+g.fillRect(0, 0, 32, 32);
+canvas.toBlob((blob) => {
+  const data = new DataTransfer();
+  data.items.add(new File([blob], "green.png", {type: "image/png"}));
+  const init = {bubbles: true, cancelable: true};
+  document.dispatchEvent(event === "drop"
+    ? new DragEvent("drop", {...init, dataTransfer: data})
+    : new ClipboardEvent("paste", {...init, clipboardData: data}));
+}, "image/png");
+"""
 
 
 def _cards(driver) -> list:  # noqa: ANN001
@@ -106,6 +124,26 @@ def test_search_page_in_chromium(corpus, tmp_path):
         assert driver.find_elements(By.CSS_SELECTOR, ".part-item input[type=range]")
         assert f"like={target_id}" in driver.current_url
         _shot(driver, tmp_path, "5-more-like-this")
+
+        # drag-and-drop and paste take images too (synthetic events carrying a real PNG file)
+        driver.find_element(By.CSS_SELECTOR, ".part-item button").click()
+        for event in ("drop", "paste"):
+            driver.execute_script(_DROP_JS, event)
+            wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".part-image"))
+            wait_for(driver, lambda d: _ids(d) and _ids(d)[0] == corpus.ids["green.png"])
+            driver.find_element(By.CSS_SELECTOR, ".part-image button").click()
+
+        # the microphone: record a second of the fake device's beep, search with it as WAV
+        driver.find_element(By.ID, "record").click()
+        wait_for(
+            driver, lambda d: "recording" in d.find_element(By.ID, "record").get_attribute("class")
+        )
+        time.sleep(1.5)
+        driver.find_element(By.ID, "record").click()
+        wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, ".part-audio"))
+        assert driver.find_element(By.CSS_SELECTOR, ".part-audio .label").text == "recording.wav"
+        wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "li.card"))
+        driver.find_element(By.CSS_SELECTOR, ".part-audio button").click()
 
         # an undecodable upload shows an error state, not a broken page
         bad = tmp_path / "bad.png"
