@@ -175,7 +175,12 @@ def run(ctx: BenchContext) -> dict[str, object]:
         f"rss_mb_{tag}": round(rss, 1),
     }
     if _bundled_installed():
-        figures.update(_text_queries(index, tag, n_queries // 4))
+        from search.errors import CrossfindError
+
+        try:
+            figures.update(_text_queries(index, tag, n_queries // 4))
+        except CrossfindError as exc:  # keep the store figures when the model cannot load
+            figures["text_query_skipped"] = exc.message
     index.close()
     return figures
 
