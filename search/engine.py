@@ -47,6 +47,7 @@ class Engine:
         self.encoder = encoder
         self.max_image_pixels = max_image_pixels
         self._calibration: Calibration | None = None
+        self._neighbour_sample: tuple | None = None  # see search.ranking
 
     # -- embedding ----------------------------------------------------------------------------
     def embed_part(self, part: QueryPart) -> np.ndarray:

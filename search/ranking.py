@@ -18,7 +18,6 @@ from search.attention import (
     NEIGHBOURS,
     attention_model,
     attention_weights,
-    neighbour_scores,
     part_features,
 )
 from search.filters import path_matches
@@ -31,6 +30,8 @@ if TYPE_CHECKING:
 
 # segments fetched per wanted hit when grouping passages/windows per item
 OVERFETCH = 4
+# attention features: neighbour scores over a random sample of this many items
+ATTENTION_SAMPLE = 4096
 # late fusion: candidates fetched per part, at least
 LATE_POOL = 100
 # keyword hits fetched per text part
@@ -46,15 +47,37 @@ def query_modality(engine: Engine, query: Query) -> str:
     return info.modality if info is not None else "text"
 
 
-def fusion_weights(engine: Engine, strategy: str, vectors: np.ndarray, weights: np.ndarray, kinds: list[str]) -> np.ndarray:
+def _neighbour_sample(engine: Engine) -> tuple[np.ndarray, np.ndarray]:
+    """A fixed random sample of the index (ids, vectors) that attention features are computed
+    against: a few thousand items, like the corpora the learned model was trained on, and one
+    small matrix product instead of a search per part."""
+    store = engine.index.store
+    key = (id(store), store.count())
+    cached = engine._neighbour_sample
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2]
+    ids = store.ids()
+    if len(ids) > ATTENTION_SAMPLE:
+        ids = np.sort(np.random.default_rng(0).choice(ids, ATTENTION_SAMPLE, replace=False))
+    vecs = store.reconstruct(ids)
+    engine._neighbour_sample = (key, ids, vecs)
+    return ids, vecs
+
+
+def fusion_weights(engine: Engine, strategy: str, vectors: np.ndarray, weights: np.ndarray,
+                   kinds: list[str], item_ids: list[int | None]) -> np.ndarray:
     """The weights an early-fusion strategy gives the parts (attention re-weights them)."""
     if strategy not in ("attention", "attention_learned") or (weights > 0).sum() < 2:
         return weights
-    n = min(NEIGHBOURS + 1, engine.index.store.count())
-    if n < 3:
+    ids, sample = _neighbour_sample(engine)
+    if len(ids) < NEIGHBOURS + 1:
         return weights
-    scores, _ = engine.index.store.search(vectors, n)
-    feats = part_features(vectors, weights, kinds, neighbour_scores(scores, kinds))
+    scores = vectors @ sample.T
+    for row, item in enumerate(item_ids):
+        if item is not None:  # an indexed item's match with itself says nothing
+            scores[row, ids == item] = -np.inf
+    top = -np.sort(-scores, axis=1)[:, :NEIGHBOURS]
+    feats = part_features(vectors, weights, kinds, top)
     return attention_weights(weights, attention_model(strategy).logits(feats))
 
 
@@ -122,7 +145,7 @@ def rank(engine: Engine, query: Query, vectors: np.ndarray, *, fused: bool = Fal
     kinds = [p.kind for p in query.parts]
     # one non-zero part: every strategy is the plain nearest-neighbour search
     strategy = query.fusion if (weights != 0).sum() > 1 else "weighted"
-    weights = fusion_weights(engine, strategy, vectors, weights, kinds)
+    weights = fusion_weights(engine, strategy, vectors, weights, kinds, [p.item_id for p in query.parts])
     qvec = weighted_average(vectors, weights)
     qmod = query_modality(engine, query)
     calibration = engine.calibration()

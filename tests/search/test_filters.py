@@ -84,3 +84,17 @@ def test_paging_with_offset_is_consistent(corpus):
     first = engine.search_embedded(Query(parts=[QueryPart(text="x")], k=20, hybrid=False), q)
     page2 = engine.search_embedded(Query(parts=[QueryPart(text="x")], k=10, offset=10, hybrid=False), q)
     assert [h.id for h in page2] == [h.id for h in first[10:20]]
+
+
+def test_cached_allowed_set_follows_catalog_changes(tmp_path):
+    engine, index, _ = engine_over(tmp_path, DIM)
+    add_item(index, np.ones(DIM), "/a/one.jpg")
+    index.checkpoint()
+    f = Filters(path_prefix="/b/")
+    assert len(allowed_segment_ids(index.catalog, f)) == 0
+    seg = add_item(index, np.ones(DIM), "/b/two.jpg")
+    index.checkpoint()
+    assert allowed_segment_ids(index.catalog, f).tolist() == [seg]
+    index.catalog.remove_paths(["/b/two.jpg"])
+    assert len(allowed_segment_ids(index.catalog, f)) == 0
+    index.close()
