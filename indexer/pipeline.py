@@ -137,7 +137,7 @@ def index_paths(
             f"{encoder.id!r}; pass --model {index.manifest.encoder} or --reindex"
         )
     roots = resolve_roots(paths)
-    report = IndexReport(roots=roots)
+    report = IndexReport(roots=roots, workers=max(0, settings.workers))
     config = LoaderConfig(
         preprocess_image=encoder.preprocess_image,
         max_image_pixels=settings.max_image_pixels,

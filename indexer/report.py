@@ -38,6 +38,7 @@ class IndexReport:
     )
     skipped: list[Skipped] = field(default_factory=list)
     ignored: int = 0  # files whose extension crossfind does not index
+    workers: int = 0  # decoding processes used
     seconds: float = 0.0
     encode_seconds: float = 0.0  # time inside encoder calls
     scan_seconds: float = 0.0  # walking, hashing, linking and removing, before embedding
@@ -74,6 +75,7 @@ class IndexReport:
             "totals": asdict(self.totals()),
             "skipped": [asdict(s) for s in self.skipped],
             "ignored": self.ignored,
+            "workers": self.workers,
             "seconds": round(self.seconds, 3),
             "encode_seconds": round(self.encode_seconds, 3),
             "scan_seconds": round(self.scan_seconds, 3),
