@@ -7,20 +7,25 @@ import asyncio
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
 import anyio.to_thread
+import numpy as np
 
 from search.catalog import SegmentInfo
 from search.encoders.base import AUDIO_SAMPLE_RATE, Encoder
 from search.engine import Engine, SearchResult
 from search.errors import CrossfindError, NotFound
 from search.index import Index
-from search.query import Query
+from search.query import Query, QueryPart
 from search.settings import Settings
+from web.batching import TextBatcher
 from web.errors import RequestTimeout, ServiceUnavailable
 from web.indexing import IndexFn, IndexJob
+from web.query_cache import QueryVectorCache
 from web.thumbnails import Thumbnails
 
 log = logging.getLogger(__name__)
@@ -43,9 +48,12 @@ class Services:
         self.db = Path(engine.index.root) if engine else Path(settings.db)
         self.job = IndexJob(self, index_fn)
         self.thumbnails = Thumbnails(self.db / "thumbnails", settings.max_image_pixels)
-        # searches run in worker threads; more at once than cores only queues inside the models
-        self.limiter = anyio.CapacityLimiter(max(2, os.cpu_count() or 2))
+        # searches run in worker threads; enough of them that concurrent text queries meet in
+        # one model call (see web.batching), and a bound so a burst cannot spawn hundreds
+        self.limiter = anyio.CapacityLimiter(32)
         self._lock = threading.Lock()
+        self.vectors = QueryVectorCache()
+        self._batchers: dict[int, TextBatcher] = {}
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> None:
@@ -59,7 +67,6 @@ class Services:
     def warm_up(encoder: Encoder) -> None:
         """Run each model once: lazy weights, sessions and graphs load now, not in the first
         query. A model that fails here fails the same way per request, with its own message."""
-        import numpy as np
         from PIL import Image
 
         try:
@@ -107,7 +114,7 @@ class Services:
         engine = self.require_engine()
         try:
             return await asyncio.wait_for(
-                anyio.to_thread.run_sync(engine.search, query, limiter=self.limiter),
+                anyio.to_thread.run_sync(self._search, engine, query, limiter=self.limiter),
                 timeout=self.settings.request_timeout_s,
             )
         except TimeoutError:
@@ -115,6 +122,29 @@ class Services:
                 f"the search took longer than {self.settings.request_timeout_s:g} s; "
                 "ask for fewer results or raise CROSSFIND_REQUEST_TIMEOUT_S"
             ) from None
+
+    def _search(self, engine: Engine, query: Query) -> SearchResult:
+        """``Engine.search`` with part vectors taken from the cache where it has them."""
+        t0 = time.perf_counter()
+        engine.index.refresh()
+        embed = self._embedder(engine)
+        vectors = np.stack([self.vectors.get(p, embed) for p in query.parts])
+        hits = engine.search_embedded(query, vectors)
+        return SearchResult(hits, (time.perf_counter() - t0) * 1000, query.describe())
+
+    def _embedder(self, engine: Engine) -> Callable[[QueryPart], np.ndarray]:
+        """The engine's ``embed_part``, with text parts batched across concurrent requests."""
+        batcher = self._batchers.get(id(engine.encoder))
+        if batcher is None:
+            batcher = TextBatcher(engine.encoder.encode_text)
+            self._batchers = {id(engine.encoder): batcher}  # one engine at a time
+
+        def embed(part: QueryPart) -> np.ndarray:
+            if part.text is not None:
+                return batcher.encode(part.text)
+            return engine.embed_part(part)
+
+        return embed
 
     def segment(self, item_id: int) -> SegmentInfo:
         """A segment that is in the index now (rows deleted while indexing are gone)."""
