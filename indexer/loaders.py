@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -161,6 +162,12 @@ def _stored_size(data: bytes, decoded: Image) -> tuple[int, int]:
 
 
 def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:
+    try:
+        size = os.path.getsize(path)
+    except OSError as exc:
+        return Skip(path, f"unreadable: {exc.strerror or exc}")
+    if size > 4 * cfg.max_text_chars:  # UTF-8 spends at most 4 bytes a character: surely over
+        return Skip(path, f"text over the cap of {cfg.max_text_chars:,} characters")
     data = _read(path)
     if isinstance(data, Skip):
         return data
@@ -169,7 +176,7 @@ def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:
     except UnicodeDecodeError:
         return Skip(path, "not UTF-8 text")
     if len(text) > cfg.max_text_chars:
-        return Skip(path, f"text of {len(text):,} characters is over the cap of {cfg.max_text_chars:,}")
+        return Skip(path, f"text over the cap of {cfg.max_text_chars:,} characters")
     passages = [p for p in split_passages(text, cfg.passage_words, cfg.passage_overlap) if p.text]
     if not passages:
         return Skip(path, "no words in the text")

@@ -35,10 +35,6 @@ from search.settings import Settings
 
 log = logging.getLogger(__name__)
 
-# a decode job is retried once after its worker pool broke, then the file is skipped
-_MAX_ATTEMPTS = 2
-
-
 @dataclass
 class _Batch:
     """Decoded files of one modality waiting for the encoder."""
@@ -170,35 +166,43 @@ def index_paths(
 
 
 def _embed_all(pending: list[Pending], workers: Workers, writer: _Writer, bar: object) -> None:
-    """Decode in the pool, a bounded window ahead, and flush full batches to the writer."""
+    """Decode in the pool, a bounded window ahead, and flush full batches to the writer.
+
+    A worker that dies (a decoder crashing on a file) breaks the pool and every job in flight
+    with it: those files are then retried one at a time on a fresh pool, so the file that
+    kills a worker alone is found and skipped, and the others are indexed.
+    """
     batches: dict[str, _Batch] = {}
-    todo: deque[tuple[Pending, int]] = deque((p, 1) for p in pending)
+    todo: deque[Pending] = deque(pending)
+    suspects: deque[Pending] = deque()  # in flight when the pool broke: retried alone
     # enough decoded work queued to fill the next batch while the model runs this one
     window = max(2 * writer.batch_size, 4 * max(1, workers.n))
-    inflight: deque[tuple[Pending, int, Future]] = deque()
+    inflight: deque[tuple[Pending, bool, Future]] = deque()  # (item, running alone, job)
 
     def fill() -> None:
+        if suspects:
+            if not inflight:
+                item = suspects.popleft()
+                inflight.append((item, True, workers.submit(load, item.path, item.modality)))
+            return
         while todo and len(inflight) < window:
-            item, attempt = todo.popleft()
-            inflight.append((item, attempt, workers.submit(load, item.path, item.modality)))
+            item = todo.popleft()
+            inflight.append((item, False, workers.submit(load, item.path, item.modality)))
 
     fill()
     while inflight:
-        item, attempt, future = inflight.popleft()
+        item, alone, future = inflight.popleft()
         try:
             result = future.result()
         except BrokenProcessPool:
-            # a worker died (a decoder crashed): retry what was in flight on a fresh pool
             log.warning("a decoding worker died; restarting the pool")
-            retry = [(item, attempt)] + [(p, a) for p, a, _ in inflight]
-            inflight.clear()
             workers.restart()
-            for p, a in reversed(retry):
-                if a >= _MAX_ATTEMPTS:
-                    _skip_all(writer.report, p, "the decoder crashed on this file")
-                    _tick(bar)
-                else:
-                    todo.appendleft((p, a + 1))
+            if alone:
+                _skip_all(writer.report, item, "the decoder crashed on this file")
+                _tick(bar)
+            else:
+                suspects.extend([item, *(p for p, _, _ in inflight)])
+                inflight.clear()
             fill()
             continue
         fill()  # keep the workers busy while the model runs below

@@ -8,7 +8,6 @@ indexed, are removed — after the links, so a renamed file keeps its vectors.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -19,8 +18,6 @@ from indexer.sniff import modality_of_extension
 from indexer.workers import Workers
 from search.index import Index
 from search.settings import Settings
-
-log = logging.getLogger(__name__)
 
 _PROBE_CHUNK = 16
 

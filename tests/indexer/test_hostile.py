@@ -119,3 +119,31 @@ def test_audio_is_windowed_when_the_encoder_has_audio(tmp_path, settings, run_in
     assert infos[0].start_s == pytest.approx(0.0, abs=0.1)
     assert infos[-1].end_s == pytest.approx(12.0, abs=0.1)
     assert infos[0].duration_s == pytest.approx(12.0, abs=0.01)
+
+
+class _CrashOnRed(CountingEncoder):
+    """Its image preprocessing kills the worker process on red images, as a decoder segfault
+    would (never in the test process itself)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.main_pid = os.getpid()
+
+    def preprocess_image(self, image):  # noqa: ANN001, ANN201
+        mean = super().preprocess_image(image)
+        if os.getpid() != self.main_pid and int(np.argmax(mean)) == 0:
+            os._exit(70)
+        return mean
+
+
+def test_a_file_that_kills_its_decoder_is_skipped_and_the_rest_indexed(tmp_path, run_index):
+    image(tmp_path / "c" / "a-red.png", "red")
+    for i in range(6):
+        image(tmp_path / "c" / f"b-blue{i}.png", "blue", seed=i)
+        text(tmp_path / "c" / f"t{i}.txt", f"document number {i}")
+    enc = _CrashOnRed()
+    report = run_index(enc, tmp_path / "c", workers=2)
+    assert [(os.path.basename(s.path), s.reason) for s in report.skipped] == [
+        ("a-red.png", "the decoder crashed on this file")
+    ]
+    assert report.by_modality["image"].added == 6 and report.by_modality["text"].added == 6

@@ -40,3 +40,12 @@ def test_text_is_split_into_overlapping_passages_with_offsets(tmp_path):
     for seg in out.segments:
         assert raw[seg["char_start"] : seg["char_end"]] == seg["text"]
     assert isinstance(load(str(tmp_path / "missing.txt"), "text"), Skip)
+
+
+def test_text_over_the_character_cap_is_skipped_without_decoding(tmp_path):
+    set_config(LoaderConfig(preprocess_image=FakeEncoder().preprocess_image, max_text_chars=100))
+    (tmp_path / "long.txt").write_text("word " * 30)  # 150 characters
+    (tmp_path / "huge.txt").write_text("word " * 200)  # 1000 bytes: over 4 bytes x 100
+    for name in ("long.txt", "huge.txt"):
+        out = load(str(tmp_path / name), "text")
+        assert isinstance(out, Skip) and out.reason == "text over the cap of 100 characters"
