@@ -39,6 +39,15 @@ def load_extra_encoders() -> None:
     import importlib
     import os
 
+    from search.errors import BadRequest
+
     for spec in filter(None, os.environ.get("CROSSFIND_EXTRA_ENCODERS", "").split(",")):
         module, _, func = spec.strip().partition(":")
-        getattr(importlib.import_module(module), func or "register")()
+        try:
+            hook = getattr(importlib.import_module(module), func or "register")
+        except (ImportError, AttributeError) as exc:
+            raise BadRequest(
+                f"CROSSFIND_EXTRA_ENCODERS names {spec!r}, which cannot be loaded ({exc}); "
+                "fix PYTHONPATH or unset the variable"
+            ) from None
+        hook()

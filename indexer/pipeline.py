@@ -233,7 +233,10 @@ def _tick(bar: object) -> None:
 def _bar(total: int, desc: str) -> object:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True)
+    return tqdm(
+        total=total, desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True,
+        leave=desc == "indexing",  # the hashing bar gives way to the indexing one
+    )
 
 
 def _audio_supported(encoder: Encoder) -> bool:
