@@ -115,3 +115,23 @@ def test_highlight_marks_word_starts_and_escapes():
     cut = str(highlight(long, ["needle"], width=100))
     assert cut.startswith("… ") and cut.endswith(" …") and "<mark>needle</mark>" in cut
     assert len(cut) < 140
+
+
+def test_audio_tools_hide_when_the_encoder_has_no_audio(corpus):
+    from fastapi.testclient import TestClient
+
+    from search.engine import Engine
+    from search.index import Index
+    from search.settings import Settings
+    from tests.fakes import FakeEncoder
+    from web.app import create_app
+
+    class NoAudio(FakeEncoder):
+        def audio_head(self) -> None:
+            return None
+
+    app = create_app(Settings(db=corpus.db), engine=Engine(Index.open(corpus.db), NoAudio()))
+    with TestClient(app) as client:
+        html = client.get("/").text
+        assert 'id="add-image"' in html
+        assert 'id="record"' not in html and 'id="add-audio"' not in html

@@ -173,7 +173,7 @@
 
   // ---- image and sound input: buttons, drag-and-drop, paste, microphone --------------------
   document.getElementById("add-image").addEventListener("click", () => imageInput.click());
-  document.getElementById("add-audio").addEventListener("click", () => audioInput.click());
+  document.getElementById("add-audio")?.addEventListener("click", () => audioInput.click());
   imageInput.addEventListener("change", () => { if (imageInput.files[0]) setImage(imageInput.files[0]); imageInput.value = ""; });
   audioInput.addEventListener("change", () => { if (audioInput.files[0]) setAudio(audioInput.files[0]); audioInput.value = ""; });
 
@@ -199,7 +199,7 @@
   });
 
   let recorder = null;
-  recordBtn.addEventListener("click", async () => {
+  recordBtn?.addEventListener("click", async () => {
     if (recorder) { recorder.stop(); return; }
     if (!navigator.mediaDevices?.getUserMedia || !window.MediaRecorder) {
       alert("This browser cannot record sound here (it needs https or localhost).");
