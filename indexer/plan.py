@@ -16,6 +16,7 @@ from indexer.loaders import Probe, Skip, probe_many
 from indexer.report import IndexReport
 from indexer.sniff import modality_of_extension
 from indexer.workers import Workers
+from search.catalog import Catalog
 from search.index import Index
 from search.settings import Settings
 
@@ -78,27 +79,33 @@ def scan(
     changed = False
     pending: dict[str, Pending] = {}
     bar = progress(len(to_probe), "hashing") if progress and len(to_probe) > 200 else None
-    for found, result in zip(to_probe, _probe_all(to_probe, workers)):
+    for chunk in _probe_all(to_probe, workers):
+        to_plan: list[tuple[Found, Probe, bool]] = []
+        for found, result in chunk:
+            path = found.path
+            if isinstance(result, Skip) or result.reason:
+                report.skip(path, result.reason or "unreadable")
+                continue
+            if result.modality == "audio" and not audio_ok():
+                report.skip(path, "no audio encoder")
+                continue
+            old = known.get(path)
+            if old is not None and old.sha256 == result.sha256:  # touched, not changed
+                catalog.link_file(path, old.content_id, found.size, found.mtime_ns)
+                report.count(old.modality, "unchanged")
+                handled.add(path)
+                continue
+            if old is not None:  # changed: the old content leaves this path first
+                index.remove_segments(catalog.remove_paths([path]))
+                changed = True
+                handled.add(path)
+            to_plan.append((found, result, old is not None))
+        # looked up after this chunk's removals, so a content they dropped is not linked to
+        existing = catalog.contents_by_sha([probe.sha256 for _, probe, _ in to_plan])
+        for found, probe, was_known in to_plan:
+            _plan_one(catalog, existing, probe, found, was_known, pending, report, handled)
         if bar is not None:
-            bar.update(1)  # type: ignore[attr-defined]
-        path = found.path
-        if isinstance(result, Skip) or result.reason:
-            report.skip(path, result.reason or "unreadable")
-            continue
-        if result.modality == "audio" and not audio_ok():
-            report.skip(path, "no audio encoder")
-            continue
-        old = known.get(path)
-        if old is not None and old.sha256 == result.sha256:  # touched, not changed
-            catalog.link_file(path, old.content_id, found.size, found.mtime_ns)
-            report.count(old.modality, "unchanged")
-            handled.add(path)
-            continue
-        if old is not None:  # changed: the old content leaves this path first
-            index.remove_segments(catalog.remove_paths([path]))
-            changed = True
-            handled.add(path)
-        _plan_one(index, result, found, old is not None, pending, report, handled)
+            bar.update(len(chunk))  # type: ignore[attr-defined]
     if bar is not None:
         bar.close()  # type: ignore[attr-defined]
 
@@ -112,7 +119,8 @@ def scan(
 
 
 def _plan_one(
-    index: Index,
+    catalog: Catalog,
+    existing: dict[str, tuple[int, str]],
     probe: Probe,
     found: Found,
     was_known: bool,
@@ -120,11 +128,11 @@ def _plan_one(
     report: IndexReport,
     handled: set[str],
 ) -> None:
-    existing = index.catalog.content_by_sha(probe.sha256)
-    outcome = "updated" if was_known else "linked"
-    if existing is not None:
-        index.catalog.link_file(found.path, existing.id, found.size, found.mtime_ns)
-        report.count(existing.modality, outcome)
+    """Link the file to indexed content with its sha256, or plan the content for embedding."""
+    if probe.sha256 in existing:
+        content_id, modality = existing[probe.sha256]
+        catalog.link_file(found.path, content_id, found.size, found.mtime_ns)
+        report.count(modality, "updated" if was_known else "linked")
         handled.add(found.path)
         return
     item = pending.get(probe.sha256)
@@ -136,13 +144,15 @@ def _plan_one(
         item.known.add(found.path)
 
 
-def _probe_all(files: list[Found], workers: Workers) -> Iterator[Probe | Skip]:
-    """Probe results in the order of ``files``, hashing in the worker pool."""
-    chunks = [[f.path for f in files[i : i + _PROBE_CHUNK]] for i in range(0, len(files), _PROBE_CHUNK)]
+def _probe_all(
+    files: list[Found], workers: Workers
+) -> Iterator[list[tuple[Found, Probe | Skip]]]:
+    """Probe results in chunks, in the order of ``files``, hashing in the worker pool."""
+    chunks = [files[i : i + _PROBE_CHUNK] for i in range(0, len(files), _PROBE_CHUNK)]
     window = max(2, 2 * workers.n)
-    futures = [workers.submit(probe_many, c) for c in chunks[:window]]
-    for i in range(len(chunks)):
+    futures = [workers.submit(probe_many, [f.path for f in c]) for c in chunks[:window]]
+    for i, chunk in enumerate(chunks):
         if i + window < len(chunks):
-            futures.append(workers.submit(probe_many, chunks[i + window]))
-        yield from futures[i].result()
+            futures.append(workers.submit(probe_many, [f.path for f in chunks[i + window]]))
+        yield list(zip(chunk, futures[i].result()))
         futures[i] = None  # type: ignore[call-overload]  # free the results

@@ -329,6 +329,19 @@ class Catalog:
         with self.session() as s:
             return s.scalar(select(Content).where(Content.sha256 == sha256))
 
+    def contents_by_sha(self, shas: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """(content id, modality) of the indexed contents among ``shas``: one query per 500."""
+        out: dict[str, tuple[int, str]] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(shas)), 500):
+                rows = conn.exec_driver_sql(
+                    "SELECT sha256, id, modality FROM contents WHERE sha256 IN "
+                    f"({','.join('?' * len(chunk))})",
+                    tuple(chunk),
+                )
+                out.update((sha, (cid, modality)) for sha, cid, modality in rows)
+        return out
+
     def paths_under(self, roots: Sequence[str]) -> list[str]:
         """Indexed paths at or below any of ``roots`` (absolute path strings)."""
         out: list[str] = []
