@@ -39,6 +39,9 @@ def test_closed_reads_need_the_key_by_header_or_basic_auth(corpus):
         basic = base64.b64encode(f"me:{API_KEY}".encode()).decode()
         assert c.get("/?q=red", headers={"Authorization": f"Basic {basic}"}).status_code == 200
         assert c.get("/healthz").status_code == 200  # liveness stays open
+        # Basic auth is for reads only: browsers replay it on cross-site form posts
+        r = c.post("/api/index", headers={"Authorization": f"Basic {basic}"})
+        assert r.status_code == 401
 
 
 def test_delete_forgets_the_item_and_searches_drop_it(tmp_path):
