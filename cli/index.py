@@ -38,12 +38,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _encoder_name(args: argparse.Namespace, default: str, db: Path) -> str:
     """--model (or $CROSSFIND_MODEL); else the encoder the index was built with; else default."""
+    from search.errors import Conflict
     from search.index import MANIFEST, Index, Manifest
 
     if args.model or os.environ.get("CROSSFIND_MODEL"):
         return default  # settings already hold the flag or the environment's choice
     if not args.reindex and Index.exists(db):
-        return Manifest.read(db / MANIFEST).encoder
+        try:
+            return Manifest.read(db / MANIFEST).encoder
+        except (OSError, ValueError, TypeError) as exc:
+            raise Conflict(
+                f"the index at {db} has an unreadable {MANIFEST} ({exc}); rebuild it with --reindex"
+            ) from None
     return default
 
 

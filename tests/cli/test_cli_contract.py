@@ -79,6 +79,10 @@ def test_index_json_report_and_exit_codes(tmp_path, capsys, fake_cli):
     code, _, err = _run(capsys, "index", tmp_path / "c", "--db", tmp_path / "file-not-dir",
                         "--model", "fake")
     assert code == 2 and "is a file; give a folder" in err
+    (tmp_path / "torn").mkdir()
+    (tmp_path / "torn" / "index.json").write_text("{not json")
+    code, _, err = _run(capsys, "index", tmp_path / "c", "--db", tmp_path / "torn")
+    assert code == 2 and "unreadable index.json" in err and "--reindex" in err
 
 
 class _Other:
