@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -132,3 +133,20 @@ def test_kill_9_at_random_moments_then_rerun_completes_consistently(tmp_path):
     again = subprocess.run(_cmd(root, db), env=_env(), cwd=REPO, capture_output=True, text=True,
                            timeout=120)
     assert json.loads(again.stdout)["totals"]["unchanged"] == total_files
+
+
+@pytest.mark.slow
+def test_ctrl_c_keeps_the_work_done_so_far(tmp_path):
+    root, db = tmp_path / "corpus", tmp_path / "db"
+    _corpus(root)
+    env = {**_env(), "CROSSFIND_CHECKPOINT_EVERY_S": "1000"}  # only the interrupt saves
+    proc = subprocess.Popen(_cmd(root, db), env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while proc.poll() is None and _items(db) < 10:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err
+    with Index.open_for_write(db, "fake", 32) as index:  # reconciles what the interrupt cut
+        assert_consistent(index)
+        assert 10 <= index.info()["items"] < N_TEXT + N_IMAGES
