@@ -109,6 +109,8 @@ def _print_table(report, info: dict) -> None:  # noqa: ANN001 - indexer.IndexRep
             print(f"  {s.path}: {s.reason}")
         if len(report.skipped) > _SHOW_SKIPPED:
             print(f"  ... and {len(report.skipped) - _SHOW_SKIPPED} more (--json lists all)")
+    for s in report.partial:
+        print(f"  partly indexed {s.path}: {s.reason}")
     if report.ignored:
         print(f"\nignored {report.ignored} file(s) of types crossfind does not index")
     print(

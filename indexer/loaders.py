@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -42,6 +43,9 @@ class LoaderConfig:
     passage_overlap: int = 30
     audio_window_s: float = 5.0
     audio_hop_s: float = 2.5
+    # windows kept per recording (1440 = the first hour at a 2.5 s hop): bounds the memory a
+    # long recording takes on its way to the model (~0.3 MB a window)
+    max_audio_windows: int = 1440
 
 
 _config: LoaderConfig | None = None
@@ -81,6 +85,7 @@ class Loaded:
     width: int | None = None
     height: int | None = None
     duration_s: float | None = None
+    note: str | None = None  # indexed, but only in part (why)
 
 
 def probe(path: str) -> Probe | Skip:
@@ -191,18 +196,29 @@ def _load_audio(path: str, cfg: LoaderConfig) -> Loaded | Skip:
     from search.audio import iter_windows
 
     try:
-        windows = list(iter_windows(path, cfg.audio_window_s, cfg.audio_hop_s))
+        windows = list(
+            itertools.islice(
+                iter_windows(path, cfg.audio_window_s, cfg.audio_hop_s), cfg.max_audio_windows + 1
+            )
+        )
     except UnsupportedMedia as exc:
         return Skip(path, f"undecodable audio: {exc.message}")
     except OSError as exc:
         return Skip(path, f"unreadable: {exc.strerror or exc}")
     if not windows:
         return Skip(path, "no audio to index (silent or empty)")
+    note = None
+    if len(windows) > cfg.max_audio_windows:
+        windows = windows[: cfg.max_audio_windows]
+        end = windows[-1].end_s
+        kept = f"{end:.0f} s" if end < 120 else f"{end / 60:.0f} min"
+        note = f"only the first {kept} of the recording are indexed (window cap)"
     return Loaded(
         path, "audio", None,
         [w.samples for w in windows],
         [{"start_s": w.start_s, "end_s": w.end_s} for w in windows],
         duration_s=_duration(path, windows),
+        note=note,
     )
 
 

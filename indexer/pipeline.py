@@ -25,7 +25,7 @@ import numpy as np
 from indexer.discover import resolve_roots
 from indexer.loaders import LoaderConfig, Loaded, Skip, load
 from indexer.plan import Pending, scan
-from indexer.report import IndexReport
+from indexer.report import IndexReport, Skipped
 from indexer.workers import Workers
 from search.catalog import NewContent, SegmentIn
 from search.encoders.base import Encoder
@@ -88,8 +88,10 @@ class _Writer:
             ]
         )
         ids = [i for _, seg_ids in written for i in seg_ids]
-        for (pending, _), (_, seg_ids) in zip(batch.items, written):
+        for (pending, loaded), (_, seg_ids) in zip(batch.items, written):
             self._count(modality, pending, len(seg_ids))
+            if loaded.note:
+                self.report.partial.append(Skipped(pending.path, loaded.note))
         self.index.add_vectors(ids, vectors)  # after the rows committed: see search/index.py
         self.dirty = True
         batch.items.clear()

@@ -37,6 +37,7 @@ class IndexReport:
         default_factory=lambda: {m: ModalityCounts() for m in MODALITIES}
     )
     skipped: list[Skipped] = field(default_factory=list)
+    partial: list[Skipped] = field(default_factory=list)  # indexed in part, and why
     ignored: int = 0  # files whose extension crossfind does not index
     workers: int = 0  # decoding processes used
     seconds: float = 0.0
@@ -74,6 +75,7 @@ class IndexReport:
             "by_modality": {m: asdict(c) for m, c in self.by_modality.items()},
             "totals": asdict(self.totals()),
             "skipped": [asdict(s) for s in self.skipped],
+            "partial": [asdict(s) for s in self.partial],
             "ignored": self.ignored,
             "workers": self.workers,
             "seconds": round(self.seconds, 3),

@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from PIL import Image
 
 from indexer.loaders import LoaderConfig, Loaded, Skip, load, probe, set_config
@@ -49,3 +50,16 @@ def test_text_over_the_character_cap_is_skipped_without_decoding(tmp_path):
     for name in ("long.txt", "huge.txt"):
         out = load(str(tmp_path / name), "text")
         assert isinstance(out, Skip) and out.reason == "text over the cap of 100 characters"
+
+
+def test_a_long_recording_keeps_its_first_windows_and_says_so(tmp_path):
+    pytest.importorskip("search.audio")
+    from tests.indexer.corpus import wav
+
+    path = wav(tmp_path / "long.wav", seconds=20.0)
+    set_config(LoaderConfig(preprocess_image=FakeEncoder().preprocess_image, max_audio_windows=3))
+    out = load(str(path), "audio")
+    assert isinstance(out, Loaded)
+    assert [s["start_s"] for s in out.segments] == pytest.approx([0.0, 2.5, 5.0], abs=0.05)
+    assert out.note == "only the first 10 s of the recording are indexed (window cap)"
+    assert out.duration_s == pytest.approx(20.0, abs=0.01)
