@@ -35,6 +35,7 @@ from search.settings import Settings
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class _Batch:
     """Decoded files of one modality waiting for the encoder."""
