@@ -145,8 +145,10 @@ def _rank(engine: Engine, vector: np.ndarray, modality: str, wanted: set[int], t
     """1-based rank of the best hit in ``wanted`` among ``modality`` items (MAX_K+1 if beyond)."""
     k = min(FIRST_K, total)
     while True:
+        # one segment per item here, so no grouping (which would over-fetch 4x)
         query = Query(
-            parts=[QueryPart(text="eval")], k=k, filters=Filters(modality=[modality]), hybrid=False
+            parts=[QueryPart(text="eval")], k=k, filters=Filters(modality=[modality]),
+            hybrid=False, group=False,
         )
         hits = engine.search_vector(vector, query)
         for rank, hit in enumerate(hits, 1):

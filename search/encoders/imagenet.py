@@ -105,15 +105,23 @@ class LabelBridge:
 
     def __call__(self, logits: np.ndarray) -> np.ndarray:
         """ImageNet logits [n, 1000] -> L2-normalised float32[n, d]."""
+        mixed, sentences = self.parts(logits, with_sentence=bool(self.sentence_weight))
+        if sentences is None:
+            return mixed
+        return l2_normalize(mixed + self.sentence_weight * sentences)
+
+    def parts(
+        self, logits: np.ndarray, *, with_sentence: bool = True
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The two halves, each L2-normalised: the class mix and the sentence embedding."""
         probs = softmax(logits, self.scale)
         top = np.argsort(-probs, axis=1)[:, : self.top_k]
         weights = np.take_along_axis(probs, top, axis=1)
-        mixed = np.einsum("nk,nkd->nd", weights, self.class_vectors[top])
-        out = l2_normalize(mixed)
-        if self.sentence_weight:
-            sentences = [self.sentence(row[: self.sentence_top]) for row in top]
-            out = out + self.sentence_weight * l2_normalize(self.encode(sentences))
-        return l2_normalize(out)
+        mixed = l2_normalize(np.einsum("nk,nkd->nd", weights, self.class_vectors[top]))
+        if not with_sentence:
+            return mixed, None
+        sentences = [self.sentence(row[: self.sentence_top]) for row in top]
+        return mixed, l2_normalize(self.encode(sentences))
 
     def sentence(self, classes: Sequence[int]) -> str:
         return "a photo with a " + ", ".join(self.names[int(i)] for i in classes) + "."

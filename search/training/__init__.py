@@ -1,0 +1,1 @@
+"""Training scripts for the small learned parts that ship with crossfind (run offline, by hand)."""
