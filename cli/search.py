@@ -54,10 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="an indexed result id: more like this (repeatable)")
     p.add_argument("--weight", action=_Weight, type=float, metavar="W",
                    help="weight of the part just before it (negative: push away)")
-    p.add_argument("--fusion", default="weighted",
-                   choices=["weighted", "attention", "attention_learned", "rrf", "score_sum"],
-                   help="how parts combine: weighted average (default), attention re-weighting, "
-                   "or late fusion of per-part results (rrf, score_sum)")
+    p.add_argument("--fusion", default=None,
+                   choices=["attention_learned", "attention", "weighted", "rrf", "score_sum"],
+                   help="how parts combine: attention_learned (default; learned per-query part "
+                   "weights), attention (fixed formula), weighted (plain weighted average), or "
+                   "late fusion of per-part results (rrf, score_sum)")
     p.add_argument("--queries", metavar="FILE", help="one text query per line; JSON lines out")
     p.add_argument("--k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
@@ -147,7 +148,7 @@ def build_query(args: argparse.Namespace, text: str | None = None):  # noqa: ANN
         parts=parts,
         k=args.k,
         offset=args.offset,
-        fusion=args.fusion,
+        **({"fusion": args.fusion} if args.fusion else {}),
         filters=parse_filters(args.filter, args.modality),
         min_score=args.min_score,
         hybrid=not args.no_hybrid,

@@ -82,11 +82,16 @@ def attention_weights(weights: np.ndarray, logits: np.ndarray) -> np.ndarray:
 
 
 class HeuristicAttention:
-    """g = agree_scale * agreement + peak_scale * peakedness (constants tuned on flickr dev)."""
+    """g = agree_scale * agreement + peak_scale * peakedness.
+
+    The defaults are the best point of a grid on flickr8k_1k dev composed queries (dev mean
+    recall .689 vs .679 for weighted averaging): favour the *more distinctive* part (the one
+    that agrees less with the others) and the one whose neighbours are more peaked.
+    """
 
     name = "attention"
 
-    def __init__(self, agree_scale: float = 2.0, peak_scale: float = 0.25) -> None:
+    def __init__(self, agree_scale: float = -2.0, peak_scale: float = 1.0) -> None:
         self.agree_scale = agree_scale
         self.peak_scale = peak_scale
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from search.attention import (
+    FEATURES,
     NEIGHBOURS,
     HeuristicAttention,
     LearnedAttention,
@@ -46,21 +47,24 @@ class Prepared:
     weights: np.ndarray  # [q, p]
     features: np.ndarray  # [q, p, f]
     targets: np.ndarray  # [q]
+    own: np.ndarray  # [q] the query's own photo (left out of its ranking), -1 if none
 
 
 def prepare(corpus: Corpus, encoder, queries: list[ComposedQuery]) -> Prepared:  # noqa: ANN001
     words: dict[str, np.ndarray] = {}
-    vecs, ws, feats = [], [], []
-    for q in queries:
-        v = part_vectors(corpus, encoder, q, words)
-        w = np.array([p[2] for p in q.parts], dtype=np.float32)
-        kinds = ["item" if p[0] == "photo" else "text" for p in q.parts]
-        top = neighbour_scores(-np.sort(-(v @ corpus.images.T), axis=1)[:, : NEIGHBOURS + 1], kinds)
-        vecs.append(v)
-        ws.append(w)
-        feats.append(part_features(v, w, kinds, top))
-    return Prepared(corpus.images, np.stack(vecs), np.stack(ws), np.stack(feats),
-                    np.array([q.target for q in queries]))
+    vecs = np.stack([part_vectors(corpus, encoder, q, words) for q in queries])
+    ws = np.array([[p[2] for p in q.parts] for q in queries], dtype=np.float32)
+    feats = np.zeros(vecs.shape[:2] + (len(FEATURES),), dtype=np.float32)
+    for start in range(0, len(queries), 512):  # top-K neighbours in chunks (memory)
+        scores = vecs[start : start + 512] @ corpus.images.T
+        top = -np.sort(-np.partition(scores, -(NEIGHBOURS + 1), axis=-1)[..., -(NEIGHBOURS + 1) :], axis=-1)
+        for i, q in enumerate(queries[start : start + 512]):
+            kinds = ["item" if p[0] == "photo" else "text" for p in q.parts]
+            feats[start + i] = part_features(vecs[start + i], ws[start + i], kinds,
+                                             neighbour_scores(top[i], kinds))
+    own = [next((int(r) for src, r, _ in q.parts if src == "photo"), -1) for q in queries]
+    return Prepared(corpus.images, vecs, ws, feats, np.array([q.target for q in queries]),
+                    np.array(own))
 
 
 def merge(parts: list[Prepared]) -> Prepared:
@@ -72,6 +76,7 @@ def merge(parts: list[Prepared]) -> Prepared:
         np.concatenate([p.weights for p in parts]),
         np.concatenate([p.features for p in parts]),
         np.concatenate([p.targets + o for p, o in zip(parts, offsets)]),
+        np.concatenate([np.where(p.own >= 0, p.own + o, -1) for p, o in zip(parts, offsets)]),
     )
 
 
@@ -83,6 +88,8 @@ def mean_recall(data: Prepared, model: HeuristicAttention | LearnedAttention | N
             w = attention_weights(w, model.logits(f))
         fused.append((w[:, None] * v).sum(0))
     scores = l2_normalize(np.stack(fused)) @ data.images.T
+    rows = np.nonzero(data.own >= 0)[0]
+    scores[rows, data.own[rows]] = -np.inf
     target = scores[np.arange(len(scores)), data.targets]
     ranks = (scores > target[:, None]).sum(1) + 1
     return float(np.mean([(ranks <= k).mean() for k in (1, 5, 10)]))
@@ -110,6 +117,8 @@ def train_learned(train: Prepared, dev: Prepared, epochs: int = 100, lr: float =
     feats = torch.tensor((train.features - mean) / std)
     vecs, w = torch.tensor(train.vectors), torch.tensor(train.weights)
     images, targets = torch.tensor(train.images), torch.tensor(train.targets)
+    own_rows = torch.tensor(np.nonzero(train.own >= 0)[0])
+    own_cols = torch.tensor(train.own[train.own >= 0])
     w1 = torch.nn.Parameter(torch.randn(nf, HIDDEN) * 0.3)
     b1 = torch.nn.Parameter(torch.zeros(HIDDEN))
     w2 = torch.nn.Parameter(torch.zeros(HIDDEN))  # zero output: starts as weighted average
@@ -127,7 +136,9 @@ def train_learned(train: Prepared, dev: Prepared, epochs: int = 100, lr: float =
         z = torch.where(pos, log_w + logits, torch.full_like(logits, -1e9))
         alpha = torch.softmax(z, dim=1) * (w * pos).sum(1, keepdim=True)
         fused = torch.nn.functional.normalize((torch.where(pos, alpha, w)[..., None] * vecs).sum(1), dim=1)
-        loss = torch.nn.functional.cross_entropy(fused @ images.T / temperature, targets)
+        logits_all = fused @ images.T / temperature
+        logits_all = logits_all.index_put((own_rows, own_cols), torch.tensor(-1e9))
+        loss = torch.nn.functional.cross_entropy(logits_all, targets)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -148,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m search.attention_train")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--seeds", type=int, default=3, help="query sets built per training photo")
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--seeds", type=int, default=1, help="query sets built per training photo")
     parser.add_argument("--no-extra", action="store_true", help="flickr8k_1k train only")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")

@@ -9,7 +9,8 @@ Three kinds of query, each with one target photo (built with a fixed seed):
   an object that the photo ranked highest above the target shows and the target does not.
 
 Every query runs through ``Engine.search_embedded`` over a temporary index of the photos
-(parts pre-embedded; photo parts are ``item_id`` parts), per fusion strategy, and is compared
+(parts pre-embedded; photo parts are ``item_id`` parts, and the query's own photo is left out
+of its results), per fusion strategy, and is compared
 with each of its parts alone ("best single part": the part with the best recall on its own).
 Photos and captions come from the backbone cache of ``search.training.image_projection``.
 """
@@ -111,6 +112,11 @@ def build_queries(corpus: Corpus, seed: int = 0) -> list[ComposedQuery]:
     caps_of: list[list[int]] = [[] for _ in range(len(corpus.images))]
     for c, photo in enumerate(corpus.owner.tolist()):
         caps_of[photo].append(c)
+    having: dict[str, list[int]] = {}
+    for p, counts in enumerate(concepts):
+        for word, n in counts.items():
+            if n >= 2:
+                having.setdefault(word, []).append(p)
     out: list[ComposedQuery] = []
     for t, caps in enumerate(caps_of):
         if len(caps) < 2:
@@ -119,7 +125,7 @@ def build_queries(corpus: Corpus, seed: int = 0) -> list[ComposedQuery]:
         out.append(ComposedQuery("two_captions", t, [("caption", int(i), 1.0), ("caption", int(j), 1.0)]))
         main = [w for w, n in concepts[t].most_common() if n >= 2]
         if main:
-            partners = [p for p in range(len(caps_of)) if p != t and concepts[p][main[0]] >= 2]
+            partners = [p for p in having[main[0]] if p != t]
             if partners:
                 p = int(rng.choice(partners))
                 c = int(rng.choice(caps))
@@ -174,13 +180,16 @@ def evaluate(corpus: Corpus, encoder: Encoder, queries: list[ComposedQuery],
                 for q in mine:
                     vectors = part_vectors(corpus, encoder, q, words)
                     parts = [_query_part(src, ref, w, seg_of) for src, ref, w in q.parts]
+                    # the query's own photo is not an answer (as in composed image retrieval)
+                    own = {int(ref) for src, ref, _ in q.parts if src == "photo"}
+                    k = 10 + len(own)
                     for s in strategies:
-                        hits = engine.search_embedded(Query(parts=parts, fusion=s, k=10, hybrid=False), vectors)
-                        ranks[s].append(_rank([photo_of[h.id] for h in hits], q.target))
+                        hits = engine.search_embedded(Query(parts=parts, fusion=s, k=k, hybrid=False), vectors)
+                        ranks[s].append(_rank([photo_of[h.id] for h in hits], q.target, own))
                     for i, part in enumerate(parts):
                         if part.weight > 0:
-                            hits = engine.search_embedded(Query(parts=[part], k=10, hybrid=False), vectors[i : i + 1])
-                            single[i].append(_rank([photo_of[h.id] for h in hits], q.target))
+                            hits = engine.search_embedded(Query(parts=[part], k=k, hybrid=False), vectors[i : i + 1])
+                            single[i].append(_rank([photo_of[h.id] for h in hits], q.target, own))
                 table = {s: _recalls(r) for s, r in ranks.items()}
                 singles = {f"part{i + 1}_alone": _recalls(r) for i, r in enumerate(single) if r}
                 table.update(singles)
@@ -197,7 +206,8 @@ def _query_part(source: str, ref: int | str, weight: float, seg_of: list[int]) -
     return QueryPart(text=str(ref) if source == "word" else f"caption {ref}", weight=weight)
 
 
-def _rank(photos: list[int], target: int) -> int:
+def _rank(photos: list[int], target: int, skip: set[int]) -> int:
+    photos = [p for p in photos if p not in skip]
     return photos.index(target) + 1 if target in photos else 10**6
 
 

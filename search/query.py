@@ -102,7 +102,13 @@ class Query(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     parts: list[QueryPart] = Field(..., min_length=1, max_length=16)
-    fusion: FusionName = "weighted"
+    fusion: FusionName = Field(
+        "attention_learned",
+        description="how parts combine: attention_learned (default: per-query weights from a "
+        "small model trained on composed queries), attention (fixed formula), weighted "
+        "(plain weighted average), rrf or score_sum (late fusion of per-part results). "
+        "One-part queries give the same results under every strategy.",
+    )
     k: int = Field(10, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=10_000, description="skip this many results (paging)")
     filters: Filters = Field(default_factory=Filters)

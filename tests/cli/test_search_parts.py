@@ -21,7 +21,7 @@ def test_parts_keep_order_and_weights_apply_to_the_part_before():
         ("text", 1.0), ("text", -0.5), ("image", 0.5), ("item", 1.0)]
     assert q.parts[2].image_path == "dog.jpg" and q.parts[3].item_id == 12 and q.fusion == "rrf"
     q = _query("--weight", "2", "sunset", "--text", "sea")
-    assert [p.weight for p in q.parts] == [2.0, 1.0]
+    assert [p.weight for p in q.parts] == [2.0, 1.0] and q.fusion == "attention_learned"
 
 
 def test_filters_min_score_offset():

@@ -117,7 +117,7 @@ def test_attention_downweights_the_part_that_disagrees():
     weights = np.array([1.0, 1.0, 1.0], dtype=np.float32)
     neighbours = np.tile(np.linspace(0.9, 0.1, 32, dtype=np.float32), (3, 1))
     feats = part_features(vectors, weights, ["text", "text", "text"], neighbours)
-    w = attention_weights(weights, HeuristicAttention().logits(feats))
+    w = attention_weights(weights, HeuristicAttention(agree_scale=2.0, peak_scale=0.25).logits(feats))
     assert np.isclose(w.sum(), 3.0) and w[2] < w[0] and np.isclose(w[0], w[1])
     # peaked neighbour scores raise a part's weight when agreement is equal
     peaked = neighbours.copy()
