@@ -23,7 +23,12 @@ _TOKEN = re.compile(r"\w+", re.UNICODE)
 MAX_TOKENS = 32
 # a word in at most this share of passages (and at least RARE_MIN of them) counts as rare
 RARE_SHARE = 0.01
-RARE_MIN = 5
+RARE_MIN = 1
+# never "rare", however small the index: function words and very short tokens
+_STOPWORDS = frozenset(
+    "a an and are as at be but by for from has have in is it its of on or that the this to "
+    "was were will with".split()
+)
 # the rare-word tier runs only when the phrase and AND tiers found fewer hits than this
 RARE_FALLBACK = 10
 # how much a keyword list counts next to the vector list in RRF
@@ -49,6 +54,9 @@ def _rare_tokens(conn: Connection, tokens: list[str], total: int) -> list[str]:
     cap = max(RARE_MIN, int(total * RARE_SHARE))
     rare = []
     for token in dict.fromkeys(tokens):
+        word = token.strip('"')
+        if len(word) < 3 or word in _STOPWORDS:
+            continue
         n = conn.execute(
             sql("SELECT count(*) FROM (SELECT 1 FROM passages_fts WHERE passages_fts MATCH :q LIMIT :c)"),
             {"q": token, "c": cap + 1},
