@@ -85,7 +85,8 @@ def load_corpus(encoder: Encoder, data_root: Path, cache_dir: Path, dataset: str
     """A split's photo and caption vectors (backbone outputs cached; see image_projection)."""
     from search.training.image_projection import load_split
 
-    sp = load_split(encoder, data_root, cache_dir, dataset, split)
+    # the split's bridge vectors are not used (combine() below rebuilds the image vectors)
+    sp = load_split(encoder, data_root, cache_dir, dataset, split, encoder.bridge.sentence_weight)  # type: ignore[attr-defined]
     images = encoder.combine(sp.logits, sp.features)  # type: ignore[attr-defined]
     texts = read_captions(data_root / dataset / "captions_all.csv", split).captions
     return Corpus(f"{dataset}/{split}", images.astype(np.float32), sp.captions.astype(np.float32),

@@ -60,3 +60,23 @@ def test_evaluate_reports_recall_per_strategy_and_single_parts(corpus):
     # 10 photos: every target is within the top 10; two captions average out caption noise
     assert two["weighted"]["R@10"] == 1.0
     assert two["weighted"]["R@1"] >= two["best_single_part"]["R@1"]
+
+
+@pytest.mark.models
+@pytest.mark.shared_data
+def test_flickr_test_fusion_beats_single_parts_and_learned_attention_fixes_photo_parts(
+    bundled_encoder, shared_data, tmp_path
+):
+    """The README's composed-query table, in brief (flickr8k_1k test, real bundled encoder)."""
+    from search.composed_eval import load_corpus
+
+    corpus = load_corpus(bundled_encoder, shared_data, tmp_path, "flickr8k_1k", "test")
+    queries = [q for q in build_queries(corpus, 0) if q.kind != "negative"]
+    res = evaluate(corpus, bundled_encoder, queries, ("weighted", "attention_learned"))
+    two, photo = res["two_captions"], res["caption_photo"]
+    # two captions of the photo find it better than either caption alone (0.880 vs 0.840)
+    assert two["weighted"]["R@5"] > two["best_single_part"]["R@5"]
+    # a 0.5-weighted photo part drags the plain average off (0.590); the learned weights
+    # keep the caption in charge (0.811, caption alone 0.795)
+    assert photo["attention_learned"]["R@5"] >= photo["weighted"]["R@5"] + 0.1
+    assert photo["attention_learned"]["R@5"] >= photo["best_single_part"]["R@5"] - 0.03
