@@ -74,9 +74,9 @@ def test_flickr_test_fusion_beats_single_parts_and_learned_attention_fixes_photo
     queries = [q for q in build_queries(corpus, 0) if q.kind != "negative"]
     res = evaluate(corpus, bundled_encoder, queries, ("weighted", "attention_learned"))
     two, photo = res["two_captions"], res["caption_photo"]
-    # two captions of the photo find it better than either caption alone (0.880 vs 0.840)
+    # two captions of the photo find it better than either caption alone (0.840 vs 0.816)
     assert two["weighted"]["R@5"] > two["best_single_part"]["R@5"]
-    # a 0.5-weighted photo part drags the plain average off (0.590); the learned weights
-    # keep the caption in charge (0.811, caption alone 0.795)
+    # a 0.5-weighted photo part drags the plain average off (0.582); the learned weights
+    # keep the caption in charge (0.779, caption alone 0.795)
     assert photo["attention_learned"]["R@5"] >= photo["weighted"]["R@5"] + 0.1
     assert photo["attention_learned"]["R@5"] >= photo["best_single_part"]["R@5"] - 0.03
