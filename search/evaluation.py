@@ -80,10 +80,11 @@ def evaluate_captions(
         index = Index.open_for_write(Path(tmp), encoder.id, encoder.dim)
         try:
             image_ids = _add_images(index, encoder, data.images, batch_size, progress)
-            caption_ids = _add_captions(index, encoder, data.captions)
+            caption_vectors = encoder.encode_text(data.captions)
+            caption_ids = _add_captions(index, data.captions, caption_vectors)
             index.checkpoint()
             engine = Engine(index, encoder)
-            t2i = _text_to_image(engine, encoder, data, image_ids)
+            t2i = _text_to_image(engine, caption_vectors, data, image_ids)
             i2t = _image_to_text(engine, data, image_ids, caption_ids)
         finally:
             index.close()
@@ -127,8 +128,7 @@ def _add_images(
     return ids
 
 
-def _add_captions(index: Index, encoder: Encoder, captions: list[str]) -> list[int]:
-    vectors = encoder.encode_text(captions)
+def _add_captions(index: Index, captions: list[str], vectors: np.ndarray) -> list[int]:
     ids = []
     for n, caption in enumerate(captions):
         text = SegmentIn(text=caption, char_start=0, char_end=len(caption))
@@ -160,9 +160,9 @@ def _rank(engine: Engine, vector: np.ndarray, modality: str, wanted: set[int], t
 
 
 def _text_to_image(
-    engine: Engine, encoder: Encoder, data: CaptionSet, image_ids: list[int]
+    engine: Engine, vectors: np.ndarray, data: CaptionSet, image_ids: list[int]
 ) -> list[int]:
-    vectors = encoder.encode_text(data.captions)
+    """Each caption's (already embedded, as the engine would) rank of its photo."""
     return [
         _rank(engine, vec, "image", {image_ids[owner]}, len(image_ids))
         for vec, owner in zip(vectors, data.caption_image)

@@ -72,6 +72,10 @@ class ProjectionHead:
                 self.mean = data["mean"].astype(np.float32)
                 self.std = data["std"].astype(np.float32)
                 self.alpha = float(data["alpha"])
+                # the bridge settings the head was tuned with (files before it: 0.5)
+                self.sentence_weight = (
+                    float(data["sentence_weight"]) if "sentence_weight" in data else 0.5
+                )
         except (OSError, ValueError, KeyError) as exc:
             raise ModelUnavailable(
                 f"the bundled image projection {path} is missing or corrupt ({exc}); reinstall "
@@ -203,7 +207,10 @@ class BundledEncoder(Encoder):
                     names, vectors = load_class_table(
                         self.cache_dir, TEXT_MODEL_KEY, self.encode_text
                     )
-                    self._bridge = LabelBridge(names, vectors, self.encode_text)
+                    kwargs = {}
+                    if self._projection is not None:
+                        kwargs["sentence_weight"] = self._projection.sentence_weight
+                    self._bridge = LabelBridge(names, vectors, self.encode_text, **kwargs)
         return self._bridge
 
     def describe_image(self, arrays: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:

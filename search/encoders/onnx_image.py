@@ -108,10 +108,11 @@ class ImageBackbone:
 
     # -- ONNX ---------------------------------------------------------------------------------
     def onnx_path(self) -> Path:
-        import torch
+        from importlib.metadata import version
 
+        # the package version, not ``torch.__version__``: importing torch costs seconds
         weights = weights_file()
-        stamp = f"{weights.stat().st_size}:{torch.__version__}:{EXPORT_VERSION}:{OPSET}"
+        stamp = f"{weights.stat().st_size}:{version('torch')}:{EXPORT_VERSION}:{OPSET}"
         key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
         return self.cache_dir / f"{MODEL_NAME}-{key}.onnx"
 

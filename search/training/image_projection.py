@@ -47,8 +47,10 @@ class Split:
     owner: np.ndarray  # [m] photo index of each caption
 
 
-def load_split(encoder, data_root: Path, cache_dir: Path, dataset: str, split: str) -> Split:  # noqa: ANN001
-    """Backbone outputs + caption embeddings of a split, from the cache or computed once."""
+def load_split(encoder, data_root: Path, cache_dir: Path, dataset: str, split: str,  # noqa: ANN001
+               sentence_weight: float) -> Split:
+    """Backbone outputs + caption embeddings of a split, from the cache or computed once;
+    ``bridge`` holds the label bridge's vectors with this weight on its top-5 sentence."""
     path = cache_dir / "training" / f"{dataset}_{split}_v{CACHE_VERSION}.npz"
     if not path.exists():
         data = read_captions(data_root / dataset / "captions_all.csv", split)
@@ -76,8 +78,14 @@ def load_split(encoder, data_root: Path, cache_dir: Path, dataset: str, split: s
         )
         os.replace(tmp, path)
     with np.load(path) as z:
-        return Split(f"{dataset}/{split}", z["logits"], z["features"], z["bridge"],
-                     z["captions"], z["owner"])
+        split_data = Split(f"{dataset}/{split}", z["logits"], z["features"], z["bridge"],
+                           z["captions"], z["owner"])
+    if sentence_weight != encoder.bridge.sentence_weight:  # the cache holds the default mix
+        mixed, sentences = encoder.bridge.parts(split_data.logits,
+                                                with_sentence=bool(sentence_weight))
+        split_data.bridge = mixed if sentences is None else l2_normalize(
+            mixed + sentence_weight * sentences)
+    return split_data
 
 
 def t2i_recall(images: np.ndarray, captions: np.ndarray, owner: np.ndarray, k: int = 5) -> float:
@@ -204,6 +212,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, nargs="+", default=[1e-3])
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--dropout", type=float, nargs="+", default=[0.6])
+    parser.add_argument("--sentence-weight", type=float, default=0.0,
+                        help="bridge: weight of the top-5 sentence embedding in the mix (it costs "
+                             "a MiniLM pass per photo and made no difference on dev)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest under load)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -216,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     cache_dir = args.cache_dir or get_settings().cache_dir
     encoder = BundledEncoder("bridge", cache_dir)
-    train = [load_split(encoder, args.data, cache_dir, d, s) for d, s in TRAIN]
-    dev = [load_split(encoder, args.data, cache_dir, d, s) for d, s in DEV]
+    train = [load_split(encoder, args.data, cache_dir, d, s, args.sentence_weight)
+             for d, s in TRAIN]
+    dev = [load_split(encoder, args.data, cache_dir, d, s, args.sentence_weight) for d, s in DEV]
     feats = np.concatenate([s.features for s in train])
     mean, std = feats.mean(0), feats.std(0) + 1e-3
     for s in dev:
@@ -248,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         log.info("best on %s: t2i R@5 %.3f (projection alone %.3f)", s.name,
                  t2i_recall(mix(s, p, best["alpha"]), s.captions, s.owner),
                  t2i_recall(p, s.captions, s.owner))
-    save(args.out, best["layers"], mean, std, best["alpha"],
+    save(args.out, best["layers"], mean, std, best["alpha"], args.sentence_weight,
          {**best["cfg"], "seed": args.seed, "train": [f"{d}/{s}" for d, s in TRAIN],
           "dev": [f"{d}/{s}" for d, s in DEV], "weight_decay": args.weight_decay})
     log.info("wrote %s (%d bytes): %s", args.out, args.out.stat().st_size, best["cfg"])
@@ -256,9 +268,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def save(path: Path, layers: list[tuple[np.ndarray, np.ndarray]], mean: np.ndarray,
-         std: np.ndarray, alpha: float, meta: dict) -> None:
+         std: np.ndarray, alpha: float, sentence_weight: float, meta: dict) -> None:
     """fp16 weights (a few MB); ``bundled.ProjectionHead`` reads this file."""
     arrays: dict[str, np.ndarray] = {"n_layers": np.array(len(layers)), "alpha": np.array(alpha),
+                                     "sentence_weight": np.array(sentence_weight),
                                      "mean": mean.astype(np.float16), "std": std.astype(np.float16),
                                      "meta": np.array(json.dumps(meta))}
     for i, (w, b) in enumerate(layers):
