@@ -69,7 +69,7 @@ class Corpus:
         out: list[Counter] = [Counter() for _ in range(len(self.images))]
         for text, photo in zip(self.texts, self.owner.tolist()):
             words = {_PLURAL.get(w, w) for w in re.findall(r"[a-z]+", text.lower())}
-            out[photo].update(words & VOCAB)
+            out[photo].update(sorted(words & VOCAB))  # sorted: ties break the same every run
         return out
 
 
