@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "full every epoch, later ones are subsampled")
     p.add_argument("--val-split", help="split used for validation (default: a stratified 10%% "
                                         "held out of the training rows)")
-    p.add_argument("--epochs", type=int, default=7, help="most epochs (early stopping may end sooner)")
+    p.add_argument("--epochs", type=int, default=6, help="most epochs (early stopping may end sooner)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1 trained fastest on a loaded 2-core machine)")

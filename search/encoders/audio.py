@@ -40,10 +40,11 @@ FORMAT = 1
 N_FFT, HOP, N_MELS, FMIN, FMAX = 1024, 320, 128, 20.0, 8000.0
 LOG_EPS = 1e-6
 FEATURE_DIM = 1280
-MIN_SAMPLES = AUDIO_SAMPLE_RATE  # shorter windows are zero-padded to 1 s
+MIN_SECONDS = 1.0  # shorter windows are zero-padded (checkpoints say how far: "min_seconds")
 PAD_QUANTUM = AUDIO_SAMPLE_RATE // 2  # and to a multiple of 0.5 s, so batching never changes a vector
 BATCH = 16
 PROBE_MIN_COS = 0.99
+DIGIT_FRAMES = AUDIO_SAMPLE_RATE // HOP  # the digit expert reads the first second
 
 _PROMPT_CACHE: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 _LOCK = threading.Lock()
@@ -66,7 +67,11 @@ def build_net(n_classes: int, proj_dim: int | None, pretrained: bool) -> torch.n
     if pretrained:
         from search.encoders.onnx_image import weights_file
 
-        backbone = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights_file()))
+        import contextlib
+        import io
+
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights"
+            backbone = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights_file()))
     else:
         backbone = EfficientNet.from_name("efficientnet-lite0")
     backbone._fc = torch.nn.Identity()  # the ImageNet head is not used
@@ -96,6 +101,26 @@ def build_net(n_classes: int, proj_dim: int | None, pretrained: bool) -> torch.n
             return self.classifier(dropped), feats, proj
 
     return AudioNet()
+
+
+def build_digit_net() -> torch.nn.Module:
+    """The spoken-digit expert: 4 conv blocks over the first second of log-mel -> 10 digits."""
+    import torch
+    from torch import nn
+
+    def block(cin: int, cout: int) -> list[nn.Module]:
+        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
+
+    class DigitNet(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.body = nn.Sequential(*block(1, 16), *block(16, 32), *block(32, 64), *block(64, 96))
+            self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(96, 10))
+
+        def forward(self, mel: torch.Tensor) -> torch.Tensor:
+            return self.head(self.body(mel[:, None]).mean(dim=(2, 3)))
+
+    return DigitNet()
 
 
 class LogMel:
@@ -130,8 +155,8 @@ def silence_value(mean: float, std: float) -> float:
     return (math.log(LOG_EPS) - mean) / std
 
 
-def pad_length(n: int) -> int:
-    return max(MIN_SAMPLES, -(-n // PAD_QUANTUM) * PAD_QUANTUM)
+def pad_length(n: int, min_seconds: float = MIN_SECONDS) -> int:
+    return max(int(min_seconds * AUDIO_SAMPLE_RATE), -(-n // PAD_QUANTUM) * PAD_QUANTUM)
 
 
 # -- the head ---------------------------------------------------------------------------------
@@ -142,16 +167,24 @@ class AudioModel:
         self.labels: list[str] = list(ckpt["labels"])
         self.temperature = float(ckpt.get("temperature", 1.0))
         self.top_k = int(ckpt.get("top_k", 10))
+        self.min_seconds = float(ckpt.get("min_seconds", MIN_SECONDS))
         probe = ckpt.get("text_probe")
         proj_dim = int(probe.shape[1]) if probe is not None else None
         self.net = build_net(len(self.labels), proj_dim, pretrained=False)
         self.net.load_state_dict({k: v.float() for k, v in ckpt["state"].items()})
         self.net.eval()
+        self.digits = None  # the spoken-digit expert: (its net, the digit labels' columns)
+        if ckpt.get("digit_state") is not None:
+            digit_net = build_digit_net()
+            digit_net.load_state_dict({k: v.float() for k, v in ckpt["digit_state"].items()})
+            digit_net.eval()
+            self.digits = (digit_net, [self.labels.index(str(d)) for d in range(10)])
         fb = ckpt.get("mel_fb")
         self.front = LogMel(float(ckpt["mel_mean"]), float(ckpt["mel_std"]),
                             None if fb is None else fb.float().numpy())
         self.label_vectors = label_embeddings(encoder, self.labels)
         fits = probe is not None and _same_space(self.label_vectors, probe.float().numpy())
+        self.projection_fits = fits
         if use_projection is None:
             use_projection = fits
         elif use_projection and not fits:
@@ -175,7 +208,7 @@ class AudioModel:
         proj = None if self.net.projection is None else np.zeros((n, self.net.projection.out_features), np.float32)
         by_len: dict[int, list[int]] = {}
         for i, w in enumerate(waveforms):
-            by_len.setdefault(pad_length(len(w)), []).append(i)
+            by_len.setdefault(pad_length(len(w), self.min_seconds), []).append(i)
         with self._lock, torch.inference_mode():
             for length, idx in by_len.items():
                 for s in range(0, len(idx), BATCH):
@@ -184,11 +217,24 @@ class AudioModel:
                     for row, i in enumerate(part):
                         w = normalize_loudness(np.asarray(waveforms[i], np.float32).reshape(-1))
                         batch[row, : len(w)] = w[:length]
-                    lg, ft, pj = self.net(self.front(torch.from_numpy(batch)))
-                    logits[part], feats[part] = lg.numpy(), ft.numpy()
+                    mel = self.front(torch.from_numpy(batch))
+                    lg, ft, pj = self.net(mel)
+                    logits[part], feats[part] = self._with_digits(lg, mel).numpy(), ft.numpy()
                     if proj is not None and pj is not None:
                         proj[part] = pj.numpy()
         return logits, feats, proj
+
+    def _with_digits(self, logits: torch.Tensor, mel: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities where the expert splits the joint classifier's digit mass."""
+        if self.digits is None:
+            return logits
+        import torch
+
+        net, cols = self.digits
+        logp = logits.log_softmax(dim=1)
+        mass = torch.logsumexp(logp[:, cols], dim=1, keepdim=True)
+        logp[:, cols] = mass + net(mel[:, :, :DIGIT_FRAMES]).log_softmax(dim=1)
+        return logp
 
     def bridge(self, logits: np.ndarray) -> np.ndarray:
         """Top-k class probabilities mixing the labels' prompt embeddings."""

@@ -3,10 +3,11 @@
 Recipe (FINDINGS' measured one, extended to a joint vocabulary): ImageNet EfficientNet-Lite0 on
 3-channel log-mels, AdamW (lr 1e-3, wd 0.01), linear warm-up then cosine decay, random crops,
 gain, circular shift, background-noise mixing (another clip 10-20 dB under), SpecAugment (2 freq
-masks <= 16 bins, 2 time masks <= 25 frames) and mixup (alpha 0.4, half the batches). Two losses
+masks <= 16 bins, 2 time masks <= 25 frames) and mixup (alpha 0.4, half the batches). Batches mix
+all manifests (2.5 s crops; shorter clips padded with silence, as inference pads). Two losses
 on one backbone: cross-entropy of the classifier over the joint label vocabulary, and InfoNCE of
-the projection against the label prompts' text embeddings (temperature 0.07). Each batch holds
-clips of one manifest; manifests other than the first are subsampled per epoch to bound time.
+the projection against the label prompts' text embeddings (temperature 0.07). Manifests other than the first are
+subsampled per epoch to bound time.
 Early stopping on mean validation accuracy; the best epoch's weights are kept. The bridge/
 projection mix (alpha) and the bridge temperature are then chosen on validation.
 """
@@ -25,7 +26,8 @@ import numpy as np
 
 from search.encoders.audio import FORMAT, LOG_EPS, LogMel, build_net, label_embeddings
 from search.encoders.audio_labels import vocabulary
-from search.training.audio_data import FPS, ClipSet, augment, holdout, load_clipset, random_crops
+from search.training.audio_data import FPS, ClipSet, augment, holdout, load_clipset
+from search.training.audio_digits import attach_digit_expert
 from search.training.audio_eval import classification_metrics, shared_space_metrics
 
 log = logging.getLogger(__name__)
@@ -33,7 +35,8 @@ log = logging.getLogger(__name__)
 # splits never trained on by default: test sets (ESC-50 fold 4, UrbanSound8K fold 10, FSDD test)
 HELD_OUT_SPLITS = ("test", "fold4", "fold10")
 SAME_SOURCE_COL = "esc50_fold4_same_source"
-SHORT_CLIP_S = 2.0
+# inference pads windows to this length; training pads short clips the same way
+MIN_SECONDS = 2.5
 
 
 @dataclass
@@ -42,7 +45,7 @@ class TrainConfig:
     out: Path
     model: str = "bundled"
     cache_dir: Path = Path.home() / ".cache" / "crossfind"
-    epochs: int = 7
+    epochs: int = 6
     seed: int = 0
     val_split: str | None = None
     val_fraction: float = 0.1
@@ -50,9 +53,8 @@ class TrainConfig:
     batch: int = 32
     lr: float = 1e-3
     weight_decay: float = 0.01
-    crop_s: float = 3.0
-    # audio seconds per epoch from each manifest after the first (bounds CPU time)
-    per_epoch_seconds: float = 960.0
+    crop_s: float = 2.5
+    per_epoch_clips: int = 320  # clips per epoch from each manifest after the first (CPU time)
     patience: int = 3
     threads: int = 1
     top_k: int = 10
@@ -114,13 +116,14 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
     for epoch, batches in enumerate(plan):
         net.train()
         t0, losses = time.time(), []
-        for set_i, idx in batches:
-            clips = train[set_i]
-            x = torch.from_numpy(_crops(clips, idx, cfg.crop_s, rng))
+        for pairs in batches:
+            idx = pairs[:, 1]
+            x = torch.from_numpy(_train_crops(train, pairs, int(cfg.crop_s * FPS), rng))
             x = augment(x, noise_bank, rng, silence)
             x = ((x - mean) / std).to(device)
             y = torch.zeros(len(idx), len(labels))
-            y[torch.arange(len(idx)), torch.tensor([lab_index[clips.labels[i]] for i in idx])] = 1
+            targets = [lab_index[train[s].labels[i]] for s, i in pairs]
+            y[torch.arange(len(idx)), torch.tensor(targets)] = 1
             y = y.to(device)
             if rng.random() < 0.5:  # mixup on half the batches
                 lam = float(rng.beta(0.4, 0.4))
@@ -157,6 +160,7 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
     }
     ckpt = {
         "format": FORMAT, "labels": labels, "mel_mean": mean, "mel_std": std,
+        "min_seconds": MIN_SECONDS,
         "mel_fb": LogMel().fb.clone(),
         "state": {k: v.detach().cpu().half() for k, v in net.state_dict().items()},
         "text_space": encoder.id, "text_probe": torch.from_numpy(text).half(),
@@ -164,37 +168,50 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
         "summary": {k: v for k, v in summary.items() if k not in ("history", "mix_on_val")},
         "manifests": [Path(m).parent.name for m in cfg.manifests], "seed": cfg.seed,
     }
+    digits = attach_digit_expert(ckpt, train, val, cfg.seed, report)
+    if digits:
+        summary.update(digits)
+        ckpt["summary"].update(digits)
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, cfg.out)
     return summary
 
 
-def _crops(clips: ClipSet, idx: np.ndarray, crop_s: float, rng: np.random.Generator | None) -> np.ndarray:
-    """Training crops (random ``crop_s``) of long-clip sets; short-clip sets (spoken digits,
-    stored <= 2 s, trimmed so the sound starts at 0) give their first second, which is what
-    inference sees for them (windows are padded to 1 s)."""
-    stored = clips.mels.shape[2]
-    if stored <= SHORT_CLIP_S * FPS + 1:
-        return clips.mels[idx, :, :FPS].astype(np.float32)
-    if rng is None:
-        return clips.mels[idx].astype(np.float32)
-    return random_crops(clips.mels[idx], min(stored, int(crop_s * FPS)), rng)
+def _train_crops(train: list[ClipSet], pairs: np.ndarray, frames: int, rng: np.random.Generator) -> np.ndarray:
+    """A random ``frames``-long crop of each (set, clip); shorter clips are padded with silence."""
+    out = np.full((len(pairs), train[0].mels.shape[1], frames), math.log(LOG_EPS), np.float32)
+    for row, (s, i) in enumerate(pairs):
+        mel = train[s].mels[i]
+        start = int(rng.integers(0, mel.shape[1] - frames + 1)) if mel.shape[1] > frames else 0
+        part = mel[:, start : start + frames]
+        out[row, :, : part.shape[1]] = part
+    return out
+
+
+def _val_mels(clips: ClipSet, idx: np.ndarray, min_frames: int) -> np.ndarray:
+    """Whole stored clips, padded with silence to ``min_frames`` (what inference pads to)."""
+    mels = clips.mels[idx].astype(np.float32)
+    if mels.shape[2] >= min_frames:
+        return mels
+    pad = np.full((*mels.shape[:2], min_frames - mels.shape[2]), math.log(LOG_EPS), np.float32)
+    return np.concatenate([mels, pad], axis=2)
 
 
 def _soft_ce(logits, target):  # noqa: ANN001, ANN202 - torch tensors
     return -(target * logits.log_softmax(dim=1)).sum(dim=1).mean()
 
 
-def _epoch_batches(train: list[ClipSet], cfg: TrainConfig, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
-    batches = []
+def _epoch_batches(train: list[ClipSet], cfg: TrainConfig, rng: np.random.Generator) -> list[np.ndarray]:
+    """Batches of (set, clip) pairs mixing all manifests (single-set batches would teach the
+    network per-set BatchNorm statistics that inference, with running averages, never sees)."""
+    pairs = []
     for i, s in enumerate(train):
         order = rng.permutation(len(s.labels))
         if i > 0:
-            crop_s = 1.0 if s.mels.shape[2] <= SHORT_CLIP_S * FPS + 1 else cfg.crop_s
-            order = order[: int(cfg.per_epoch_seconds / crop_s)]
-        batches += [(i, order[b : b + cfg.batch]) for b in range(0, len(order), cfg.batch)
-                    if len(order[b : b + cfg.batch]) > 1]
-    return [batches[j] for j in rng.permutation(len(batches))]
+            order = order[: cfg.per_epoch_clips]
+        pairs += [(i, j) for j in order]
+    pairs = np.array(pairs)[rng.permutation(len(pairs))]
+    return [pairs[b : b + cfg.batch] for b in range(0, len(pairs), cfg.batch) if len(pairs[b : b + cfg.batch]) > 1]
 
 
 def _val_outputs(net, clips: ClipSet, mean: float, std: float, device) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
@@ -204,7 +221,7 @@ def _val_outputs(net, clips: ClipSet, mean: float, std: float, device) -> tuple[
     logits, projs = [], []
     with torch.inference_mode():
         for b in range(0, len(clips.labels), 64):
-            mels = _crops(clips, np.arange(b, min(b + 64, len(clips.labels))), 0.0, None)
+            mels = _val_mels(clips, np.arange(b, min(b + 64, len(clips.labels))), int(MIN_SECONDS * FPS))
             x = ((torch.from_numpy(mels) - mean) / std).to(device)
             lg, _, pj = net(x)
             logits.append(lg.cpu().numpy())
