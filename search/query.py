@@ -24,7 +24,7 @@ class QueryPart(BaseModel):
     text: str | None = Field(None, min_length=1, max_length=10_000, examples=["a dog on a beach"])
     image_b64: str | None = Field(None, description="base64 image bytes (JPEG, PNG, ...)")
     audio_b64: str | None = Field(None, description="base64 audio bytes (WAV, FLAC, OGG, ...)")
-    item_id: int | None = Field(None, ge=0, description="an indexed result id: more like this")
+    item_id: int | None = Field(None, ge=0, le=2**63 - 1, description="an indexed result id: more like this")
     image_path: str | None = Field(None, exclude=True, description="local image file (CLI)")
     audio_path: str | None = Field(None, exclude=True, description="local audio file (CLI)")
     weight: float = Field(1.0, ge=-10.0, le=10.0, description="negative weights push away")

@@ -48,5 +48,7 @@ def bundled_encoder():
     if not _bundled_models_installed():
         pytest.skip("bundled model packages are not installed")
     from search.encoders import create_encoder
+    from search.settings import get_settings
 
-    return create_encoder("bundled")
+    # the same cache key the CLI and the web app use, so they reuse this instance
+    return create_encoder("bundled", get_settings().cache_dir)

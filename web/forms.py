@@ -34,7 +34,7 @@ class FormQuery:
     modality: list[str] = field(default_factory=list)
     k: int = 10
     offset: int = 0
-    fusion: str = "weighted"
+    fusion: str = Query.model_fields["fusion"].default  # the API's default strategy
 
     def to_query(self) -> Query:
         parts: list[dict[str, object]] = []

@@ -42,7 +42,7 @@ def fake_cli(monkeypatch):
 
 
 # -- index: exit codes and report (fake encoder) ---------------------------------------------
-def test_index_json_report_and_exit_codes(tmp_path, capsys, fake_cli):
+def test_index_json_report_and_exit_codes(tmp_path, capsys, monkeypatch, fake_cli):
     text(tmp_path / "c" / "a.txt", "apples in a basket")
     image(tmp_path / "c" / "red.png", "red")
     (tmp_path / "c" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
@@ -66,7 +66,9 @@ def test_index_json_report_and_exit_codes(tmp_path, capsys, fake_cli):
 
     code, _, err = _run(capsys, "index", tmp_path / "c", "--db", db, "--model", "fake:delay_ms=0")
     assert code == 0  # same encoder id: fine
-    registry.register_encoder("other", lambda spec, cache: _Other())
+    # registered for this test only: the registry is process-wide
+    monkeypatch.setitem(registry._FACTORIES, "other", lambda spec, cache: _Other())
+    monkeypatch.setitem(registry._DESCRIPTIONS, "other", "tests only")
     code, _, err = _run(capsys, "index", tmp_path / "c", "--db", db, "--model", "other")
     assert code == 2 and "--reindex" in err and "'fake'" in err
     code, out, err = _run(capsys, "index", tmp_path / "c", "--db", db, "--model", "other",
