@@ -66,7 +66,9 @@ def run(ctx: BenchContext) -> dict[str, object]:
         finally:
             index.close()
         path = "indexer.pipeline.index_paths"
-        windows = int(getattr(report, "vectors", 0))
+        windows = report.by_modality["audio"].vectors
+        if report.skipped:
+            raise RuntimeError(f"bench corpus files skipped: {report.skipped[:3]}")
     else:
         windows = 0
         for f in sorted(folder.iterdir()):
