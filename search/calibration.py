@@ -56,6 +56,12 @@ class Scale:
         z = (np.asarray(cos, dtype=np.float64) - self.mu) / self.sigma
         return (1.0 / (1.0 + np.exp(-(z - self.center) / self.spread))).astype(np.float32)
 
+    def relevance_one(self, cos: float) -> float:
+        """``relevance`` of one score, without numpy's per-call overhead (hot path)."""
+        z = (cos - self.mu) / self.sigma
+        x = min(max(-(z - self.center) / self.spread, -60.0), 60.0)  # math.exp overflows
+        return 1.0 / (1.0 + math.exp(x))
+
     def raw(self, relevance: float) -> float:
         """The cosine at which relevance equals ``relevance`` (the inverse map)."""
         r = min(max(relevance, 1e-6), 1 - 1e-6)

@@ -109,13 +109,27 @@ class Engine:
         )
         return self._calibration
 
-    def _to_hits(self, scores: np.ndarray, ids: np.ndarray, group: bool) -> list[Hit]:
+    def _to_hits(
+        self, scores: np.ndarray, ids: np.ndarray, group: bool, limit: int | None = None
+    ) -> list[Hit]:
+        """Hits for candidate ``ids`` in order (one per item with ``group``), at most ``limit``.
+
+        Metadata is read only for as many candidates as the hits still wanted need, so a
+        query over-fetched for grouping does not pay a lookup for every candidate.
+        """
         keep = ids >= 0
-        scores, ids = scores[keep], ids[keep]
-        infos = self.index.catalog.segments(ids.tolist())
+        scores, ids = scores[keep].tolist(), ids[keep].tolist()
         hits: list[Hit] = []
         seen: set[int] = set()
-        for score, seg_id in zip(scores.tolist(), ids.tolist()):
+        infos: dict = {}
+        looked = 0
+        for pos, (score, seg_id) in enumerate(zip(scores, ids)):
+            if limit is not None and len(hits) >= limit:
+                break
+            if pos >= looked:
+                todo = len(ids) if limit is None else max(8, 2 * (limit - len(hits)))
+                infos = self.index.catalog.segments(ids[pos : pos + todo])
+                looked = pos + todo
             info = infos.get(seg_id)
             if info is None or not info.paths:  # deleted since the store snapshot
                 continue
@@ -128,7 +142,7 @@ class Engine:
                     id=seg_id,
                     path=info.path,
                     modality=info.modality,
-                    score=float(score),
+                    score=score,
                     content_id=info.content_id,
                     paths=info.paths,
                     snippet=info.text,

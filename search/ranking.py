@@ -182,7 +182,9 @@ def rank(engine: Engine, query: Query, vectors: np.ndarray, *, fused: bool = Fal
             if extra:
                 cos_of.update(zip(extra, (store.reconstruct(np.array(extra)) @ qvec).tolist()))
             cos = np.array([cos_of[i] for i in ids.tolist()], dtype=np.float32)
-        hits = _annotate(engine._to_hits(cos, ids, query.group), fused if strategy in ("rrf", "score_sum") else None, ids, matched, qmod, calibration, query)
+        # with a threshold some hits drop out after lookup, so none can be skipped
+        hit_limit = want if query.min_score is None else None
+        hits = _annotate(engine._to_hits(cos, ids, query.group, hit_limit), fused if strategy in ("rrf", "score_sum") else None, ids, matched, qmod, calibration, query)
         exhausted = fetch >= limit or (floor is not None and len(cos) and float(cos.min()) < floor)
         if len(hits) >= want or exhausted:
             return hits[query.offset : want]
@@ -194,7 +196,7 @@ def _annotate(hits: list[Hit], fused: np.ndarray | None, ids: np.ndarray, matche
     fused_of = dict(zip(ids.tolist(), fused.tolist())) if fused is not None else {}
     out = []
     for hit in hits:
-        relevance = float(calibration.relevance(qmod, hit.modality, np.array([hit.score]))[0])
+        relevance = calibration.scale(qmod, hit.modality).relevance_one(hit.score)
         keyword = hit.id in matched
         if query.min_score is not None and relevance < query.min_score and not keyword:
             continue
