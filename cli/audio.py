@@ -20,6 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1 trained fastest on a loaded 2-core machine)")
+    p.add_argument("--init", type=Path, help="continue from this checkpoint (same label vocabulary)")
+    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    p.add_argument("--crop-s", type=float, default=2.5, help="training crop length in seconds")
+    p.add_argument("--per-epoch-clips", type=int, default=320,
+                   help="clips per epoch from each manifest after the first")
     p.add_argument("--out", required=True, type=Path, help="checkpoint file to write")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_model_arg(p)
@@ -42,7 +47,8 @@ def run_train(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     cfg = TrainConfig(manifests=args.manifest, out=args.out, model=settings.model,
                       cache_dir=settings.cache_dir, epochs=args.epochs, seed=args.seed,
-                      val_split=args.val_split, threads=args.threads)
+                      val_split=args.val_split, threads=args.threads, init=args.init, lr=args.lr,
+                      crop_s=args.crop_s, per_epoch_clips=args.per_epoch_clips)
 
     def report(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

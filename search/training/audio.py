@@ -26,6 +26,7 @@ import numpy as np
 
 from search.encoders.audio import FORMAT, LOG_EPS, LogMel, build_net, label_embeddings
 from search.encoders.audio_labels import vocabulary
+from search.errors import BadRequest
 from search.training.audio_data import FPS, ClipSet, augment, holdout, load_clipset
 from search.training.audio_digits import attach_digit_expert
 from search.training.audio_eval import classification_metrics, shared_space_metrics
@@ -58,6 +59,7 @@ class TrainConfig:
     patience: int = 3
     threads: int = 1
     top_k: int = 10
+    init: Path | None = None  # start from this checkpoint instead of ImageNet
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -102,7 +104,17 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
     sample = np.concatenate([s.mels[:200].astype(np.float32).ravel() for s in train])
     mean, std = float(sample.mean()), float(sample.std())
     silence = math.log(LOG_EPS)
-    net = build_net(len(labels), encoder.dim, pretrained=True).to(device)
+    net = build_net(len(labels), encoder.dim, pretrained=cfg.init is None).to(device)
+    init_digits = None
+    if cfg.init is not None:  # continue from a checkpoint with the same vocabulary
+        from search.encoders.audio import read_checkpoint
+
+        init = read_checkpoint(cfg.init)
+        if list(init["labels"]) != labels:
+            raise BadRequest(f"{cfg.init} has another label vocabulary; train without --init")
+        net.load_state_dict({k: v.float() for k, v in init["state"].items()})
+        mean, std = float(init["mel_mean"]), float(init["mel_std"])
+        init_digits = init.get("digit_state")  # the digit expert reads the same inputs: keep it
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     plan = [_epoch_batches(train, cfg, np.random.default_rng(cfg.seed + e)) for e in range(cfg.epochs)]
     total_steps = sum(len(p) for p in plan)
@@ -168,7 +180,11 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
         "summary": {k: v for k, v in summary.items() if k not in ("history", "mix_on_val")},
         "manifests": [Path(m).parent.name for m in cfg.manifests], "seed": cfg.seed,
     }
-    digits = attach_digit_expert(ckpt, train, val, cfg.seed, report)
+    if init_digits is not None:
+        ckpt["digit_state"] = init_digits
+        digits = {"digit_expert": f"kept from {Path(cfg.init).name}"}
+    else:
+        digits = attach_digit_expert(ckpt, train, val, cfg.seed, report)
     if digits:
         summary.update(digits)
         ckpt["summary"].update(digits)
