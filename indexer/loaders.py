@@ -11,7 +11,7 @@ import hashlib
 import io
 import itertools
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -24,6 +24,8 @@ from search.text import decode_text, split_passages
 
 if TYPE_CHECKING:
     from PIL.Image import Image
+
+    from search.audio import AudioWindow
 
 _CHUNK = 1 << 20
 _EXIF_ORIENTATION = 0x0112
@@ -43,9 +45,11 @@ class LoaderConfig:
     passage_overlap: int = 30
     audio_window_s: float = 5.0
     audio_hop_s: float = 2.5
-    # windows kept per recording (1440 = the first hour at a 2.5 s hop): bounds the memory a
-    # long recording takes on its way to the model (~0.3 MB a window)
+    # windows kept per recording (1440 = the first hour at a 2.5 s hop)
     max_audio_windows: int = 1440
+    # a recording with more windows than this is not decoded here: the writer streams it
+    # window batch by window batch, so memory stays bounded however long it is (~0.3 MB a window)
+    stream_audio_after: int = 24
 
 
 _config: LoaderConfig | None = None
@@ -86,6 +90,22 @@ class Loaded:
     height: int | None = None
     duration_s: float | None = None
     note: str | None = None  # indexed, but only in part (why)
+    streamed: StreamedAudio | None = None  # a long recording the writer decodes itself
+
+
+@dataclass(frozen=True)
+class StreamedAudio:
+    """A long recording left for the writer to decode and embed a batch of windows at a time."""
+
+    path: str
+    window_s: float
+    hop_s: float
+    max_windows: int
+
+    def windows(self) -> Iterator[AudioWindow]:
+        from search.audio import iter_windows
+
+        return itertools.islice(iter_windows(self.path, self.window_s, self.hop_s), self.max_windows)
 
 
 def probe(path: str) -> Probe | Skip:
@@ -193,39 +213,41 @@ def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:
 
 
 def _load_audio(path: str, cfg: LoaderConfig) -> Loaded | Skip:
-    from search.audio import iter_windows
-
+    stream = StreamedAudio(path, cfg.audio_window_s, cfg.audio_hop_s, cfg.max_audio_windows)
     try:
-        windows = list(
-            itertools.islice(
-                iter_windows(path, cfg.audio_window_s, cfg.audio_hop_s), cfg.max_audio_windows + 1
-            )
-        )
+        windows = list(itertools.islice(stream.windows(), cfg.stream_audio_after + 1))  # capped
     except UnsupportedMedia as exc:
         return Skip(path, f"undecodable audio: {exc.message}")
     except OSError as exc:
         return Skip(path, f"unreadable: {exc.strerror or exc}")
     if not windows:
         return Skip(path, "no audio to index (silent or empty)")
-    note = None
-    if len(windows) > cfg.max_audio_windows:
-        windows = windows[: cfg.max_audio_windows]
-        end = windows[-1].end_s
-        kept = f"{end:.0f} s" if end < 120 else f"{end / 60:.0f} min"
-        note = f"only the first {kept} of the recording are indexed (window cap)"
+    duration = _duration(path, windows[-1].end_s)
+    note = window_cap_note(stream, duration)
+    if len(windows) > cfg.stream_audio_after:  # long: the writer streams it
+        return Loaded(path, "audio", None, duration_s=duration, streamed=stream, note=note)
     return Loaded(
         path, "audio", None,
         [w.samples for w in windows],
         [{"start_s": w.start_s, "end_s": w.end_s} for w in windows],
-        duration_s=_duration(path, windows),
+        duration_s=duration,
         note=note,
     )
 
 
-def _duration(path: str, windows: list) -> float:
+def window_cap_note(stream: StreamedAudio, duration_s: float) -> str | None:
+    """Why a recording is indexed only in part (its windows pass the cap), or None."""
+    covered = stream.hop_s * (stream.max_windows - 1) + stream.window_s
+    if duration_s <= covered:
+        return None
+    kept = f"{covered:.0f} s" if covered < 120 else f"{covered / 60:.0f} min"
+    return f"only the first {kept} of the recording are indexed (window cap)"
+
+
+def _duration(path: str, seen_end_s: float) -> float:
     from search.audio import audio_duration
 
     try:
         return audio_duration(path)
     except Exception:  # the header is unreadable but the samples decoded: use what we saw
-        return max(w.end_s for w in windows)
+        return seen_end_s

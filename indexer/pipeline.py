@@ -74,10 +74,51 @@ class _Writer:
         self.report.encode_seconds += time.perf_counter() - t0
         return np.concatenate(parts).astype(np.float32, copy=False)
 
+    def stream_audio(self, loaded: Loaded) -> np.ndarray:
+        """Embed a long recording a batch of windows at a time; its segments are filled in
+        from the windows as they pass, so only one batch of samples is ever held."""
+        assert loaded.streamed is not None
+        parts, chunk = [], []
+        for window in loaded.streamed.windows():
+            loaded.segments.append({"start_s": window.start_s, "end_s": window.end_s})
+            chunk.append(window.samples)
+            if len(chunk) == self.batch_size:
+                parts.append(self.encode("audio", chunk))
+                chunk = []
+        if chunk:
+            parts.append(self.encode("audio", chunk))
+        return np.concatenate(parts) if parts else np.zeros((0, self.encoder.dim), np.float32)
+
     def flush(self, modality: str, batch: _Batch) -> None:
         if not batch.items:
             return
-        vectors = self.encode(modality, [x for _, loaded in batch.items for x in loaded.inputs])
+        # long recordings stream through the model on their own; the rest share batches
+        streamed = {}
+        for pending, loaded in list(batch.items):
+            if loaded.streamed is None:
+                continue
+            try:
+                streamed[id(loaded)] = self.stream_audio(loaded)
+            except Exception as exc:  # e.g. the file went bad between decode and embedding
+                reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                self.report.skip(pending.path, f"undecodable audio: {reason}")
+                batch.items.remove((pending, loaded))
+            else:
+                if not loaded.segments:
+                    self.report.skip(pending.path, "no audio to index (silent or empty)")
+                    batch.items.remove((pending, loaded))
+        if not batch.items:
+            return
+        batched = [x for _, loaded in batch.items if not loaded.streamed for x in loaded.inputs]
+        shared = self.encode(modality, batched) if batched else None
+        vectors, start = [], 0
+        for _, loaded in batch.items:
+            if loaded.streamed:
+                vectors.append(streamed[id(loaded)])
+            else:
+                vectors.append(shared[start : start + len(loaded.inputs)])
+                start += len(loaded.inputs)
+        vectors = np.concatenate(vectors)
         written = self.index.catalog.add_contents(
             [
                 NewContent(

@@ -63,3 +63,50 @@ def test_a_long_recording_keeps_its_first_windows_and_says_so(tmp_path):
     assert [s["start_s"] for s in out.segments] == pytest.approx([0.0, 2.5, 5.0], abs=0.05)
     assert out.note == "only the first 10 s of the recording are indexed (window cap)"
     assert out.duration_s == pytest.approx(20.0, abs=0.01)
+
+
+def test_a_long_recording_is_left_to_the_writer_to_stream(tmp_path):
+    pytest.importorskip("search.audio")
+    from tests.indexer.corpus import wav
+
+    path = wav(tmp_path / "long.wav", seconds=20.0)
+    set_config(LoaderConfig(preprocess_image=FakeEncoder().preprocess_image, stream_audio_after=2))
+    out = load(str(path), "audio")
+    assert isinstance(out, Loaded) and out.streamed is not None
+    assert out.inputs == [] and out.segments == []  # no samples travel back from the worker
+    spans = [(w.start_s, w.end_s) for w in out.streamed.windows()]
+    assert spans[0] == pytest.approx((0.0, 5.0), abs=0.05) and len(spans) == 7
+    assert out.note is None and out.duration_s == pytest.approx(20.0, abs=0.01)
+
+
+def test_streamed_recordings_are_indexed_window_by_window(tmp_path, monkeypatch):
+    pytest.importorskip("search.audio")
+    from indexer import loaders
+    from indexer.pipeline import index_paths
+    from search.index import Index
+    from search.settings import get_settings
+    from tests.indexer.corpus import wav
+
+    wav(tmp_path / "c" / "long.wav", seconds=20.0)
+    wav(tmp_path / "c" / "short.wav", freq=300.0, seconds=3.0)
+    monkeypatch.setattr(loaders.LoaderConfig, "__init__", _with_stream_after(2))
+    enc = FakeEncoder()
+    index = Index.open_for_write(tmp_path / "db", enc.id, enc.dim)
+    report = index_paths([tmp_path / "c"], index, enc, get_settings(workers=0, batch_size=3),
+                         progress=False)
+    assert report.skipped == []
+    infos = index.catalog.segments(index.catalog.segment_ids().tolist())
+    starts = sorted(i.start_s for i in infos.values() if i.path.endswith("long.wav"))
+    assert starts == pytest.approx([0.0, 2.5, 5.0, 7.5, 10.0, 12.5, 15.0], abs=0.05)
+    assert sorted(index.store.ids().tolist()) == sorted(infos)  # one vector per window
+    index.close()
+
+
+def _with_stream_after(n: int):  # noqa: ANN202 - wraps the dataclass __init__
+    original = LoaderConfig.__init__
+
+    def init(self, *args, **kwargs):  # noqa: ANN001, ANN202
+        kwargs.setdefault("stream_audio_after", n)
+        original(self, *args, **kwargs)
+
+    return init
