@@ -18,9 +18,13 @@ demo: setup
 	$(PY) data/make_sample.py data/sample
 	$(VENV)/bin/crossfind index data/sample --db $(DEMO_DB)
 	$(VENV)/bin/crossfind info --db $(DEMO_DB)
-	@for q in "a cup of coffee" "a rocket launch" "a sleeping cat" "how to bake bread" "a siren wailing"; do \
-		echo; echo "== $$q"; $(VENV)/bin/crossfind search "$$q" --db $(DEMO_DB) --k 3 || exit 1; \
-	done
+	@set -e; cf="$(VENV)/bin/crossfind"; db="--db $(DEMO_DB) --k 3"; \
+	echo; echo '== "a cup of coffee", photos only'; $$cf search "a cup of coffee" --modality image $$db; \
+	echo; echo '== "a galaxy full of stars", photos only'; $$cf search "a galaxy full of stars" --modality image $$db; \
+	echo; echo '== "how to bake bread", everything'; $$cf search "how to bake bread" $$db; \
+	echo; echo '== "a rocket launch", everything'; $$cf search "a rocket launch" $$db; \
+	echo; echo '== "a siren wailing", sounds only'; $$cf search "a siren wailing" --modality audio $$db; \
+	echo; echo '== photos like cat.jpg'; $$cf search --image data/sample/photos/cat.jpg --modality image $$db
 
 browser-deps:
 	@bash scripts/ensure-chromium.sh
