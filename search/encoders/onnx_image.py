@@ -125,6 +125,8 @@ class ImageBackbone:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
+        # no busy-waiting between calls (see search.encoders.onnx_text)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         try:
             return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
