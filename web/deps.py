@@ -27,15 +27,18 @@ api_key_header = APIKeyHeader(
 )
 
 
-def get_services(request: Request) -> Services:
+# The dependencies that only read attributes are ``async def``: FastAPI runs a plain ``def``
+# dependency in the thread pool, a thread hop per dependency per request for no blocking work.
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
-def get_settings(services: Annotated[Services, Depends(get_services)]) -> Settings:
+async def get_settings(services: Annotated[Services, Depends(get_services)]) -> Settings:
     return services.settings
 
 
 def get_engine(services: Annotated[Services, Depends(get_services)]) -> Engine:
+    # a plain def: the first call may open the index and load its encoder (blocking)
     return services.require_engine()
 
 
@@ -60,7 +63,7 @@ def _check_key(settings: Settings, given: str | None, what: str) -> None:
         raise Forbidden("wrong API key")
 
 
-def require_write_key(
+async def require_write_key(
     settings: Annotated[Settings, Depends(get_settings)],
     key: Annotated[str | None, Security(api_key_header)],
 ) -> None:
@@ -68,7 +71,7 @@ def require_write_key(
     _check_key(settings, key or None, "writes")
 
 
-def require_read_access(
+async def require_read_access(
     request: Request, settings: Annotated[Settings, Depends(get_settings)]
 ) -> None:
     # not a declared security scheme: reads are open by default, and the schema says so
