@@ -21,10 +21,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_db_arg(p)
     p.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8000)")
+    p.add_argument(
+        "--workers",
+        dest="http_workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="server processes, each loading the models (default 1)",
+    )
     p.set_defaults(func=run_serve)
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
 
     from web.app import create_app
@@ -40,11 +50,16 @@ def run_serve(args: argparse.Namespace) -> int:
         f"crossfind: http://{settings.host}:{settings.port}/  (index: {settings.db})",
         file=sys.stderr,
     )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        timeout_keep_alive=5,
-    )
+    # query-time model calls are small and concurrent: one ONNX thread each uses the cores
+    # better than two (see search.encoders.onnx_text.default_threads)
+    os.environ.setdefault("CROSSFIND_ONNX_THREADS", "1")
+    workers = max(1, args.http_workers or 1)
+    common = {"host": settings.host, "port": settings.port, "log_level": "warning",
+              "timeout_keep_alive": 5}
+    if workers == 1:
+        uvicorn.run(create_app(settings), **common)
+        return 0
+    # worker processes build their own app from the environment: pass the flags on there
+    os.environ["CROSSFIND_DB"] = str(settings.db)
+    uvicorn.run("web.app:create_app", factory=True, workers=workers, **common)
     return 0

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from search.encoders.onnx_text import default_threads
 from search.errors import ModelUnavailable
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ class ImageBackbone:
         if backend not in ("auto", "onnx", "torch"):
             raise ValueError(f"backend must be auto, onnx or torch, not {backend!r}")
         self.cache_dir = Path(cache_dir)
-        self.threads = threads or max(1, min(2, os.cpu_count() or 1))
+        self.threads = threads or default_threads()
         self._lock = threading.Lock()
         self._torch: torch.nn.Module | None = None
         self._session = None

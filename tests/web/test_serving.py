@@ -52,6 +52,17 @@ def test_serve_command_is_registered():
 
     args = build_parser().parse_args(["serve", "--db", "/tmp/x", "--port", "8123"])
     assert args.command == "serve" and args.port == 8123 and args.db == "/tmp/x"
+    assert args.http_workers == 1
+
+
+def test_serve_workers_are_server_processes_not_indexing_workers(monkeypatch):
+    from cli import build_parser
+    from cli.common import settings_from
+
+    monkeypatch.setenv("CROSSFIND_WORKERS", "3")
+    args = build_parser().parse_args(["serve", "--workers", "2"])
+    assert args.http_workers == 2
+    assert settings_from(args).workers == 3  # POST /api/index keeps its own setting
 
 
 def test_repeated_parts_are_embedded_once(client):
