@@ -29,7 +29,6 @@ from indexer.report import IndexReport, Skipped
 from indexer.workers import Workers
 from search.catalog import NewContent, SegmentIn
 from search.encoders.base import Encoder
-from search.errors import EncoderMismatch
 from search.index import Index
 from search.settings import Settings
 
@@ -171,11 +170,7 @@ def index_paths(
         EncoderMismatch: ``index`` was built with another encoder.
     """
     t0 = time.perf_counter()
-    if encoder.id != index.manifest.encoder:
-        raise EncoderMismatch(
-            f"the index at {index.root} was built with {index.manifest.encoder!r}, not "
-            f"{encoder.id!r}; pass --model {index.manifest.encoder} or --reindex"
-        )
+    index.require_encoder(encoder.id)
     roots = resolve_roots(paths)
     report = IndexReport(roots=roots, workers=max(0, settings.workers))
     config = LoaderConfig(

@@ -37,12 +37,7 @@ class Engine:
     """Answers queries over one index with the encoder that built it."""
 
     def __init__(self, index: Index, encoder: Encoder, max_image_pixels: int = 64_000_000):
-        if encoder.id != index.manifest.encoder:
-            from search.errors import EncoderMismatch
-
-            raise EncoderMismatch(
-                f"index built with {index.manifest.encoder!r}, engine given {encoder.id!r}"
-            )
+        index.require_encoder(encoder.id)
         self.index = index
         self.encoder = encoder
         self.max_image_pixels = max_image_pixels

@@ -187,6 +187,10 @@ class Index:
             return (0, 0, 0)
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
+    def require_encoder(self, encoder: str) -> None:
+        """Raise EncoderMismatch (naming --model and --reindex) unless built with ``encoder``."""
+        _check_encoder(self.root, self.manifest, encoder)
+
     def info(self) -> dict[str, object]:
         counts = self.catalog.counts()
         return {
