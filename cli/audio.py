@@ -25,6 +25,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--crop-s", type=float, default=2.5, help="training crop length in seconds")
     p.add_argument("--per-epoch-clips", type=int, default=320,
                    help="clips per epoch from each manifest after the first")
+    p.add_argument("--max-gain-db", type=float, default=None,
+                   help="normalise each clip's loudness with at most this gain (default: keep "
+                        "recorded levels; the first checkpoints used 30)")
+    p.add_argument("--digits-from", type=Path,
+                   help="reuse this checkpoint's digit expert instead of training one")
+    p.add_argument("--select-on-mean", action="store_true",
+                   help="early-stop on the mean validation accuracy of all manifests "
+                        "(default: the first manifest's)")
     p.add_argument("--out", required=True, type=Path, help="checkpoint file to write")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_model_arg(p)
@@ -48,7 +56,9 @@ def run_train(args: argparse.Namespace) -> int:
     cfg = TrainConfig(manifests=args.manifest, out=args.out, model=settings.model,
                       cache_dir=settings.cache_dir, epochs=args.epochs, seed=args.seed,
                       val_split=args.val_split, threads=args.threads, init=args.init, lr=args.lr,
-                      crop_s=args.crop_s, per_epoch_clips=args.per_epoch_clips)
+                      crop_s=args.crop_s, per_epoch_clips=args.per_epoch_clips,
+                      max_gain_db=args.max_gain_db, digits_from=args.digits_from,
+                      select_on_first=not args.select_on_mean)
 
     def report(line: str) -> None:
         print(line, file=sys.stderr, flush=True)

@@ -315,14 +315,14 @@ def windows_of(waveform: np.ndarray, window_s: float = 5.0, hop_s: float = 2.5) 
     ]
 
 
-def normalize_loudness(waveform: np.ndarray) -> np.ndarray:
-    """Scale to ``TARGET_RMS_DB`` RMS; quiet input gains at most ``MAX_GAIN_DB`` so that hiss is
+def normalize_loudness(waveform: np.ndarray, max_gain_db: float = MAX_GAIN_DB) -> np.ndarray:
+    """Scale to ``TARGET_RMS_DB`` RMS; quiet input gains at most ``max_gain_db`` so that hiss is
     not blown up to speech level."""
     x = np.asarray(waveform, dtype=np.float32)
     rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if x.size else 0.0
     if rms <= 0.0:
         return x
-    gain_db = min(TARGET_RMS_DB - 20 * math.log10(rms), MAX_GAIN_DB)
+    gain_db = min(TARGET_RMS_DB - 20 * math.log10(rms), max_gain_db)
     return (x * 10 ** (gain_db / 20)).astype(np.float32)
 
 

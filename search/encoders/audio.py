@@ -45,6 +45,7 @@ PAD_QUANTUM = AUDIO_SAMPLE_RATE // 2  # and to a multiple of 0.5 s, so batching 
 BATCH = 16
 PROBE_MIN_COS = 0.99
 DIGIT_FRAMES = AUDIO_SAMPLE_RATE // HOP  # the digit expert reads the first second
+DIGIT_SAMPLES = (DIGIT_FRAMES - 1) * HOP + N_FFT  # ... which centred STFT frames reach
 
 _PROMPT_CACHE: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
 _LOCK = threading.Lock()
@@ -173,15 +174,23 @@ class AudioModel:
         self.net = build_net(len(self.labels), proj_dim, pretrained=False)
         self.net.load_state_dict({k: v.float() for k, v in ckpt["state"].items()})
         self.net.eval()
+        # loudness normalisation's gain cap (None: recorded levels); format-1 files before it: 30 dB
+        self.max_gain_db: float | None = ckpt.get("max_gain_db", 30.0)
+        fb = ckpt.get("mel_fb")
+        fb_np = None if fb is None else fb.float().numpy()
+        self.front = LogMel(float(ckpt["mel_mean"]), float(ckpt["mel_std"]), fb_np)
         self.digits = None  # the spoken-digit expert: (its net, the digit labels' columns)
+        # its own front end when it was trained on another one (None: it reads the main log-mel)
+        self.digit_front: tuple[LogMel, float | None] | None = None
         if ckpt.get("digit_state") is not None:
             digit_net = build_digit_net()
             digit_net.load_state_dict({k: v.float() for k, v in ckpt["digit_state"].items()})
             digit_net.eval()
             self.digits = (digit_net, [self.labels.index(str(d)) for d in range(10)])
-        fb = ckpt.get("mel_fb")
-        self.front = LogMel(float(ckpt["mel_mean"]), float(ckpt["mel_std"]),
-                            None if fb is None else fb.float().numpy())
+            df = ckpt.get("digit_front")
+            if df is not None:
+                self.digit_front = (LogMel(float(df["mel_mean"]), float(df["mel_std"]), fb_np),
+                                    df.get("max_gain_db"))
         self.label_vectors = label_embeddings(encoder, self.labels)
         fits = probe is not None and _same_space(self.label_vectors, probe.float().numpy())
         self.projection_fits = fits
@@ -200,8 +209,6 @@ class AudioModel:
         """Windows -> (logits, features, projection or None), loudness-normalised first."""
         import torch
 
-        from search.audio import normalize_loudness
-
         n = len(waveforms)
         logits = np.zeros((n, len(self.labels)), np.float32)
         feats = np.zeros((n, FEATURE_DIM), np.float32)
@@ -213,13 +220,15 @@ class AudioModel:
             for length, idx in by_len.items():
                 for s in range(0, len(idx), BATCH):
                     part = idx[s : s + BATCH]
-                    batch = np.zeros((len(part), length), np.float32)
-                    for row, i in enumerate(part):
-                        w = normalize_loudness(np.asarray(waveforms[i], np.float32).reshape(-1))
-                        batch[row, : len(w)] = w[:length]
-                    mel = self.front(torch.from_numpy(batch))
+                    raw = [np.asarray(waveforms[i], np.float32).reshape(-1)[:length] for i in part]
+                    mel = self.front(_batch(raw, length, self.max_gain_db))
                     lg, ft, pj = self.net(mel)
-                    logits[part], feats[part] = self._with_digits(lg, mel).numpy(), ft.numpy()
+                    digit_mel = mel
+                    if self.digit_front is not None and self.digits is not None:
+                        # the first second (+ the STFT's reach) through the expert's front end
+                        front, gain = self.digit_front
+                        digit_mel = front(_batch(raw, min(length, DIGIT_SAMPLES), gain))
+                    logits[part], feats[part] = self._with_digits(lg, digit_mel).numpy(), ft.numpy()
                     if proj is not None and pj is not None:
                         proj[part] = pj.numpy()
         return logits, feats, proj
@@ -259,6 +268,21 @@ class AudioModel:
             return np.zeros((0, self.label_vectors.shape[1]), np.float32)
         logits, _, proj = self.forward(waveforms)
         return self.combine(logits, proj)
+
+
+def _batch(waves: list[np.ndarray], length: int, max_gain_db: float | None) -> torch.Tensor:
+    """Zero-padded [n, length] batch; each window loudness-normalised first (whole window,
+    gain capped at ``max_gain_db``) unless that is None."""
+    import torch
+
+    from search.audio import normalize_loudness
+
+    out = np.zeros((len(waves), length), np.float32)
+    for row, w in enumerate(waves):
+        if max_gain_db is not None:
+            w = normalize_loudness(w, max_gain_db)
+        out[row, : min(len(w), length)] = w[:length]
+    return torch.from_numpy(out)
 
 
 def label_embeddings(encoder: Encoder, labels: Sequence[str]) -> np.ndarray:

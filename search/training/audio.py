@@ -28,7 +28,7 @@ from search.encoders.audio import FORMAT, LOG_EPS, LogMel, build_net, label_embe
 from search.encoders.audio_labels import vocabulary
 from search.errors import BadRequest
 from search.training.audio_data import FPS, ClipSet, augment, holdout, load_clipset
-from search.training.audio_digits import attach_digit_expert
+from search.training.audio_digits import attach_digit_expert, reuse_digit_expert
 from search.training.audio_eval import classification_metrics, shared_space_metrics
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,11 @@ class TrainConfig:
     threads: int = 1
     top_k: int = 10
     init: Path | None = None  # start from this checkpoint instead of ImageNet
+    # loudness normalisation's gain cap; None (default) keeps recorded levels, as FINDINGS'
+    # recipe: +30 dB on quiet 8-bit training clips made their quantisation noise a cue
+    max_gain_db: float | None = None
+    select_on_first: bool = True  # early-stop on the first manifest's validation accuracy only
+    digits_from: Path | None = None  # reuse this checkpoint's digit expert (with its front end)
     extra: dict[str, object] = field(default_factory=dict)
 
 
@@ -68,13 +73,15 @@ def split_sets(cfg: TrainConfig) -> tuple[list[ClipSet], list[ClipSet]]:
     recording with ESC-50 fold 4 are dropped first)."""
     train, val = [], []
     for i, manifest in enumerate(cfg.manifests):
-        clips = load_clipset(manifest, cfg.cache_dir)
+        clips = load_clipset(manifest, cfg.cache_dir, max_gain_db=cfg.max_gain_db)
         keep = np.array([s not in cfg.exclude_splits and r.get(SAME_SOURCE_COL) != "True"
                          for s, r in zip(clips.splits, clips.rows)])
         clips = clips.subset(keep)
         if cfg.val_split and cfg.val_split in clips.splits:
             mask = np.array([s == cfg.val_split for s in clips.splits])
         else:
+            # whole recordings on one side where known (UrbanSound8K's fsid); ESC-50's copy has
+            # none (src_file is mostly blank, source_file is one concatenated file per class)
             group = "fsid" if "fsid" in clips.rows[0] else None
             mask = holdout(clips, cfg.val_fraction, cfg.seed + i, group)
         train.append(clips.subset(~mask))
@@ -150,7 +157,8 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
             sched.step()
             losses.append(loss.item())
         metrics = validate(net, val, labels, text, mean, std, device)
-        score = float(np.mean([m["accuracy"] for m in metrics.values()]))
+        accs = [m["accuracy"] for m in metrics.values()]
+        score = float(accs[0] if cfg.select_on_first else np.mean(accs))
         row = {"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 4),
                "seconds": round(time.time() - t0, 1), "val": metrics}
         history.append(row)
@@ -172,7 +180,7 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
     }
     ckpt = {
         "format": FORMAT, "labels": labels, "mel_mean": mean, "mel_std": std,
-        "min_seconds": MIN_SECONDS,
+        "min_seconds": MIN_SECONDS, "max_gain_db": cfg.max_gain_db,
         "mel_fb": LogMel().fb.clone(),
         "state": {k: v.detach().cpu().half() for k, v in net.state_dict().items()},
         "text_space": encoder.id, "text_probe": torch.from_numpy(text).half(),
@@ -180,8 +188,12 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
         "summary": {k: v for k, v in summary.items() if k not in ("history", "mix_on_val")},
         "manifests": [Path(m).parent.name for m in cfg.manifests], "seed": cfg.seed,
     }
-    if init_digits is not None:
+    if cfg.digits_from is not None:
+        digits = reuse_digit_expert(ckpt, cfg.digits_from)
+    elif init_digits is not None:
         ckpt["digit_state"] = init_digits
+        if init.get("digit_front") is not None:
+            ckpt["digit_front"] = init["digit_front"]
         digits = {"digit_expert": f"kept from {Path(cfg.init).name}"}
     else:
         digits = attach_digit_expert(ckpt, train, val, cfg.seed, report)

@@ -64,8 +64,10 @@ def clip_seconds(rows: list[dict[str, str]]) -> float:
     return float(min(5.0, max(1.0, np.ceil(longest))))
 
 
-def load_clipset(manifest: Path, cache_dir: Path, splits: set[str] | None = None) -> ClipSet:
-    """Log-mels of a manifest's clips (all splits, or ``splits``), computed once and cached."""
+def load_clipset(manifest: Path, cache_dir: Path, splits: set[str] | None = None,
+                 max_gain_db: float | None = 30.0) -> ClipSet:
+    """Log-mels of a manifest's clips (all splits, or ``splits``), computed once and cached;
+    ``max_gain_db`` is the loudness normalisation's gain cap (None: levels left as recorded)."""
     rows = read_manifest(manifest)
     if splits is not None:
         rows = [r for r in rows if r["split"] in splits]
@@ -73,21 +75,28 @@ def load_clipset(manifest: Path, cache_dir: Path, splits: set[str] | None = None
         raise BadRequest(f"manifest {manifest} has no rows in splits {sorted(splits or [])}")
     seconds = clip_seconds(rows)
     key = hashlib.sha256(
-        f"{CACHE_VERSION}|{seconds}|".encode() + "\n".join(r["path"] for r in rows).encode()
+        f"{CACHE_VERSION}|{seconds}|{_level_key(max_gain_db)}".encode() + "\n".join(r["path"] for r in rows).encode()
     ).hexdigest()[:16]
     cache = Path(cache_dir) / "audio_train" / f"{Path(manifest).parent.name}-{key}.npy"
     if cache.exists():
         mels = np.load(cache)
     else:
-        mels = compute_mels([r["path"] for r in rows], seconds)
+        mels = compute_mels([r["path"] for r in rows], seconds, max_gain_db=max_gain_db)
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, mels)
     name = Path(manifest).parent.name
     return ClipSet(name, mels, [canonical(r["label"]) for r in rows], [r["split"] for r in rows], rows)
 
 
-def compute_mels(paths: list[str], seconds: float, batch: int = 64) -> np.ndarray:
-    """Raw log-mels (float16) of each clip's trimmed, loudness-normalised first ``seconds``."""
+def _level_key(max_gain_db: float | None) -> str:
+    # the original (normalised, +30 dB cap) cache keeps its key
+    return "" if max_gain_db == 30.0 else f"gain{max_gain_db}|"
+
+
+def compute_mels(paths: list[str], seconds: float, batch: int = 64,
+                 max_gain_db: float | None = 30.0) -> np.ndarray:
+    """Raw log-mels (float16) of each clip's trimmed first ``seconds``, loudness-normalised
+    with gain capped at ``max_gain_db`` (None: levels as recorded)."""
     import torch
 
     from search.audio import load_audio, normalize_loudness, trim_silence
@@ -104,7 +113,9 @@ def compute_mels(paths: list[str], seconds: float, batch: int = 64) -> np.ndarra
             except UnsupportedMedia as exc:  # a silent clip stays silence
                 log.warning("training clip %s: %s", p, exc)
                 continue
-            clip = normalize_loudness(clip[:n_samples])
+            clip = clip[:n_samples]
+            if max_gain_db is not None:
+                clip = normalize_loudness(clip, max_gain_db)
             waves[row, : len(clip)] = clip
         with torch.inference_mode():
             out.append(front.raw(torch.from_numpy(waves)).numpy().astype(np.float16))

@@ -14,10 +14,12 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
 from search.encoders.audio import LOG_EPS, build_digit_net
+from search.errors import BadRequest
 from search.training.audio_data import FPS, ClipSet
 from search.training.audio_eval import classification_metrics
 
@@ -90,3 +92,18 @@ def attach_digit_expert(ckpt: dict, train: list[ClipSet], val: list[ClipSet], se
             return {"digit_expert_val_accuracy": result["val_accuracy"],
                     "digit_expert_seconds": result["seconds"]}
     return None
+
+
+def reuse_digit_expert(ckpt: dict, source: Path) -> dict[str, object]:
+    """Copy ``source``'s digit expert into ``ckpt`` with the front end it was trained on
+    (its log-mel statistics and loudness rule), so it reads exactly what it learned from."""
+    from search.encoders.audio import read_checkpoint
+
+    src = read_checkpoint(source)
+    if src.get("digit_state") is None:
+        raise BadRequest(f"{source} has no digit expert; train without --digits-from")
+    ckpt["digit_state"] = src["digit_state"]
+    ckpt["digit_front"] = src.get("digit_front") or {
+        "mel_mean": float(src["mel_mean"]), "mel_std": float(src["mel_std"]),
+        "max_gain_db": src.get("max_gain_db", 30.0)}
+    return {"digit_expert": f"reused from {Path(source).name}"}

@@ -83,6 +83,8 @@ def test_quiet_input_gain_is_capped():
     quiet = tone(1.0, SR, amp=1e-3)  # -63 dBFS RMS: would need +43 dB
     gain = np.abs(normalize_loudness(quiet)).max() / np.abs(quiet).max()
     assert gain == pytest.approx(10 ** (30 / 20), rel=1e-3)
+    capped = np.abs(normalize_loudness(quiet, max_gain_db=6.0)).max() / np.abs(quiet).max()
+    assert capped == pytest.approx(10 ** (6 / 20), rel=1e-3)
 
 
 @pytest.mark.parametrize("name,content,reason", [
