@@ -12,7 +12,9 @@ Preprocessing, in this order:
   frame (the rule of ``librosa.effects.trim``, in numpy, streamed for files); window times stay
   in the original file's timeline;
 * loudness normalisation, per window, to ``TARGET_RMS_DB`` (gain capped at ``MAX_GAIN_DB``) —
-  done inside the audio head (``normalize_loudness``) so every caller gets it.
+  done inside the audio head (``normalize_loudness``) so every caller gets it, and only where
+  the checkpoint was trained that way: the shipped one keeps recorded levels (its training copy
+  is 8-bit, and gain on quiet clips made quantisation noise a cue).
 
 Silent input (peak below ``SILENCE_PEAK``) and zero-length input are refused with
 ``UnsupportedMedia`` ("nothing to index"): a vector of silence would only add noise to every

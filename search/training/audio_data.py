@@ -1,7 +1,7 @@
 """Training data for the audio encoder: manifests, cached log-mels, splits and augmentation.
 
 Log-mels are computed once per manifest (through the same preprocessing as indexing: 16 kHz
-mono, silence trim, loudness normalisation) and cached as float16 under the cache dir, so
+mono, silence trim, loudness normalisation only when a gain cap is given) and cached as float16 under the cache dir, so
 training epochs never decode audio.
 """
 
