@@ -66,13 +66,9 @@ def build_net(n_classes: int, proj_dim: int | None, pretrained: bool) -> torch.n
     from efficientnet_lite_pytorch import EfficientNet
 
     if pretrained:
-        from search.encoders.onnx_image import weights_file
+        from search.encoders.onnx_image import pretrained_efficientnet
 
-        import contextlib
-        import io
-
-        with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded pretrained weights"
-            backbone = EfficientNet.from_pretrained("efficientnet-lite0", weights_path=str(weights_file()))
+        backbone = pretrained_efficientnet()
     else:
         backbone = EfficientNet.from_name("efficientnet-lite0")
     backbone._fc = torch.nn.Identity()  # the ImageNet head is not used

@@ -8,6 +8,7 @@ fallback (and the reference the ONNX outputs are tested against).
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import threading
@@ -50,12 +51,22 @@ def weights_file() -> Path:
     return path
 
 
+def pretrained_efficientnet() -> torch.nn.Module:
+    """The ImageNet EfficientNet-Lite0 with its bundled weights, loaded quietly: the library
+    prints "Loaded pretrained weights" to stdout, which would corrupt `--json` output."""
+    import contextlib
+
+    from efficientnet_lite_pytorch import EfficientNet
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return EfficientNet.from_pretrained(MODEL_NAME, weights_path=str(weights_file()))
+
+
 def load_torch_backbone() -> torch.nn.Module:
     """The eager module: ``forward(pixels) -> (logits[n,1000], features[n,1280])``."""
     import torch
-    from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_pretrained(MODEL_NAME, weights_path=str(weights_file()))
+    net = pretrained_efficientnet()
     net.eval()
 
     class Backbone(torch.nn.Module):
