@@ -1,8 +1,8 @@
 """Which file on disk an item may serve, and with what content type.
 
 Only files the index holds are ever served: the path comes from the catalog (never from the
-URL), its real path must itself be an indexed path (a file swapped for a symlink to elsewhere is
-refused), and it must still be a regular file of the indexed size.
+URL), a file swapped for a symlink is served only if the link leads to an indexed file (folders on
+the way may be links), and it must still be a regular file of the indexed size.
 """
 
 from __future__ import annotations
@@ -40,8 +40,14 @@ def media_path(catalog: Catalog, info: SegmentInfo) -> Path:
         NotFound: none of the item's paths is still the file that was indexed.
     """
     for path in info.paths:
-        real = os.path.realpath(path)
-        if real != path and catalog.file(real) is None:
+        try:
+            is_link = stat.S_ISLNK(os.lstat(path).st_mode)
+        except OSError:
+            continue
+        # the file itself swapped for a link: serve only if the link leads to an indexed file.
+        # Folders on the way may be links: users index through them (~/Pictures -> /mnt/photos).
+        real = os.path.realpath(path) if is_link else path
+        if is_link and catalog.file(real) is None:
             continue  # now points outside what was indexed
         try:
             st = os.stat(real)

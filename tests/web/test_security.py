@@ -101,6 +101,16 @@ def test_a_file_swapped_for_a_symlink_is_not_followed(tmp_path):
         assert c.get(f"/api/items/{corpus.ids['red.png']}/thumbnail").status_code == 404
 
 
+def test_files_indexed_through_a_symlinked_folder_are_served(tmp_path):
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", tmp_path / "link")  # e.g. ~/Pictures -> /mnt/photos
+    corpus = build_corpus(tmp_path / "link")
+    with make_client(corpus.db) as c:
+        r = c.get(f"/api/items/{corpus.ids['red.png']}/media")
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+        assert c.get(f"/api/items/{corpus.ids['red.png']}/thumbnail").status_code == 200
+
+
 def test_a_changed_or_deleted_file_is_not_served(tmp_path):
     corpus = build_corpus(tmp_path)
     with make_client(corpus.db) as c:
