@@ -21,6 +21,12 @@ class BadRequest(CrossfindError):
     status = 400
 
 
+class Unauthorized(CrossfindError):
+    """No credentials where they are needed (e.g. a write without an API key)."""
+
+    status = 401
+
+
 class Forbidden(CrossfindError):
     status = 403
 
@@ -59,3 +65,19 @@ class ModelUnavailable(CrossfindError):
 
 class ModalityNotSupported(BadRequest):
     """The active encoder cannot embed this modality (e.g. audio without an audio encoder)."""
+
+
+class Unprocessable(CrossfindError):
+    """A well-formed request whose content does not validate."""
+
+    status = 422
+
+
+class ServiceUnavailable(CrossfindError):
+    status = 503
+
+
+class RequestTimeout(CrossfindError):
+    """A search ran past the configured request timeout."""
+
+    status = 504

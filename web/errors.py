@@ -14,25 +14,15 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
-from search.errors import CrossfindError
+from search.errors import (  # noqa: F401 - the web layer's errors, re-exported
+    CrossfindError,
+    RequestTimeout,
+    ServiceUnavailable,
+    Unauthorized,
+    Unprocessable,
+)
 
 
-class Unauthorized(CrossfindError):
-    status = 401
-
-
-class Unprocessable(CrossfindError):
-    """A well-formed request whose content does not validate."""
-
-    status = 422
-
-
-class RequestTimeout(CrossfindError):
-    status = 504
-
-
-class ServiceUnavailable(CrossfindError):
-    status = 503
 
 
 def validation_message(errors: list[dict[str, Any]] | Any) -> str:
