@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from cli.common import add_model_arg, print_json, settings_from
+from cli.common import add_model_arg, print_json, print_mapping, settings_from
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -88,11 +88,7 @@ def run_eval(args: argparse.Namespace) -> int:
     result = evaluate_manifest(encoder, args.manifest, args.split,
                                window_s=settings.audio_window_s, hop_s=settings.audio_hop_s,
                                ablation=args.ablation)
-    if args.json:
-        print_json(result)
-    else:
-        for key, value in result.items():
-            print(f"{key:>20}: {value}")
+    print_mapping(result, args.json, width=20)
     return 0
 
 

@@ -51,3 +51,12 @@ def load_extra_encoders() -> None:
                 "fix PYTHONPATH or unset the variable"
             ) from None
         hook()
+
+
+def print_mapping(obj: dict[str, Any], as_json: bool, width: int = 12) -> None:
+    """One JSON object, or one ``key: value`` line per entry with the keys right-aligned."""
+    if as_json:
+        print_json(obj)
+        return
+    for key, value in obj.items():
+        print(f"{key:>{width}}: {value}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli.common import add_db_arg, add_model_arg, print_json, settings_from
+from cli.common import add_db_arg, add_model_arg, print_json, print_mapping, settings_from
 
 
 _PART_HELP = (
@@ -211,9 +211,5 @@ def run_info(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     with Index.open(settings.db) as index:
         info = index.info()
-    if args.json:
-        print_json(info)
-    else:
-        for key, value in info.items():
-            print(f"{key:>12}: {value}")
+    print_mapping(info, args.json)
     return 0
