@@ -28,6 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-gain-db", type=float, default=None,
                    help="normalise each clip's loudness with at most this gain (default: keep "
                         "recorded levels; the first checkpoints used 30)")
+    p.add_argument("--no-noise-floor", dest="noise_floor", action="store_false",
+                   help="log(mel + 1e-6) as the first checkpoints (default: a noise floor of 4x "
+                        "8-bit quantisation noise, so 8-bit and 16-bit recordings look alike)")
     p.add_argument("--digits-from", type=Path,
                    help="reuse this checkpoint's digit expert instead of training one")
     p.add_argument("--select-on-mean", action="store_true",
@@ -58,6 +61,7 @@ def run_train(args: argparse.Namespace) -> int:
                       val_split=args.val_split, threads=args.threads, init=args.init, lr=args.lr,
                       crop_s=args.crop_s, per_epoch_clips=args.per_epoch_clips,
                       max_gain_db=args.max_gain_db, digits_from=args.digits_from,
+                      floor=args.noise_floor,
                       select_on_first=not args.select_on_mean)
 
     def report(line: str) -> None:

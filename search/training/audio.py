@@ -21,15 +21,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from search.encoders.audio import FORMAT, LOG_EPS, LogMel, build_net, label_embeddings
+from search.encoders.audio import FORMAT, LOG_EPS, LogMel, build_net, label_embeddings, mix, noise_floor
 from search.encoders.audio_labels import vocabulary
 from search.errors import BadRequest
-from search.training.audio_data import FPS, ClipSet, augment, holdout, load_clipset
+from search.training.audio_data import FPS, ClipSet, augment, holdout, load_clipset, with_floor
 from search.training.audio_digits import attach_digit_expert, reuse_digit_expert
 from search.training.audio_eval import classification_metrics, shared_space_metrics
+
+if TYPE_CHECKING:
+    from search.encoders.base import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -65,15 +69,20 @@ class TrainConfig:
     max_gain_db: float | None = None
     select_on_first: bool = True  # early-stop on the first manifest's validation accuracy only
     digits_from: Path | None = None  # reuse this checkpoint's digit expert (with its front end)
+    # add a noise floor of 4x 8-bit quantisation noise to the mel power (``noise_floor``), so
+    # the 8-bit ESC-50 training copy and 16-bit recordings look alike; False: the 1e-6 floor
+    floor: bool = True
     extra: dict[str, object] = field(default_factory=dict)
 
 
-def split_sets(cfg: TrainConfig) -> tuple[list[ClipSet], list[ClipSet]]:
+def split_sets(cfg: TrainConfig, floor: np.ndarray | None = None) -> tuple[list[ClipSet], list[ClipSet]]:
     """Training and validation clips of each manifest (test splits and rows sharing a source
-    recording with ESC-50 fold 4 are dropped first)."""
+    recording with ESC-50 fold 4 are dropped first), log-mels over ``floor`` when given."""
     train, val = [], []
     for i, manifest in enumerate(cfg.manifests):
         clips = load_clipset(manifest, cfg.cache_dir, max_gain_db=cfg.max_gain_db)
+        if floor is not None:
+            clips = with_floor(clips, floor)
         keep = np.array([s not in cfg.exclude_splits and r.get(SAME_SOURCE_COL) != "True"
                          for s, r in zip(clips.splits, clips.rows)])
         clips = clips.subset(keep)
@@ -90,8 +99,10 @@ def split_sets(cfg: TrainConfig) -> tuple[list[ClipSet], list[ClipSet]]:
     return train, val
 
 
-def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> dict[str, object]:
-    """Train, pick the mix on validation, write ``cfg.out``; returns the training summary."""
+def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
+                encoder: Encoder | None = None) -> dict[str, object]:
+    """Train, pick the mix on validation, write ``cfg.out``; returns the training summary.
+    ``encoder`` is the text tower (default: ``create_encoder(cfg.model)``)."""
     import torch
 
     from search.encoders import create_encoder
@@ -101,8 +112,11 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
     torch.set_num_threads(cfg.threads)
     rng = np.random.default_rng(cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    encoder = create_encoder(cfg.model, cfg.cache_dir)
-    train, val = split_sets(cfg)
+    if encoder is None:
+        encoder = create_encoder(cfg.model, cfg.cache_dir)
+    fb = LogMel().fb
+    floor = noise_floor(fb.numpy()) if cfg.floor else None
+    train, val = split_sets(cfg, floor)
     t_data = time.time() - t_start
     labels = vocabulary(lab for s in train + val for lab in s.labels)
     lab_index = {lab: i for i, lab in enumerate(labels)}
@@ -110,7 +124,9 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
     text_t = torch.from_numpy(text).to(device)
     sample = np.concatenate([s.mels[:200].astype(np.float32).ravel() for s in train])
     mean, std = float(sample.mean()), float(sample.std())
-    silence = math.log(LOG_EPS)
+    # what digital silence (and padding) looks like: per mel band [mels, 1]
+    silence = np.log((floor if floor is not None else np.zeros(fb.shape[0], np.float32)) + LOG_EPS)[:, None]
+    silence = silence.astype(np.float32)
     net = build_net(len(labels), encoder.dim, pretrained=cfg.init is None).to(device)
     init_digits = None
     if cfg.init is not None:  # continue from a checkpoint with the same vocabulary
@@ -137,8 +153,8 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
         t0, losses = time.time(), []
         for pairs in batches:
             idx = pairs[:, 1]
-            x = torch.from_numpy(_train_crops(train, pairs, int(cfg.crop_s * FPS), rng))
-            x = augment(x, noise_bank, rng, silence)
+            x = torch.from_numpy(_train_crops(train, pairs, int(cfg.crop_s * FPS), rng, silence))
+            x = augment(x, noise_bank, rng, torch.from_numpy(silence))
             x = ((x - mean) / std).to(device)
             y = torch.zeros(len(idx), len(labels))
             targets = [lab_index[train[s].labels[i]] for s, i in pairs]
@@ -156,7 +172,7 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
             opt.step()
             sched.step()
             losses.append(loss.item())
-        metrics = validate(net, val, labels, text, mean, std, device)
+        metrics = validate(net, val, labels, text, mean, std, device, silence)
         accs = [m["accuracy"] for m in metrics.values()]
         score = float(accs[0] if cfg.select_on_first else np.mean(accs))
         row = {"epoch": epoch + 1, "loss": round(float(np.mean(losses)), 4),
@@ -171,7 +187,7 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
                 report(f"early stop: no better validation accuracy for {cfg.patience} epochs")
                 break
     net.load_state_dict(best)
-    alpha, temperature, mix_table = choose_mix(net, val, labels, text, mean, std, device, cfg.top_k)
+    alpha, temperature, mix_table = choose_mix(net, val, labels, text, mean, std, device, cfg.top_k, silence)
     summary = {
         "labels": len(labels), "epochs_run": len(history), "best_val_accuracy": round(best_score, 4),
         "alpha": alpha, "temperature": temperature, "mix_on_val": mix_table,
@@ -181,7 +197,8 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
     ckpt = {
         "format": FORMAT, "labels": labels, "mel_mean": mean, "mel_std": std,
         "min_seconds": MIN_SECONDS, "max_gain_db": cfg.max_gain_db,
-        "mel_fb": LogMel().fb.clone(),
+        "mel_fb": fb.clone(),
+        "mel_floor": None if floor is None else torch.from_numpy(floor),
         "state": {k: v.detach().cpu().half() for k, v in net.state_dict().items()},
         "text_space": encoder.id, "text_probe": torch.from_numpy(text).half(),
         "alpha": alpha, "temperature": temperature, "top_k": cfg.top_k,
@@ -205,9 +222,10 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info) -> d
     return summary
 
 
-def _train_crops(train: list[ClipSet], pairs: np.ndarray, frames: int, rng: np.random.Generator) -> np.ndarray:
+def _train_crops(train: list[ClipSet], pairs: np.ndarray, frames: int, rng: np.random.Generator,
+                 silence: np.ndarray) -> np.ndarray:
     """A random ``frames``-long crop of each (set, clip); shorter clips are padded with silence."""
-    out = np.full((len(pairs), train[0].mels.shape[1], frames), math.log(LOG_EPS), np.float32)
+    out = np.repeat(np.broadcast_to(silence, (train[0].mels.shape[1], frames))[None], len(pairs), axis=0)
     for row, (s, i) in enumerate(pairs):
         mel = train[s].mels[i]
         start = int(rng.integers(0, mel.shape[1] - frames + 1)) if mel.shape[1] > frames else 0
@@ -216,12 +234,12 @@ def _train_crops(train: list[ClipSet], pairs: np.ndarray, frames: int, rng: np.r
     return out
 
 
-def _val_mels(clips: ClipSet, idx: np.ndarray, min_frames: int) -> np.ndarray:
+def _val_mels(clips: ClipSet, idx: np.ndarray, min_frames: int, silence: np.ndarray) -> np.ndarray:
     """Whole stored clips, padded with silence to ``min_frames`` (what inference pads to)."""
     mels = clips.mels[idx].astype(np.float32)
     if mels.shape[2] >= min_frames:
         return mels
-    pad = np.full((*mels.shape[:2], min_frames - mels.shape[2]), math.log(LOG_EPS), np.float32)
+    pad = np.repeat(np.broadcast_to(silence, (mels.shape[1], min_frames - mels.shape[2]))[None], len(mels), axis=0)
     return np.concatenate([mels, pad], axis=2)
 
 
@@ -242,14 +260,14 @@ def _epoch_batches(train: list[ClipSet], cfg: TrainConfig, rng: np.random.Genera
     return [pairs[b : b + cfg.batch] for b in range(0, len(pairs), cfg.batch) if len(pairs[b : b + cfg.batch]) > 1]
 
 
-def _val_outputs(net, clips: ClipSet, mean: float, std: float, device) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def _val_outputs(net, clips: ClipSet, mean: float, std: float, device, silence) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
     import torch
 
     net.eval()
     logits, projs = [], []
     with torch.inference_mode():
         for b in range(0, len(clips.labels), 64):
-            mels = _val_mels(clips, np.arange(b, min(b + 64, len(clips.labels))), int(MIN_SECONDS * FPS))
+            mels = _val_mels(clips, np.arange(b, min(b + 64, len(clips.labels))), int(MIN_SECONDS * FPS), silence)
             x = ((torch.from_numpy(mels) - mean) / std).to(device)
             lg, _, pj = net(x)
             logits.append(lg.cpu().numpy())
@@ -257,52 +275,35 @@ def _val_outputs(net, clips: ClipSet, mean: float, std: float, device) -> tuple[
     return np.concatenate(logits), np.concatenate(projs)
 
 
-def _bridge(logits: np.ndarray, text: np.ndarray, temperature: float, top_k: int) -> np.ndarray:
-    from search.encoders.base import l2_normalize
-
-    z = logits / temperature
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    cut = np.partition(p, -top_k, axis=1)[:, -top_k][:, None]
-    return l2_normalize(np.where(p >= cut, p, 0.0) @ text)
-
-
-def _mixed(logits, projs, text, alpha, temperature, top_k) -> np.ndarray:  # noqa: ANN001
-    from search.encoders.base import l2_normalize
-
-    bridged = _bridge(logits, text, temperature, top_k)
-    return l2_normalize(alpha * bridged + (1 - alpha) * l2_normalize(projs))
-
-
-def validate(net, val: list[ClipSet], labels, text, mean, std, device) -> dict[str, dict]:  # noqa: ANN001
+def validate(net, val: list[ClipSet], labels, text, mean, std, device, silence) -> dict[str, dict]:  # noqa: ANN001
     """Per manifest: classifier metrics over its own vocabulary + bridge t2a recall."""
     out = {}
     for clips in val:
         if not clips.labels:
             continue
-        logits, projs = _val_outputs(net, clips, mean, std, device)
+        logits, projs = _val_outputs(net, clips, mean, std, device, silence)
         vocab = sorted(set(clips.labels))
         cols = [labels.index(v) for v in vocab]
         true = [vocab.index(v) for v in clips.labels]
         m = classification_metrics(true, np.argmax(logits[:, cols], axis=1), len(vocab))
-        shared = shared_space_metrics(_mixed(logits, projs, text, 0.5, 1.0, 10), text[cols], true)
+        shared = shared_space_metrics(mix(logits, projs, text, 0.5, 1.0, 10), text[cols], true)
         m["t2a"] = shared["t2a"]
         out[clips.name] = m
     return out
 
 
-def choose_mix(net, val, labels, text, mean, std, device, top_k) -> tuple[float, float, list]:  # noqa: ANN001
+def choose_mix(net, val, labels, text, mean, std, device, top_k, silence) -> tuple[float, float, list]:  # noqa: ANN001
     """Bridge share alpha and bridge temperature maximising mean validation (shared-space
     accuracy + t2a R@1) / 2 over manifests."""
-    outs = [(c, *_val_outputs(net, c, mean, std, device)) for c in val if c.labels]
+    outs = [(c, *_val_outputs(net, c, mean, std, device, silence)) for c in val if c.labels]
     table, best = [], (-1.0, 0.5, 1.0)
-    for temperature in (1.0, 2.0):
+    for temperature in (0.5, 1.0, 2.0):
         for alpha in (0.0, 0.25, 0.5, 0.75, 1.0):
             scores = []
             for clips, logits, projs in outs:
                 vocab = sorted(set(clips.labels))
                 cols = [labels.index(v) for v in vocab]
-                vec = _mixed(logits, projs, text, alpha, temperature, top_k)
+                vec = mix(logits, projs, text, alpha, temperature, top_k)
                 m = shared_space_metrics(vec, text[cols], [vocab.index(v) for v in clips.labels])
                 scores.append((m["accuracy"] + m["t2a"]["R@1"]) / 2)
             score = float(np.mean(scores))

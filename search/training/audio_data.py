@@ -122,6 +122,14 @@ def compute_mels(paths: list[str], seconds: float, batch: int = 64,
     return np.concatenate(out)
 
 
+def with_floor(clips: ClipSet, floor: np.ndarray) -> ClipSet:
+    """``clips`` with its cached log(mel power + 1e-6) moved onto a per-band noise ``floor``
+    (log(mel power + floor), as ``LogMel(floor=...)`` computes at inference)."""
+    log_floor = np.log(np.asarray(floor, np.float32))[None, :, None]
+    mels = np.logaddexp(clips.mels.astype(np.float32), log_floor).astype(np.float16)
+    return ClipSet(clips.name, mels, clips.labels, clips.splits, clips.rows)
+
+
 def holdout(clips: ClipSet, fraction: float, seed: int, group_col: str | None = None) -> np.ndarray:
     """A stratified validation mask: ``fraction`` of each label (whole groups when
     ``group_col`` names e.g. a source-recording column, so no recording is on both sides)."""
@@ -143,9 +151,10 @@ def holdout(clips: ClipSet, fraction: float, seed: int, group_col: str | None = 
 
 
 # -- augmentation (torch, on standardised log-mels) -------------------------------------------
-def augment(x, noise_bank, rng: np.random.Generator, silence: float):  # noqa: ANN001, ANN201
+def augment(x, noise_bank, rng: np.random.Generator, silence):  # noqa: ANN001, ANN201
     """Random gain, circular time shift, background-noise mixing and SpecAugment masks on a
-    batch [n, mels, frames] of raw log-mels (natural-log power; in place, returns x)."""
+    batch [n, mels, frames] of raw log-mels (natural-log power; in place, returns x);
+    ``silence`` is what masks and padding become: a float or a per-band [mels, 1] tensor."""
     import torch
 
     n, n_mels, frames = x.shape
@@ -159,14 +168,15 @@ def augment(x, noise_bank, rng: np.random.Generator, silence: float):  # noqa: A
             start = int(rng.integers(0, max(1, noise.shape[1] - frames + 1)))
             noise = noise[:, start : start + frames]
             if noise.shape[1] < frames:
-                noise = torch.nn.functional.pad(noise, (0, frames - noise.shape[1]), value=silence)
+                pad = torch.as_tensor(silence, dtype=noise.dtype).expand(n_mels, frames - noise.shape[1])
+                noise = torch.cat([noise, pad], dim=1)
             # mix in the power domain, 10-20 dB under the clip
             drop = float(rng.uniform(10, 20)) * np.log(10) / 10
             x[i] = torch.logaddexp(x[i], noise - drop)
         for _ in range(2):
             w = int(rng.integers(0, 17))
             f0 = int(rng.integers(0, n_mels - w + 1))
-            x[i, f0 : f0 + w] = silence
+            x[i, f0 : f0 + w] = silence[f0 : f0 + w] if torch.is_tensor(silence) else silence
             w = int(rng.integers(0, min(26, frames // 4) + 1))
             t0 = int(rng.integers(0, frames - w + 1))
             x[i, :, t0 : t0 + w] = silence

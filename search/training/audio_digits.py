@@ -33,8 +33,10 @@ def is_digit_set(clips: ClipSet) -> bool:
 
 
 def train_digit_expert(train: ClipSet, val: ClipSet, mean: float, std: float, seed: int = 0,
-                       epochs: int = 24, report: Callable[[str], None] = log.info) -> dict[str, object]:
-    """Train the expert; returns {"state", "val_accuracy", "seconds"} (best epoch on ``val``)."""
+                       epochs: int = 24, report: Callable[[str], None] = log.info,
+                       floor: np.ndarray | None = None) -> dict[str, object]:
+    """Train the expert; returns {"state", "val_accuracy", "seconds"} (best epoch on ``val``);
+    ``floor`` is the log-mels' per-band noise floor (None: 1e-6)."""
     import torch
 
     torch.manual_seed(seed)
@@ -48,7 +50,8 @@ def train_digit_expert(train: ClipSet, val: ClipSet, mean: float, std: float, se
     y_all = torch.tensor([int(lab) for lab in train.labels])
     x_val = _inputs(val, mean, std)
     y_val = [int(lab) for lab in val.labels]
-    silence = (math.log(LOG_EPS) - mean) / std
+    base = np.zeros(train.mels.shape[1], np.float32) if floor is None else np.asarray(floor, np.float32)
+    silence = ((torch.from_numpy(np.log(base + LOG_EPS)) - mean) / std)[:, None]
     best, best_acc = None, -1.0
     for epoch in range(epochs):
         net.train()
@@ -58,7 +61,7 @@ def train_digit_expert(train: ClipSet, val: ClipSet, mean: float, std: float, se
             x = x_all[idx].clone()
             shift = int(rng.integers(0, 6))  # the sound starts at 0 (trimmed); start it a bit later
             if shift:
-                x = torch.cat([torch.full_like(x[..., :shift], silence), x[..., :-shift]], dim=-1)
+                x = torch.cat([silence.expand(x.shape[0], -1, shift), x[..., :-shift]], dim=-1)
             x += float(rng.uniform(-0.3, 0.3))  # gain, in standardised log units
             loss = torch.nn.functional.cross_entropy(net(x), y_all[idx])
             opt.zero_grad()
@@ -87,7 +90,9 @@ def attach_digit_expert(ckpt: dict, train: list[ClipSet], val: list[ClipSet], se
     """Train the expert on the digit manifest among ``train`` (if any) and store it in ``ckpt``."""
     for tr, va in zip(train, val):
         if is_digit_set(tr) and all(d in ckpt["labels"] for d in DIGITS):
-            result = train_digit_expert(tr, va, ckpt["mel_mean"], ckpt["mel_std"], seed, report=report)
+            floor = ckpt.get("mel_floor")
+            result = train_digit_expert(tr, va, ckpt["mel_mean"], ckpt["mel_std"], seed, report=report,
+                                        floor=None if floor is None else floor.numpy())
             ckpt["digit_state"] = {k: v.half() for k, v in result["state"].items()}
             return {"digit_expert_val_accuracy": result["val_accuracy"],
                     "digit_expert_seconds": result["seconds"]}
@@ -105,5 +110,5 @@ def reuse_digit_expert(ckpt: dict, source: Path) -> dict[str, object]:
     ckpt["digit_state"] = src["digit_state"]
     ckpt["digit_front"] = src.get("digit_front") or {
         "mel_mean": float(src["mel_mean"]), "mel_std": float(src["mel_std"]),
-        "max_gain_db": src.get("max_gain_db", 30.0)}
+        "max_gain_db": src.get("max_gain_db", 30.0), "mel_floor": src.get("mel_floor")}
     return {"digit_expert": f"reused from {Path(source).name}"}
