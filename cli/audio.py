@@ -18,6 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                                         "held out of the training rows)")
     p.add_argument("--epochs", type=int, default=6, help="most epochs (early stopping may end sooner)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--val-seed", type=int,
+                   help="seed of the held-out validation rows (default: --seed); runs that share it "
+                        "are compared on the same clips")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1 trained fastest on a loaded 2-core machine)")
     p.add_argument("--init", type=Path, help="continue from this checkpoint (same label vocabulary)")
@@ -36,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--select-on-mean", action="store_true",
                    help="early-stop on the mean validation accuracy of all manifests "
                         "(default: the first manifest's)")
+    p.add_argument("--combine", action="append", type=Path, metavar="CKPT",
+                   help="instead of training, average these checkpoints (trained on the same rows: "
+                        "same manifests and --val-seed) into one ensemble; repeatable")
     p.add_argument("--out", required=True, type=Path, help="checkpoint file to write")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_model_arg(p)
@@ -53,12 +59,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from search.training.audio import TrainConfig, train_audio
+    from search.training.audio import TrainConfig, combine_runs, train_audio
 
     settings = settings_from(args)
     cfg = TrainConfig(manifests=args.manifest, out=args.out, model=settings.model,
                       cache_dir=settings.cache_dir, epochs=args.epochs, seed=args.seed,
-                      val_split=args.val_split, threads=args.threads, init=args.init, lr=args.lr,
+                      val_split=args.val_split, val_seed=args.val_seed, threads=args.threads, init=args.init, lr=args.lr,
                       crop_s=args.crop_s, per_epoch_clips=args.per_epoch_clips,
                       max_gain_db=args.max_gain_db, digits_from=args.digits_from,
                       floor=args.noise_floor,
@@ -67,12 +73,15 @@ def run_train(args: argparse.Namespace) -> int:
     def report(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    summary = train_audio(cfg, report)
+    if args.combine:
+        summary = combine_runs(cfg, args.combine, report)
+    else:
+        summary = train_audio(cfg, report)
     if args.json:
         print_json(summary)
     else:
         print(f"wrote {args.out}: best validation accuracy {summary['best_val_accuracy']}, "
-              f"alpha {summary['alpha']}, {summary['train_seconds']} s")
+              f"alpha {summary['alpha']}, {summary.get('train_seconds', 0)} s")
     return 0
 
 

@@ -99,6 +99,43 @@ def build_net(n_classes: int, proj_dim: int | None, pretrained: bool) -> torch.n
     return AudioNet()
 
 
+def ensemble(nets: Sequence[torch.nn.Module]) -> torch.nn.Module:
+    """Networks of one vocabulary and front end as one: mean logits, features and projections.
+
+    Runs trained from the same ImageNet start on the same rows with other seeds make different
+    mistakes; averaging them is the ensemble ``train-audio --combine`` builds.
+    """
+    import torch
+
+    class Ensemble(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.members = torch.nn.ModuleList(nets)
+            self.projection = nets[0].projection  # shape of the output, for callers that ask
+
+        def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+            outs = [m(mel) for m in self.members]
+            logits = torch.stack([o[0] for o in outs]).mean(dim=0)
+            feats = torch.stack([o[1] for o in outs]).mean(dim=0)
+            proj = None if outs[0][2] is None else torch.stack([o[2] for o in outs]).mean(dim=0)
+            return logits, feats, proj
+
+    return Ensemble()
+
+
+def load_net(ckpt: dict[str, Any]) -> torch.nn.Module:
+    """The checkpoint's network in eval mode: one, or the ensemble of ``state`` and ``members``."""
+    probe = ckpt.get("text_probe")
+    proj_dim = int(probe.shape[1]) if probe is not None else None
+    nets = []
+    for state in [ckpt["state"], *ckpt.get("members", [])]:
+        net = build_net(len(ckpt["labels"]), proj_dim, pretrained=False)
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+        nets.append(net)
+    net = nets[0] if len(nets) == 1 else ensemble(nets)
+    return net.eval()
+
+
 def build_digit_net() -> torch.nn.Module:
     """The spoken-digit expert: 4 conv blocks over the first second of log-mel -> 10 digits."""
     import torch
@@ -180,10 +217,7 @@ class AudioModel:
         self.top_k = int(ckpt.get("top_k", 10))
         self.min_seconds = float(ckpt.get("min_seconds", MIN_SECONDS))
         probe = ckpt.get("text_probe")
-        proj_dim = int(probe.shape[1]) if probe is not None else None
-        self.net = build_net(len(self.labels), proj_dim, pretrained=False)
-        self.net.load_state_dict({k: v.float() for k, v in ckpt["state"].items()})
-        self.net.eval()
+        self.net = load_net(ckpt)
         # loudness normalisation's gain cap (None: recorded levels); format-1 files before it: 30 dB
         self.max_gain_db: float | None = ckpt.get("max_gain_db", 30.0)
         fb = ckpt.get("mel_fb")

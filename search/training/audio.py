@@ -54,6 +54,7 @@ class TrainConfig:
     seed: int = 0
     val_split: str | None = None
     val_fraction: float = 0.1
+    val_seed: int | None = None  # which rows are held out (default: ``seed``); fix it to compare runs
     exclude_splits: tuple[str, ...] = HELD_OUT_SPLITS
     batch: int = 32
     lr: float = 1e-3
@@ -92,7 +93,8 @@ def split_sets(cfg: TrainConfig, floor: np.ndarray | None = None) -> tuple[list[
             # whole recordings on one side where known (UrbanSound8K's fsid); ESC-50's copy has
             # none (src_file is mostly blank, source_file is one concatenated file per class)
             group = "fsid" if "fsid" in clips.rows[0] else None
-            mask = holdout(clips, cfg.val_fraction, cfg.seed + i, group)
+            seed = cfg.seed if cfg.val_seed is None else cfg.val_seed
+            mask = holdout(clips, cfg.val_fraction, seed + i, group)
         train.append(clips.subset(~mask))
         val.append(clips.subset(mask))
         log.info("%s: %d train, %d validation clips", clips.name, (~mask).sum(), mask.sum())
@@ -204,6 +206,7 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
         "alpha": alpha, "temperature": temperature, "top_k": cfg.top_k,
         "summary": {k: v for k, v in summary.items() if k not in ("history", "mix_on_val")},
         "manifests": [Path(m).parent.name for m in cfg.manifests], "seed": cfg.seed,
+        "val_seed": cfg.seed if cfg.val_seed is None else cfg.val_seed,
     }
     if cfg.digits_from is not None:
         digits = reuse_digit_expert(ckpt, cfg.digits_from)
@@ -220,6 +223,78 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
     cfg.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(ckpt, cfg.out)
     return summary
+
+
+def combine_runs(cfg: TrainConfig, runs: list[Path], report: Callable[[str], None] = log.info,
+                 encoder: Encoder | None = None) -> dict[str, object]:
+    """``train-audio --combine``: checkpoints trained on the same rows (``--val-seed``) with other
+    seeds become one ensemble (mean logits and projections); the mix is chosen again on the
+    validation rows, which no member trained on. Writes ``cfg.out``; returns the summary."""
+    import torch
+
+    from search.encoders import create_encoder
+    from search.encoders.audio import ensemble, load_net, read_checkpoint
+
+    if len(runs) < 2:
+        raise BadRequest("--combine needs two or more checkpoints")
+    ckpts = []
+    for path in runs:
+        try:
+            ckpts.append(read_checkpoint(path))
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from None
+    first = ckpts[0]
+    for path, c in zip(runs[1:], ckpts[1:]):
+        same = (list(c["labels"]) == list(first["labels"]) and c.get("text_space") == first.get("text_space")
+                and c.get("max_gain_db") == first.get("max_gain_db") and _same_tensor(c, first, "mel_floor"))
+        if not same:
+            raise BadRequest(f"{path} has another vocabulary, text space or front end than {runs[0]}")
+    if encoder is None:
+        encoder = create_encoder(cfg.model, cfg.cache_dir)
+    floor = None if first.get("mel_floor") is None else first["mel_floor"].float().numpy()
+    train, val = split_sets(cfg, floor)
+    sample = np.concatenate([s.mels[:200].astype(np.float32).ravel() for s in train])
+    mean, std = float(sample.mean()), float(sample.std())
+    for path, c in zip(runs, ckpts):  # the log-mel statistics pin down the training rows
+        if abs(float(c["mel_mean"]) - mean) > 1e-4 * abs(mean) or abs(float(c["mel_std"]) - std) > 1e-4 * std:
+            raise BadRequest(f"{path} was trained on other rows than these manifests and --val-seed "
+                             f"hold out; members must share the training rows")
+    labels = list(first["labels"])
+    text = label_embeddings(encoder, labels)
+    silence = np.log((floor if floor is not None else np.zeros(len(first["mel_fb"]), np.float32)) + LOG_EPS)
+    silence = silence[:, None].astype(np.float32)
+    device = torch.device("cpu")
+    nets = [load_net(c) for c in ckpts]
+    members = {}
+    for path, net in zip(runs, nets):
+        m = validate(net, val, labels, text, mean, std, device, silence)
+        members[Path(path).name] = {name: v["accuracy"] for name, v in m.items()}
+    combined = ensemble(nets).eval()
+    metrics = validate(combined, val, labels, text, mean, std, device, silence)
+    for name, m in members.items():
+        report(f"{name}: validation accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+    report(_format_val("ensemble", metrics))
+    alpha, temperature, mix_table = choose_mix(combined, val, labels, text, mean, std, device,
+                                                int(first.get("top_k", cfg.top_k)), silence)
+    accs = [m["accuracy"] for m in metrics.values()]
+    summary = {"members": members, "val_accuracy": {name: m["accuracy"] for name, m in metrics.items()},
+               "best_val_accuracy": round(float(accs[0] if cfg.select_on_first else np.mean(accs)), 4),
+               "alpha": alpha, "temperature": temperature, "mix_on_val": mix_table}
+    ckpt = dict(first)
+    ckpt["members"] = [c["state"] for c in ckpts[1:]]
+    ckpt.update(alpha=alpha, temperature=temperature,
+                summary={k: v for k, v in summary.items() if k != "mix_on_val"},
+                seed=[c.get("seed") for c in ckpts])
+    cfg.out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(ckpt, cfg.out)
+    return summary
+
+
+def _same_tensor(a: dict, b: dict, key: str) -> bool:
+    x, y = a.get(key), b.get(key)
+    if x is None or y is None:
+        return x is None and y is None
+    return bool((x.float() - y.float()).abs().max() < 1e-6)
 
 
 def _train_crops(train: list[ClipSet], pairs: np.ndarray, frames: int, rng: np.random.Generator,
@@ -314,8 +389,13 @@ def choose_mix(net, val, labels, text, mean, std, device, top_k, silence) -> tup
 
 
 def _format_epoch(row: dict) -> str:
-    parts = [f"epoch {row['epoch']}: loss {row['loss']:.3f} ({row['seconds']:.0f}s)"]
-    for name, m in row["val"].items():
+    head = f"epoch {row['epoch']}: loss {row['loss']:.3f} ({row['seconds']:.0f}s)"
+    return _format_val(head, row["val"])
+
+
+def _format_val(head: str, metrics: dict[str, dict]) -> str:
+    parts = [head]
+    for name, m in metrics.items():
         parts.append(f"{name} acc {m['accuracy']:.3f} F1 {m['macro_f1']:.3f} rec {m['macro_recall']:.3f} "
                      f"t2a R@1 {m['t2a']['R@1']:.2f} R@5 {m['t2a']['R@5']:.2f}")
     return " | ".join(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ import torch
 
 from search.audio import SR
 from search.encoders.audio import LogMel, load_audio_head, noise_floor, read_checkpoint
-from search.training.audio import TrainConfig, split_sets, train_audio
+from search.errors import BadRequest
+from search.training.audio import TrainConfig, combine_runs, split_sets, train_audio
 from search.training.audio_data import augment, load_clipset, with_floor
 
 LABELS = ("siren", "rain", "clock_tick")
@@ -58,15 +60,24 @@ def synthetic(tmp_path_factory) -> Path:
     return _manifest(tmp_path_factory.mktemp("synth"), {"train": 20, "test": 4}, seed=0)
 
 
+def _config(synthetic: Path, folder: Path, **kw) -> TrainConfig:  # noqa: ANN003
+    return TrainConfig(manifests=[synthetic], out=folder / f"audio-{kw.get('seed', 0)}.pt", cache_dir=folder / "cache",
+                       crop_s=1.0, batch=8, threads=2, **{"epochs": 6, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic, bundled_encoder, tmp_path_factory) -> tuple[TrainConfig, dict, list[str]]:
+    cfg = _config(synthetic, tmp_path_factory.mktemp("run"), seed=0)
+    lines: list[str] = []
+    return cfg, train_audio(cfg, lines.append, encoder=bundled_encoder), lines
+
+
 @pytest.mark.models
-def test_train_audio_writes_a_checkpoint_that_classifies_unseen_clips(synthetic, bundled_encoder, tmp_path):
-    cfg = TrainConfig(manifests=[synthetic], out=tmp_path / "audio.pt", cache_dir=tmp_path / "cache",
-                      epochs=6, crop_s=1.0, batch=8, seed=0, threads=2)
+def test_train_audio_writes_a_checkpoint_that_classifies_unseen_clips(synthetic, bundled_encoder, trained):
+    cfg, summary, lines = trained
     train, val = split_sets(cfg)
     assert set(train[0].splits) == {"train"}, "test rows are never trained or validated on"
     assert sorted(val[0].labels) == sorted(LABELS * 2)  # 10 % of each label
-    lines: list[str] = []
-    summary = train_audio(cfg, lines.append, encoder=bundled_encoder)
 
     assert summary["epochs_run"] == len(summary["history"]) >= 2
     first = summary["history"][0]["val"][synthetic.parent.name]
@@ -133,3 +144,32 @@ def test_augment_masks_with_the_per_band_silence():
     # where a whole frame is masked, every band holds its own silence value
     frames = masked.all(dim=1)
     assert frames.any()
+
+
+@pytest.mark.models
+def test_runs_on_the_same_rows_combine_into_an_ensemble(synthetic, bundled_encoder, trained, tmp_path):
+    cfg, _, _ = trained
+    other = _config(synthetic, cfg.out.parent, seed=1, val_seed=0, epochs=2)
+    train_audio(other, lambda line: None, encoder=bundled_encoder)
+    out = tmp_path / "ensemble.pt"
+    lines: list[str] = []
+    summary = combine_runs(replace(cfg, out=out, val_seed=0), [cfg.out, other.out], lines.append,
+                           encoder=bundled_encoder)
+    assert set(summary["members"]) == {cfg.out.name, other.out.name}
+    assert any(line.startswith("ensemble |") for line in lines)
+
+    head = load_audio_head(bundled_encoder, out)
+    assert head is not None and len(head.net.members) == 2
+    rng = np.random.default_rng(5)
+    waves = [_clip(label, rng) for label in LABELS]
+    members = [load_audio_head(bundled_encoder, c.out).forward(waves)[0] for c in (cfg, other)]
+    np.testing.assert_allclose(head.forward(waves)[0], (members[0] + members[1]) / 2, atol=1e-4)
+
+    # a run trained on other rows (its log-mel statistics differ) is refused, not averaged in
+    foreign = read_checkpoint(other.out)
+    foreign["mel_mean"] = float(foreign["mel_mean"]) + 0.5
+    torch.save(foreign, tmp_path / "foreign.pt")
+    with pytest.raises(BadRequest, match="other rows"):
+        combine_runs(cfg, [cfg.out, tmp_path / "foreign.pt"], encoder=bundled_encoder)
+    with pytest.raises(BadRequest, match="two or more"):
+        combine_runs(cfg, [cfg.out], encoder=bundled_encoder)
