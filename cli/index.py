@@ -85,9 +85,10 @@ def run_index(args: argparse.Namespace) -> int:
         print_json({**report.to_json(), "index": {k: info[k] for k in ("path", "items", "vectors")}})
     elif args.quiet:
         t = report.totals()
+        refreshed = f"{t.refreshed} re-embedded by a new model, " if t.refreshed else ""
         print(
             f"{t.added} added, {t.updated} updated, {t.linked} linked, {t.removed} removed, "
-            f"{t.unchanged} unchanged, {len(report.skipped)} skipped in {report.seconds:.1f} s"
+            f"{t.unchanged} unchanged, {refreshed}{len(report.skipped)} skipped in {report.seconds:.1f} s"
         )
     else:
         _print_table(report, info)
@@ -96,6 +97,8 @@ def run_index(args: argparse.Namespace) -> int:
 
 def _print_table(report, info: dict) -> None:  # noqa: ANN001 - indexer.IndexReport
     cols = ("added", "updated", "unchanged", "linked", "removed", "vectors")
+    if report.totals().refreshed:  # re-embedded because the model that made them was replaced
+        cols = (*cols[:5], "refreshed", "vectors")
     print(f"{'modality':<9}" + "".join(f"{c:>10}" for c in cols))
     for modality, counts in report.by_modality.items():
         values = [getattr(counts, c) for c in cols]

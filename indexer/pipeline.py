@@ -14,7 +14,7 @@ import logging
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -52,9 +52,11 @@ class _Writer:
 
     def __init__(
         self, index: Index, encoder: Encoder, batch_size: int, report: IndexReport,
-        checkpoint_every_s: float,
+        checkpoint_every_s: float, stale_before: Callable[[str], float] = lambda modality: 0.0,
     ) -> None:
         self.index, self.encoder, self.batch_size, self.report = index, encoder, batch_size, report
+        # asked before a modality's first write, so the index records the model that made it
+        self.stale_before = stale_before
         self.checkpoint_every_s = checkpoint_every_s
         self.last_checkpoint = time.monotonic()
         self.dirty = False
@@ -91,6 +93,7 @@ class _Writer:
     def flush(self, modality: str, batch: _Batch) -> None:
         if not batch.items:
             return
+        self.stale_before(modality)
         # long recordings stream through the model on their own; the rest share batches
         streamed = {}
         for pending, loaded in list(batch.items):
@@ -142,6 +145,10 @@ class _Writer:
 
     def _count(self, modality: str, pending: Pending, n_vectors: int) -> None:
         first, *others = [path for path, _, _ in pending.files]
+        if pending.refresh:
+            self.report.count(modality, "refreshed", len(pending.files))
+            self.report.count(modality, "vectors", n_vectors)
+            return
         self.report.count(modality, "updated" if first in pending.known else "added")
         for path in others:
             self.report.count(modality, "updated" if path in pending.known else "linked")
@@ -182,14 +189,17 @@ def index_paths(
         audio_window_s=settings.audio_window_s,
         audio_hop_s=settings.audio_hop_s,
     )
+    stale_before = _stale_before(index, encoder)
     writer = _Writer(
-        index, encoder, max(1, settings.batch_size), report, settings.checkpoint_every_s
+        index, encoder, max(1, settings.batch_size), report, settings.checkpoint_every_s,
+        stale_before,
     )
     try:
         with Workers(settings.workers, config) as workers:
             pending, changed = scan(
                 roots, index, settings, workers, report,
                 audio_ok=lambda: _audio_supported(encoder), progress=_bar if progress else None,
+                stale_before=stale_before,
             )
             writer.dirty = changed
             report.scan_seconds = time.perf_counter() - t0
@@ -276,6 +286,25 @@ def _bar(total: int, desc: str) -> object:
         total=total, desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True,
         leave=desc == "indexing",  # the hashing bar gives way to the indexing one
     )
+
+
+def _stale_before(index: Index, encoder: Encoder) -> Callable[[str], float]:
+    """Per modality, asked once and only when a known file of it is met (image and text runs
+    never load the audio model): contents embedded before this time were made by a model
+    that has since been replaced."""
+    cache: dict[str, float] = {}
+
+    def since(modality: str) -> float:
+        if modality not in cache:
+            fingerprint = encoder.fingerprint(modality) if _model_available(encoder, modality) else None
+            cache[modality] = 0.0 if fingerprint is None else index.stale_before(modality, fingerprint)
+        return cache[modality]
+
+    return since
+
+
+def _model_available(encoder: Encoder, modality: str) -> bool:
+    return modality != "audio" or _audio_supported(encoder)
 
 
 def _audio_supported(encoder: Encoder) -> bool:

@@ -3,7 +3,8 @@
 Unchanged files (same size and mtime) are not read. Others are hashed: content already in the
 index is linked to the path (a duplicate, a rename, or a touched file), new content is planned
 for embedding, identical new files once. Paths that vanished, or whose file can no longer be
-indexed, are removed — after the links, so a renamed file keeps its vectors.
+indexed, are removed — after the links, so a renamed file keeps its vectors. Content whose
+vectors a replaced model made (``stale_before``) is embedded again, with all its paths.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from indexer.loaders import Probe, Skip, probe_many
 from indexer.report import IndexReport
 from indexer.sniff import modality_of_extension
 from indexer.workers import Workers
-from search.catalog import Catalog
+from search.catalog import Catalog, FileState
 from search.index import Index
 from search.settings import Settings
 
@@ -32,6 +33,7 @@ class Pending:
     size: int
     files: list[tuple[str, int, int]] = field(default_factory=list)  # (path, size, mtime_ns)
     known: set[str] = field(default_factory=set)  # paths indexed before with other content
+    refresh: bool = False  # indexed content embedded again: its model was replaced
 
     @property
     def path(self) -> str:
@@ -47,11 +49,20 @@ def scan(
     *,
     audio_ok: Callable[[], bool],
     progress: Callable[[int, str], object] | None = None,
+    stale_before: Callable[[str], float] = lambda modality: 0.0,
 ) -> tuple[list[Pending], bool]:
-    """Link, remove and plan. Returns (contents to embed, whether the store changed)."""
+    """Link, remove and plan. Returns (contents to embed, whether the store changed).
+
+    ``stale_before(modality)``: contents of that modality created earlier were embedded by a
+    model since replaced; they are planned again (all their paths, this file's first).
+    """
     catalog = index.catalog
     known = catalog.file_states(roots)
     handled: set[str] = set()  # known paths that stay (or were already removed)
+    refresh: dict[int, tuple[str, int, int]] = {}  # stale content id -> a path seen now
+
+    def stale(state: FileState) -> bool:
+        return state.created_at < stale_before(state.modality)
     to_probe: list[Found] = []
     cap = int(settings.max_file_mb * 1024 * 1024)
     for entry in walk(roots, settings.include_hidden):
@@ -63,8 +74,11 @@ def scan(
             continue
         old = known.get(entry.path)
         if old is not None and (old.size, old.mtime_ns) == (entry.size, entry.mtime_ns):
-            report.count(old.modality, "unchanged")
             handled.add(entry.path)
+            if stale(old):
+                refresh.setdefault(old.content_id, (entry.path, entry.size, entry.mtime_ns))
+            else:
+                report.count(old.modality, "unchanged")
         elif entry.size == 0:
             report.skip(entry.path, "empty file")
         elif entry.size > cap:
@@ -92,8 +106,11 @@ def scan(
             old = known.get(path)
             if old is not None and old.sha256 == result.sha256:  # touched, not changed
                 catalog.link_file(path, old.content_id, found.size, found.mtime_ns)
-                report.count(old.modality, "unchanged")
                 handled.add(path)
+                if stale(old):
+                    refresh.setdefault(old.content_id, (path, found.size, found.mtime_ns))
+                else:
+                    report.count(old.modality, "unchanged")
                 continue
             if old is not None:  # changed: the old content leaves this path first
                 index.remove_segments(catalog.remove_paths([path]))
@@ -109,13 +126,33 @@ def scan(
     if bar is not None:
         bar.close()  # type: ignore[attr-defined]
 
-    stale = [p for p in known if p not in handled]
-    if stale:
-        for p in stale:
+    if refresh:
+        changed = _plan_refresh(catalog, index, refresh, pending) or changed
+    gone = [p for p in known if p not in handled]
+    if gone:
+        for p in gone:
             report.count(known[p].modality, "removed")
-        index.remove_segments(catalog.remove_paths(stale))
+        index.remove_segments(catalog.remove_paths(gone))
         changed = True
     return list(pending.values()), changed
+
+
+def _plan_refresh(catalog: Catalog, index: Index, refresh: dict[int, tuple[str, int, int]],
+                  pending: dict[str, Pending]) -> bool:
+    """Take stale contents out of the index and plan them again with every path they had
+    (the path seen now is decoded). Until they are written back they are absent, never wrong;
+    a run stopped in between finds them as new files."""
+    contents = catalog.contents_info(list(refresh))
+    files = catalog.files_of(list(refresh))
+    index.remove_segments(catalog.remove_contents(list(refresh)))
+    for content_id, seen in refresh.items():
+        sha256, modality, size = contents[content_id]
+        item = pending.get(sha256)
+        if item is None:
+            item = pending[sha256] = Pending(sha256, modality, size, refresh=True)
+        item.files = [seen, *(f for f in item.files if f[0] != seen[0]),
+                      *(f for f in files.get(content_id, []) if f[0] != seen[0])]
+    return True
 
 
 def _plan_one(

@@ -16,10 +16,11 @@ class ModalityCounts:
     unchanged: int = 0  # same size and mtime, or same sha256 as before
     linked: int = 0  # new path to content already indexed (a duplicate or a rename)
     removed: int = 0  # known path gone (vanished, or no longer indexable)
+    refreshed: int = 0  # unchanged file re-embedded: the model that made its vectors was replaced
     vectors: int = 0  # vectors added (images 1 each, texts 1 per passage, audio 1 per window)
 
     def total_changed(self) -> int:
-        return self.added + self.updated + self.linked + self.removed
+        return self.added + self.updated + self.linked + self.removed + self.refreshed
 
 
 @dataclass(frozen=True)

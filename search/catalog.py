@@ -143,6 +143,7 @@ class FileState:
     content_id: int
     sha256: str
     modality: str
+    created_at: float  # when its content was embedded
 
 
 class Catalog:
@@ -367,7 +368,7 @@ class Catalog:
                 rows = s.execute(
                     select(
                         File.path, File.size, File.mtime_ns,
-                        Content.id, Content.sha256, Content.modality,
+                        Content.id, Content.sha256, Content.modality, Content.created_at,
                     )
                     .join(Content, Content.id == File.content_id)
                     .where((File.path == root) | (func.substr(File.path, 1, len(prefix)) == prefix))
@@ -375,6 +376,32 @@ class Catalog:
                 for row in rows:
                     out[row[0]] = FileState(*row)
         return out
+
+    def files_of(self, content_ids: Sequence[int]) -> dict[int, list[tuple[str, int, int]]]:
+        """Every path of each content: content id -> [(path, size, mtime_ns)]."""
+        out: dict[int, list[tuple[str, int, int]]] = {}
+        with self.session() as s:
+            for chunk in _chunks(sorted(set(content_ids)), 500):
+                rows = s.execute(select(File.content_id, File.path, File.size, File.mtime_ns)
+                                 .where(File.content_id.in_(chunk)).order_by(File.id))
+                for cid, path, size, mtime in rows:
+                    out.setdefault(int(cid), []).append((path, int(size), int(mtime)))
+        return out
+
+    def contents_info(self, content_ids: Sequence[int]) -> dict[int, tuple[str, str, int]]:
+        """content id -> (sha256, modality, size)."""
+        out: dict[int, tuple[str, str, int]] = {}
+        with self.session() as s:
+            for chunk in _chunks(sorted(set(content_ids)), 500):
+                rows = s.execute(select(Content.id, Content.sha256, Content.modality, Content.size)
+                                 .where(Content.id.in_(chunk)))
+                out.update({int(r[0]): (r[1], r[2], int(r[3])) for r in rows})
+        return out
+
+    def has_modality(self, modality: str) -> bool:
+        """Whether any content of ``modality`` is indexed."""
+        with self.session() as s:
+            return s.scalar(select(Content.id).where(Content.modality == modality).limit(1)) is not None
 
     def segment_ids(self, modality: str | None = None) -> np.ndarray:
         with self.session() as s:

@@ -187,6 +187,28 @@ class Index:
             return (0, 0, 0)
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
+    def stale_before(self, modality: str, fingerprint: str) -> float:
+        """Contents of ``modality`` created before the returned time were embedded by another
+        model than ``fingerprint`` (0.0: none). A new fingerprint is recorded with the time it
+        took over; indexes from before fingerprints count as made by another model."""
+        key = f"model:{modality}"
+        raw = self.catalog.get_meta(key)
+        stored = json.loads(raw) if raw else {}
+        if stored.get("fingerprint") != fingerprint:
+            since = time.time() if self.catalog.has_modality(modality) else 0.0
+            stored = {"fingerprint": fingerprint, "since": since}
+            self.catalog.set_meta(key, json.dumps(stored))
+        return float(stored["since"])
+
+    def models(self) -> dict[str, str]:
+        """modality -> fingerprint of the model that embeds it (recorded where it matters)."""
+        out = {}
+        for modality in ("text", "image", "audio"):
+            raw = self.catalog.get_meta(f"model:{modality}")
+            if raw:
+                out[modality] = json.loads(raw)["fingerprint"]
+        return out
+
     def require_encoder(self, encoder: str) -> None:
         """Raise EncoderMismatch (naming --model and --reindex) unless built with ``encoder``."""
         _check_encoder(self.root, self.manifest, encoder)
@@ -201,6 +223,7 @@ class Index:
             "by_modality": counts["by_modality"],
             "contents": counts["contents"],
             "store": f"{self.manifest.backend}:{self.manifest.factory}",
+            "models": self.models(),
             "path": str(self.root),
         }
 

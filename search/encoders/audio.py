@@ -250,6 +250,7 @@ class AudioModel:
         self.alpha = float(ckpt.get("alpha", 0.5)) if use_projection else 1.0
         mode = "mix" if 0.0 < self.alpha < 1.0 else ("bridge" if self.alpha == 1.0 else "proj")
         self.id = f"audio-effnet-lite0-v{FORMAT}:{mode}"
+        self.fingerprint = self.id  # load_audio_head adds the weights' hash
         self._lock = threading.Lock()
 
     # backbone outputs --------------------------------------------------------------------------
@@ -355,6 +356,13 @@ def label_embeddings(encoder: Encoder, labels: Sequence[str]) -> np.ndarray:
     return vectors
 
 
+def _file_sha256(path: Path) -> str:
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
 def _same_space(vectors: np.ndarray, probe: np.ndarray) -> bool:
     if vectors.shape != probe.shape:
         return False
@@ -381,7 +389,9 @@ def load_audio_head(encoder: Encoder, path: Path | None = None) -> AudioModel | 
     """The audio head for ``encoder``, or None (logged) when the weights are missing/mismatched."""
     path = path or shipped_weights()
     try:
-        return AudioModel(read_checkpoint(path), encoder)
+        head = AudioModel(read_checkpoint(path), encoder)
+        head.fingerprint = f"{head.id}@{_file_sha256(path)[:16]}"
+        return head
     except ImportError as exc:
         log.warning("audio encoder unavailable: %s; install crossfind's dependencies "
                     "(efficientnet-lite-pytorch, librosa, torch)", exc)

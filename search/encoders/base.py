@@ -80,6 +80,15 @@ class Encoder(ABC):
                 self._audio_head = load_audio_head(self)
         return self._audio_head  # type: ignore[return-value]
 
+    def fingerprint(self, modality: Modality | str) -> str | None:
+        """What identifies the model that embeds ``modality`` beyond ``id`` (which an index is
+        bound to): the audio weights, which may be replaced under the same encoder. An index
+        re-embeds content whose fingerprint changed; None: nothing beyond ``id``."""
+        if Modality(modality) is Modality.AUDIO:
+            head = self.audio_head()
+            return getattr(head, "fingerprint", None) if head is not None else None
+        return None
+
     def _require(self, modality: Modality) -> None:
         if modality not in self.modalities:
             raise ModalityNotSupported(f"encoder {self.id!r} has no {modality.value} encoder")
