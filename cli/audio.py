@@ -51,6 +51,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--manifest", required=True, type=Path, metavar="CSV")
     p.add_argument("--split", required=True, help="split to evaluate, e.g. fold4")
     p.add_argument("--weights", type=Path, help="audio checkpoint (default: the shipped one)")
+    p.add_argument("--exclude", action="append", default=[], metavar="COL=VALUE", type=_column_value,
+                   help="leave out rows whose COL equals VALUE, e.g. esc50_fold4_same_source=True; "
+                        "repeatable")
     p.add_argument("--ablation", action="store_true",
                    help="also report each bridge/projection mix (alpha 0 .. 1)")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -100,9 +103,16 @@ def run_eval(args: argparse.Namespace) -> int:
         encoder = _with_head(encoder, head)
     result = evaluate_manifest(encoder, args.manifest, args.split,
                                window_s=settings.audio_window_s, hop_s=settings.audio_hop_s,
-                               ablation=args.ablation)
+                               ablation=args.ablation, exclude=args.exclude)
     print_mapping(result, args.json, width=20)
     return 0
+
+
+def _column_value(text: str) -> tuple[str, str]:
+    col, sep, value = text.partition("=")
+    if not sep or not col:
+        raise argparse.ArgumentTypeError(f"expected COL=VALUE, got {text!r}")
+    return col, value
 
 
 def _with_head(encoder, head):  # noqa: ANN001, ANN202 - any Encoder, any AudioHead

@@ -68,11 +68,14 @@ ABLATION_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 def evaluate_manifest(encoder: Encoder, manifest: Path, split: str, *, window_s: float = 5.0,
-                      hop_s: float = 2.5, ablation: bool = False) -> dict[str, object]:
+                      hop_s: float = 2.5, ablation: bool = False,
+                      exclude: Sequence[tuple[str, str]] = ()) -> dict[str, object]:
     """``eval-audio``: the clips of ``split`` classified over the manifest's label vocabulary.
 
     Silent or undecodable clips count as wrong answers, never silently dropped. ``ablation``
     adds the metrics for each bridge share alpha (1 = bridge alone, 0 = projection alone).
+    ``exclude``: (column, value) pairs; rows of the split with that value are left out (and
+    counted as ``excluded``), e.g. UrbanSound8K rows that share a recording with ESC-50 fold 4.
     """
     from search.audio import load_audio, windows_of
     from search.encoders.audio import AudioModel, label_embeddings
@@ -86,8 +89,13 @@ def evaluate_manifest(encoder: Encoder, manifest: Path, split: str, *, window_s:
     rows = read_manifest(manifest)
     vocab = sorted({canonical(r["label"]) for r in rows})
     rows = [r for r in rows if r["split"] == split]
+    for col, _ in exclude:
+        if rows and col not in rows[0]:
+            raise BadRequest(f"manifest {manifest} has no column {col!r} to exclude by")
+    kept = [r for r in rows if not any(r[col] == value for col, value in exclude)]
+    excluded, rows = len(rows) - len(kept), kept
     if not rows:
-        raise BadRequest(f"no rows with split {split!r} in {manifest}")
+        raise BadRequest(f"no rows with split {split!r} in {manifest}" + (" after exclusions" if excluded else ""))
     index = {lab: i for i, lab in enumerate(vocab)}
     true = [index[canonical(r["label"])] for r in rows]
     vectors = np.zeros((len(rows), encoder.dim), np.float32)
@@ -113,6 +121,8 @@ def evaluate_manifest(encoder: Encoder, manifest: Path, split: str, *, window_s:
     label_vectors = label_embeddings(encoder, vocab)
     out = shared_space_metrics(vectors, label_vectors, true)
     out["n"] = len(rows)
+    if exclude:
+        out["excluded"] = excluded
     if ablation and isinstance(head, AudioModel) and head.net.projection is not None:
         table = {}
         for alpha in ABLATION_ALPHAS:

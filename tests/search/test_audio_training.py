@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -173,3 +174,35 @@ def test_runs_on_the_same_rows_combine_into_an_ensemble(synthetic, bundled_encod
         combine_runs(cfg, [cfg.out, tmp_path / "foreign.pt"], encoder=bundled_encoder)
     with pytest.raises(BadRequest, match="two or more"):
         combine_runs(cfg, [cfg.out], encoder=bundled_encoder)
+
+
+@pytest.mark.models
+def test_eval_audio_prints_the_contract_and_honours_exclusions(synthetic, trained, tmp_path, capsys):
+    from cli import main
+
+    cfg, _, _ = trained
+    rows = list(csv.DictReader(synthetic.open()))
+    for i, r in enumerate(rows):  # mark two test rows as sharing a source with some test set
+        r["same_source"] = str(r["split"] == "test" and i % 6 == 0)
+    manifest = synthetic.parent / "marked.csv"
+    with manifest.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    n_marked = sum(r["same_source"] == "True" for r in rows)
+    assert n_marked >= 1
+
+    argv = ["eval-audio", "--manifest", str(manifest), "--split", "test", "--weights", str(cfg.out), "--json"]
+    assert main(argv) == 0
+    full = json.loads(capsys.readouterr().out)
+    assert {"accuracy", "macro_f1", "macro_recall", "t2a", "n"} <= set(full) and set(full["t2a"]) == {"R@1", "R@5"}
+    assert full["n"] == 12 and full["accuracy"] >= 0.9 and full["t2a"]["R@1"] == 1.0
+
+    assert main([*argv, "--exclude", "same_source=True"]) == 0
+    kept = json.loads(capsys.readouterr().out)
+    assert kept["n"] == 12 - n_marked and kept["excluded"] == n_marked
+
+    assert main([*argv, "--exclude", "no_such_column=1"]) == 2
+    assert "no column 'no_such_column'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--exclude", "no-equals-sign"])
