@@ -29,7 +29,7 @@ from search.encoders.audio import FORMAT, LOG_EPS, LogMel, build_net, label_embe
 from search.encoders.audio_labels import vocabulary
 from search.errors import BadRequest
 from search.training.audio_data import FPS, ClipSet, augment, holdout, load_clipset, with_floor
-from search.training.audio_digits import attach_digit_expert, reuse_digit_expert
+from search.training.audio_digits import DIGITS, attach_digit_expert, reuse_digit_expert
 from search.training.audio_eval import classification_metrics, shared_space_metrics
 
 if TYPE_CHECKING:
@@ -361,10 +361,15 @@ def validate(net, val: list[ClipSet], labels, text, mean, std, device, silence) 
         cols = [labels.index(v) for v in vocab]
         true = [vocab.index(v) for v in clips.labels]
         m = classification_metrics(true, np.argmax(logits[:, cols], axis=1), len(vocab))
-        shared = shared_space_metrics(mix(logits, projs, text, 0.5, 1.0, 10), text[cols], true)
+        shared = shared_space_metrics(mix(logits, projs, text, 0.5, 1.0, 10, _route(labels)), text[cols], true)
         m["t2a"] = shared["t2a"]
         out[clips.name] = m
     return out
+
+
+def _route(labels: list[str]) -> list[int] | None:
+    """The digit columns, which inference routes to the bridge (``mix``) where they are all present."""
+    return [labels.index(d) for d in DIGITS] if set(DIGITS) <= set(labels) else None
 
 
 def choose_mix(net, val, labels, text, mean, std, device, top_k, silence) -> tuple[float, float, list]:  # noqa: ANN001
@@ -378,7 +383,7 @@ def choose_mix(net, val, labels, text, mean, std, device, top_k, silence) -> tup
             for clips, logits, projs in outs:
                 vocab = sorted(set(clips.labels))
                 cols = [labels.index(v) for v in vocab]
-                vec = mix(logits, projs, text, alpha, temperature, top_k)
+                vec = mix(logits, projs, text, alpha, temperature, top_k, _route(labels))
                 m = shared_space_metrics(vec, text[cols], [vocab.index(v) for v in clips.labels])
                 scores.append((m["accuracy"] + m["t2a"]["R@1"]) / 2)
             score = float(np.mean(scores))
