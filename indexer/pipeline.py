@@ -296,15 +296,12 @@ def _stale_before(index: Index, encoder: Encoder) -> Callable[[str], float]:
 
     def since(modality: str) -> float:
         if modality not in cache:
-            fingerprint = encoder.fingerprint(modality) if _model_available(encoder, modality) else None
+            usable = modality != "audio" or _audio_supported(encoder)
+            fingerprint = encoder.fingerprint(modality) if usable else None
             cache[modality] = 0.0 if fingerprint is None else index.stale_before(modality, fingerprint)
         return cache[modality]
 
     return since
-
-
-def _model_available(encoder: Encoder, modality: str) -> bool:
-    return modality != "audio" or _audio_supported(encoder)
 
 
 def _audio_supported(encoder: Encoder) -> bool:

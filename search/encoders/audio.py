@@ -169,6 +169,19 @@ def noise_floor(fb: np.ndarray, bits: int = 8, factor: float = 4.0) -> np.ndarra
     return (factor * step**2 / 12.0 * window_energy * np.asarray(fb, np.float64).sum(axis=1)).astype(np.float32)
 
 
+def stored_floor(stored: dict[str, Any]) -> np.ndarray | None:
+    """The noise floor a checkpoint (or its ``digit_front``) stores; None: the first
+    checkpoints' 1e-6."""
+    floor = stored.get("mel_floor")
+    return None if floor is None else floor.float().numpy()
+
+
+def silence_bands(floor: np.ndarray | None) -> np.ndarray:
+    """What digital silence (and padding) is in raw log-mel, per band: float32 [mels, 1]."""
+    base = np.zeros(N_MELS, np.float32) if floor is None else np.asarray(floor, np.float32)
+    return np.log(base + LOG_EPS)[:, None].astype(np.float32)
+
+
 class LogMel:
     """Waveforms -> log(mel power + floor), standardised by one global mean/std (torch).
 
@@ -189,6 +202,11 @@ class LogMel:
         self.mean, self.std = mean, std
         self.floor = (torch.full((N_MELS, 1), LOG_EPS) if floor is None
                       else torch.as_tensor(np.asarray(floor, np.float32)).reshape(-1, 1))
+
+    @classmethod
+    def stored(cls, stored: dict[str, Any], fb: np.ndarray | None) -> LogMel:
+        """The front end a checkpoint (or its ``digit_front``) was trained with."""
+        return cls(float(stored["mel_mean"]), float(stored["mel_std"]), fb, stored_floor(stored))
 
     def raw(self, waves: torch.Tensor) -> torch.Tensor:
         """float32[n, samples] -> unstandardised log-mel [n, 128, frames]."""
@@ -222,9 +240,7 @@ class AudioModel:
         self.max_gain_db: float | None = ckpt.get("max_gain_db", 30.0)
         fb = ckpt.get("mel_fb")
         fb_np = None if fb is None else fb.float().numpy()
-        floor = ckpt.get("mel_floor")  # absent: the first checkpoints' 1e-6
-        self.front = LogMel(float(ckpt["mel_mean"]), float(ckpt["mel_std"]), fb_np,
-                            None if floor is None else floor.float().numpy())
+        self.front = LogMel.stored(ckpt, fb_np)
         self.digits = None  # the spoken-digit expert: (its net, the digit labels' columns)
         # its own front end when it was trained on another one (None: it reads the main log-mel)
         self.digit_front: tuple[LogMel, float | None] | None = None
@@ -235,10 +251,7 @@ class AudioModel:
             self.digits = (digit_net, [self.labels.index(str(d)) for d in range(10)])
             df = ckpt.get("digit_front")
             if df is not None:
-                dfloor = df.get("mel_floor")
-                self.digit_front = (LogMel(float(df["mel_mean"]), float(df["mel_std"]), fb_np,
-                                           None if dfloor is None else dfloor.float().numpy()),
-                                    df.get("max_gain_db"))
+                self.digit_front = (LogMel.stored(df, fb_np), df.get("max_gain_db"))
         self.label_vectors = label_embeddings(encoder, self.labels)
         fits = probe is not None and _same_space(self.label_vectors, probe.float().numpy())
         self.projection_fits = fits

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from search.encoders.audio import FORMAT, LOG_EPS, LogMel, build_net, label_embeddings, mix, noise_floor
+from search.encoders.audio import (FORMAT, LogMel, build_net, label_embeddings, mix, noise_floor, silence_bands,
+                                   stored_floor)
 from search.encoders.audio_labels import vocabulary
 from search.errors import BadRequest
 from search.training.audio_data import FPS, ClipSet, augment, holdout, load_clipset, with_floor
@@ -75,6 +76,10 @@ class TrainConfig:
     floor: bool = True
     extra: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def holdout_seed(self) -> int:
+        return self.seed if self.val_seed is None else self.val_seed
+
 
 def split_sets(cfg: TrainConfig, floor: np.ndarray | None = None) -> tuple[list[ClipSet], list[ClipSet]]:
     """Training and validation clips of each manifest (test splits and rows sharing a source
@@ -93,8 +98,7 @@ def split_sets(cfg: TrainConfig, floor: np.ndarray | None = None) -> tuple[list[
             # whole recordings on one side where known (UrbanSound8K's fsid); ESC-50's copy has
             # none (src_file is mostly blank, source_file is one concatenated file per class)
             group = "fsid" if "fsid" in clips.rows[0] else None
-            seed = cfg.seed if cfg.val_seed is None else cfg.val_seed
-            mask = holdout(clips, cfg.val_fraction, seed + i, group)
+            mask = holdout(clips, cfg.val_fraction, cfg.holdout_seed + i, group)
         train.append(clips.subset(~mask))
         val.append(clips.subset(mask))
         log.info("%s: %d train, %d validation clips", clips.name, (~mask).sum(), mask.sum())
@@ -124,11 +128,8 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
     lab_index = {lab: i for i, lab in enumerate(labels)}
     text = label_embeddings(encoder, labels)
     text_t = torch.from_numpy(text).to(device)
-    sample = np.concatenate([s.mels[:200].astype(np.float32).ravel() for s in train])
-    mean, std = float(sample.mean()), float(sample.std())
-    # what digital silence (and padding) looks like: per mel band [mels, 1]
-    silence = np.log((floor if floor is not None else np.zeros(fb.shape[0], np.float32)) + LOG_EPS)[:, None]
-    silence = silence.astype(np.float32)
+    mean, std = _mel_stats(train)
+    silence = silence_bands(floor)
     net = build_net(len(labels), encoder.dim, pretrained=cfg.init is None).to(device)
     init_digits = None
     if cfg.init is not None:  # continue from a checkpoint with the same vocabulary
@@ -206,7 +207,7 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
         "alpha": alpha, "temperature": temperature, "top_k": cfg.top_k,
         "summary": {k: v for k, v in summary.items() if k not in ("history", "mix_on_val")},
         "manifests": [Path(m).parent.name for m in cfg.manifests], "seed": cfg.seed,
-        "val_seed": cfg.seed if cfg.val_seed is None else cfg.val_seed,
+        "val_seed": cfg.holdout_seed,
     }
     if cfg.digits_from is not None:
         digits = reuse_digit_expert(ckpt, cfg.digits_from)
@@ -251,18 +252,16 @@ def combine_runs(cfg: TrainConfig, runs: list[Path], report: Callable[[str], Non
             raise BadRequest(f"{path} has another vocabulary, text space or front end than {runs[0]}")
     if encoder is None:
         encoder = create_encoder(cfg.model, cfg.cache_dir)
-    floor = None if first.get("mel_floor") is None else first["mel_floor"].float().numpy()
+    floor = stored_floor(first)
     train, val = split_sets(cfg, floor)
-    sample = np.concatenate([s.mels[:200].astype(np.float32).ravel() for s in train])
-    mean, std = float(sample.mean()), float(sample.std())
+    mean, std = _mel_stats(train)
     for path, c in zip(runs, ckpts):  # the log-mel statistics pin down the training rows
         if abs(float(c["mel_mean"]) - mean) > 1e-4 * abs(mean) or abs(float(c["mel_std"]) - std) > 1e-4 * std:
             raise BadRequest(f"{path} was trained on other rows than these manifests and --val-seed "
                              f"hold out; members must share the training rows")
     labels = list(first["labels"])
     text = label_embeddings(encoder, labels)
-    silence = np.log((floor if floor is not None else np.zeros(len(first["mel_fb"]), np.float32)) + LOG_EPS)
-    silence = silence[:, None].astype(np.float32)
+    silence = silence_bands(floor)
     device = torch.device("cpu")
     nets = [load_net(c) for c in ckpts]
     members = {}
@@ -290,6 +289,16 @@ def combine_runs(cfg: TrainConfig, runs: list[Path], report: Callable[[str], Non
     return summary
 
 
+def _mel_stats(train: list[ClipSet]) -> tuple[float, float]:
+    """The one global log-mel mean/std, from the first 200 training clips of each set."""
+    sample = np.concatenate([s.mels[:200].astype(np.float32).ravel() for s in train])
+    return float(sample.mean()), float(sample.std())
+
+
+def _silence_pad(silence: np.ndarray, n: int, n_mels: int, frames: int) -> np.ndarray:
+    return np.repeat(np.broadcast_to(silence, (n_mels, frames))[None], n, axis=0)
+
+
 def _same_tensor(a: dict, b: dict, key: str) -> bool:
     x, y = a.get(key), b.get(key)
     if x is None or y is None:
@@ -300,7 +309,7 @@ def _same_tensor(a: dict, b: dict, key: str) -> bool:
 def _train_crops(train: list[ClipSet], pairs: np.ndarray, frames: int, rng: np.random.Generator,
                  silence: np.ndarray) -> np.ndarray:
     """A random ``frames``-long crop of each (set, clip); shorter clips are padded with silence."""
-    out = np.repeat(np.broadcast_to(silence, (train[0].mels.shape[1], frames))[None], len(pairs), axis=0)
+    out = _silence_pad(silence, len(pairs), train[0].mels.shape[1], frames)
     for row, (s, i) in enumerate(pairs):
         mel = train[s].mels[i]
         start = int(rng.integers(0, mel.shape[1] - frames + 1)) if mel.shape[1] > frames else 0
@@ -314,7 +323,7 @@ def _val_mels(clips: ClipSet, idx: np.ndarray, min_frames: int, silence: np.ndar
     mels = clips.mels[idx].astype(np.float32)
     if mels.shape[2] >= min_frames:
         return mels
-    pad = np.repeat(np.broadcast_to(silence, (mels.shape[1], min_frames - mels.shape[2]))[None], len(mels), axis=0)
+    pad = _silence_pad(silence, len(mels), mels.shape[1], min_frames - mels.shape[2])
     return np.concatenate([mels, pad], axis=2)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from search.encoders.audio import LOG_EPS, build_digit_net
+from search.encoders.audio import build_digit_net, silence_bands, stored_floor
 from search.errors import BadRequest
 from search.training.audio_data import FPS, ClipSet
 from search.training.audio_eval import classification_metrics
@@ -50,8 +50,7 @@ def train_digit_expert(train: ClipSet, val: ClipSet, mean: float, std: float, se
     y_all = torch.tensor([int(lab) for lab in train.labels])
     x_val = _inputs(val, mean, std)
     y_val = [int(lab) for lab in val.labels]
-    base = np.zeros(train.mels.shape[1], np.float32) if floor is None else np.asarray(floor, np.float32)
-    silence = ((torch.from_numpy(np.log(base + LOG_EPS)) - mean) / std)[:, None]
+    silence = (torch.from_numpy(silence_bands(floor)) - mean) / std
     best, best_acc = None, -1.0
     for epoch in range(epochs):
         net.train()
@@ -90,9 +89,8 @@ def attach_digit_expert(ckpt: dict, train: list[ClipSet], val: list[ClipSet], se
     """Train the expert on the digit manifest among ``train`` (if any) and store it in ``ckpt``."""
     for tr, va in zip(train, val):
         if is_digit_set(tr) and all(d in ckpt["labels"] for d in DIGITS):
-            floor = ckpt.get("mel_floor")
             result = train_digit_expert(tr, va, ckpt["mel_mean"], ckpt["mel_std"], seed, report=report,
-                                        floor=None if floor is None else floor.numpy())
+                                        floor=stored_floor(ckpt))
             ckpt["digit_state"] = {k: v.half() for k, v in result["state"].items()}
             return {"digit_expert_val_accuracy": result["val_accuracy"],
                     "digit_expert_seconds": result["seconds"]}
