@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DEMO_DB := .cache/demo-index
 
-.PHONY: setup demo test test-fast browser-deps bench clean
+.PHONY: setup demo test test-fast browser-deps test-deps bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,13 @@ demo: setup
 browser-deps:
 	@bash scripts/ensure-chromium.sh
 
-test: setup browser-deps
+test-deps:
+	@bash scripts/ensure-fonts.sh
+
+test: setup browser-deps test-deps
 	$(PY) -m pytest -q
 
-test-fast: setup
+test-fast: setup test-deps
 	$(PY) -m pytest -q -m "not slow and not browser"
 
 bench: setup

@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "index",
         help="index files and folders (incremental: unchanged files are skipped)",
-        description="Index text (.txt .md), images (jpg png webp gif bmp tiff) and audio "
-        "(wav flac ogg mp3) under PATHs. Re-running updates the index: changed files are "
+        description="Index text (.txt .md), documents (.pdf .html .htm .docx), images (jpg png "
+        "webp gif bmp tiff), audio (wav flac ogg mp3) and video (mp4 m4v mkv webm mov avi) under "
+        "PATHs. Re-running updates the index: changed files are "
         "re-embedded, vanished ones removed, identical files stored once.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
@@ -31,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="delete the index and rebuild it (needed to change --model)")
     p.add_argument("--include-hidden", action="store_true",
                    help="also index hidden files and folders (names starting with '.')")
+    p.add_argument("--ocr", choices=["auto", "on", "off"],
+                   help="read text inside images, video frames and scanned PDF pages: on, off, "
+                   "or auto (only where a quick check sees text); default $CROSSFIND_OCR or off")
     p.add_argument("--quiet", action="store_true", help="no progress bar, one summary line")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=run_index)
@@ -74,6 +78,8 @@ def run_index(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.include_hidden:
         settings.include_hidden = True
+    if args.ocr:
+        settings.ocr = args.ocr
     _check_db(settings.db)
     encoder = create_encoder(_encoder_name(args, settings.model, settings.db), settings.cache_dir)
     with Index.open_for_write(settings.db, encoder.id, encoder.dim, reindex=args.reindex) as index:
@@ -114,6 +120,9 @@ def _print_table(report, info: dict) -> None:  # noqa: ANN001 - indexer.IndexRep
             print(f"  ... and {len(report.skipped) - _SHOW_SKIPPED} more (--json lists all)")
     for s in report.partial:
         print(f"  partly indexed {s.path}: {s.reason}")
+    if report.ocr_checked or report.ocr_read:
+        print(f"\nOCR: {report.ocr_read} image(s) read, {report.ocr_checked} checked for text, "
+              f"{report.ocr_seconds:.1f} s in the decoding workers")
     if report.ignored:
         print(f"\nignored {report.ignored} file(s) of types crossfind does not index")
     print(

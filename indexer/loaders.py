@@ -13,10 +13,12 @@ import itertools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from indexer import ocr
+from indexer.documents import DocumentError, document_kind, read_document
 from indexer.sniff import HEAD_BYTES, classify
 from search.errors import PayloadTooLarge, UnsupportedMedia
 from search.media import open_image  # imported before the fork so workers start warm
@@ -50,6 +52,10 @@ class LoaderConfig:
     # a recording with more windows than this is not decoded here: the writer streams it
     # window batch by window batch, so memory stays bounded however long it is (~0.3 MB a window)
     stream_audio_after: int = 24
+    # text inside images, video frames and scanned PDF pages: "auto" | "on" | "off"
+    ocr: str = "off"
+    video_min_frame_s: float = 1.0
+    video_max_frame_s: float = 10.0
 
 
 _config: LoaderConfig | None = None
@@ -90,7 +96,23 @@ class Loaded:
     height: int | None = None
     duration_s: float | None = None
     note: str | None = None  # indexed, but only in part (why)
-    streamed: StreamedAudio | None = None  # a long recording the writer decodes itself
+    streamed: Streamed | None = None  # a long recording or video the writer decodes itself
+    # the encoder each input goes through when not all are of ``modality`` (text read off an
+    # image, a video's frames and sound)
+    kinds: list[str] | None = None
+    # OCR done decoding this file: (images checked for text, images read, seconds)
+    ocr: tuple[int, int, float] = (0, 0, 0.0)
+
+    def input_kinds(self) -> list[str]:
+        return self.kinds if self.kinds is not None else [self.modality] * len(self.inputs)
+
+
+class Streamed(Protocol):
+    """A long file the writer decodes and embeds a batch at a time."""
+
+    def inputs(self) -> Iterator[tuple[str, Any, dict]]:
+        """(encoder kind, encoder input, the segment's fields) in order."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -106,6 +128,10 @@ class StreamedAudio:
         from search.audio import iter_windows
 
         return itertools.islice(iter_windows(self.path, self.window_s, self.hop_s), self.max_windows)
+
+    def inputs(self) -> Iterator[tuple[str, Any, dict]]:
+        for w in self.windows():
+            yield "audio", w.samples, {"start_s": w.start_s, "end_s": w.end_s}
 
 
 def probe(path: str) -> Probe | Skip:
@@ -131,18 +157,27 @@ def probe_many(paths: list[str]) -> list[Probe | Skip]:
 def load(path: str, modality: str) -> Loaded | Skip:
     """Decode one file of ``modality`` into encoder inputs; any failure is a ``Skip``."""
     assert _config is not None, "set_config() first"
+    before = (ocr.stats.checked, ocr.stats.read, ocr.stats.seconds)
     try:
-        if modality == "image":
-            return _load_image(path, _config)
-        if modality == "text":
-            return _load_text(path, _config)
-        if modality == "audio":
-            return _load_audio(path, _config)
-        return Skip(path, f"no loader for {modality}")
+        result = _load(path, modality, _config)
+        if isinstance(result, Loaded):
+            now = (ocr.stats.checked, ocr.stats.read, ocr.stats.seconds)
+            result.ocr = (now[0] - before[0], now[1] - before[1], now[2] - before[2])
+        return result
     except MemoryError:
         return Skip(path, "out of memory while decoding")
     except Exception as exc:  # a decoder bug on one file must not stop the run
         return Skip(path, f"failed to decode: {type(exc).__name__}: {exc}")
+
+
+def _load(path: str, modality: str, cfg: LoaderConfig) -> Loaded | Skip:
+    if modality == "image":
+        return _load_image(path, cfg)
+    if modality == "text":
+        return _load_text(path, cfg)
+    if modality == "audio":
+        return _load_audio(path, cfg)
+    return Skip(path, f"no loader for {modality}")
 
 
 def _read(path: str) -> bytes | Skip:
@@ -166,10 +201,29 @@ def _load_image(path: str, cfg: LoaderConfig) -> Loaded | Skip:
         why = exc.message.removeprefix("not a decodable image: ")
         return Skip(path, f"corrupt or truncated image: {why}")
     array = np.ascontiguousarray(cfg.preprocess_image(image), dtype=np.float32)
-    return Loaded(
+    loaded = Loaded(
         path, "image", hashlib.sha256(data).hexdigest(), [array], [{}],
         *_stored_size(data, image),
     )
+    add_ocr_passages(loaded, np.asarray(image), cfg)
+    return loaded
+
+
+def add_ocr_passages(loaded: Loaded, pixels: np.ndarray, cfg: LoaderConfig,
+                     **fields: object) -> None:
+    """Passages of the text read off an image (``--ocr``), as text inputs of ``loaded``;
+    ``fields`` go into each passage's segment (a video frame's stream and times)."""
+    text = ocr.image_text(pixels, cfg.ocr)
+    if not text:
+        return
+    kinds = loaded.input_kinds()
+    for p in split_passages(text, cfg.passage_words, cfg.passage_overlap):
+        loaded.inputs.append(p.text)
+        loaded.segments.append(
+            {"text": p.text, "char_start": p.char_start, "char_end": p.char_end, "ocr": True, **fields}
+        )
+        kinds.append("text")
+    loaded.kinds = kinds
 
 
 def _stored_size(data: bytes, decoded: Image) -> tuple[int, int]:
@@ -189,8 +243,25 @@ def _stored_size(data: bytes, decoded: Image) -> tuple[int, int]:
 def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:
     try:
         size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            kind = document_kind(path, fh.read(HEAD_BYTES))
     except OSError as exc:
         return Skip(path, f"unreadable: {exc.strerror or exc}")
+    if kind is not None:
+        data = _read(path)
+        if isinstance(data, Skip):
+            return data
+        try:
+            segments, note = read_document(
+                kind, data, cfg.max_text_chars, cfg.passage_words, cfg.passage_overlap,
+                ocr_pages=ocr.page_reader(cfg.ocr),
+            )
+        except DocumentError as exc:
+            return Skip(path, str(exc))
+        return Loaded(
+            path, "text", hashlib.sha256(data).hexdigest(), [s["text"] for s in segments],
+            segments, note=note,
+        )
     if size > 4 * cfg.max_text_chars:  # UTF-8 spends at most 4 bytes a character: surely over
         return Skip(path, f"text over the cap of {cfg.max_text_chars:,} characters")
     data = _read(path)

@@ -82,17 +82,29 @@ class Segment(Base):
     char_end: Mapped[int | None] = mapped_column(Integer, nullable=True)
     start_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     end_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # documents: the 1-based page; videos: "frame" or "sound"; text read off an image: ocr = 1
+    page: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    stream: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    ocr: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+# columns added after schema v1 shipped: an older index gains them (NULL) when opened
+_ADDED_SEGMENT_COLUMNS = {"page": "INTEGER", "stream": "VARCHAR(8)", "ocr": "INTEGER"}
 
 
 @dataclass
 class SegmentIn:
-    """A segment to store: text passages carry text + char offsets, audio windows times."""
+    """A segment to store: text passages carry text + char offsets (and a document's page),
+    audio windows times, video segments their stream, text read off an image ``ocr``."""
 
     text: str | None = None
     char_start: int | None = None
     char_end: int | None = None
     start_s: float | None = None
     end_s: float | None = None
+    page: int | None = None
+    stream: str | None = None
+    ocr: bool = False
 
 
 @dataclass
@@ -127,6 +139,9 @@ class SegmentInfo:
     height: int | None
     duration_s: float | None
     mtime_ns: int
+    page: int | None = None
+    stream: str | None = None
+    ocr: bool = False
 
     @property
     def path(self) -> str:
@@ -165,6 +180,10 @@ class Catalog:
                     "body, name, tokenize='unicode61 remove_diacritics 2')"
                 )
             )
+            have = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(segments)")}
+            for name, sql_type in _ADDED_SEGMENT_COLUMNS.items():
+                if name not in have:
+                    conn.exec_driver_sql(f"ALTER TABLE segments ADD COLUMN {name} {sql_type}")
         self._check_schema()
 
     # -- meta ---------------------------------------------------------------------------------
@@ -236,8 +255,9 @@ class Catalog:
                 seg_ids = [
                     run(
                         "INSERT INTO segments (content_id, ordinal, text, char_start, char_end,"
-                        " start_s, end_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (cid, i, seg.text, seg.char_start, seg.char_end, seg.start_s, seg.end_s),
+                        " start_s, end_s, page, stream, ocr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (cid, i, seg.text, seg.char_start, seg.char_end, seg.start_s, seg.end_s,
+                         seg.page, seg.stream, 1 if seg.ocr else None),
                     ).lastrowid
                     for i, seg in enumerate(item.segments)
                 ]
@@ -432,6 +452,7 @@ class Catalog:
                         id=seg_id, content_id=row[1], modality=row[2], paths=[], text=row[3],
                         char_start=row[4], char_end=row[5], start_s=row[6], end_s=row[7],
                         size=row[8], width=row[9], height=row[10], duration_s=row[11], mtime_ns=0,
+                        page=row[14], stream=row[15], ocr=bool(row[16]),
                     )
                 if path is not None:
                     info.paths.append(path)
@@ -485,7 +506,7 @@ class Catalog:
 # so the statement text never changes and sqlite3 keeps it prepared
 _SEGMENTS_SQL = """
 SELECT s.id, s.content_id, c.modality, s.text, s.char_start, s.char_end, s.start_s, s.end_s,
-       c.size, c.width, c.height, c.duration_s, f.path, f.mtime_ns
+       c.size, c.width, c.height, c.duration_s, f.path, f.mtime_ns, s.page, s.stream, s.ocr
 FROM segments s
 JOIN contents c ON c.id = s.content_id
 LEFT JOIN files f ON f.content_id = s.content_id

@@ -145,6 +145,9 @@ class Engine:
                     char_end=info.char_end,
                     start_s=info.start_s,
                     end_s=info.end_s,
+                    page=info.page,
+                    stream=info.stream,
+                    ocr=info.ocr,
                 )
             )
         return hits
