@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", metavar="FILE", help="one text query per line; JSON lines out")
     p.add_argument("--k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
-    p.add_argument("--modality", choices=["image", "text", "audio"], action="append",
+    p.add_argument("--modality", choices=["image", "text", "audio", "video"], action="append",
                    help="only results of this modality (repeatable)")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="repeatable: modality=image, path=/photos/ (prefix), glob='*/2024/*', "

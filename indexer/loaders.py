@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from indexer import ocr
+from indexer import ocr, video
 from indexer.documents import DocumentError, document_kind, read_document
 from indexer.sniff import HEAD_BYTES, classify
 from search.errors import PayloadTooLarge, UnsupportedMedia
@@ -64,6 +64,7 @@ _config: LoaderConfig | None = None
 def set_config(config: LoaderConfig) -> None:
     global _config
     _config = config
+    video.set_preprocess(config.preprocess_image)
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,8 @@ def _load(path: str, modality: str, cfg: LoaderConfig) -> Loaded | Skip:
         return _load_text(path, cfg)
     if modality == "audio":
         return _load_audio(path, cfg)
+    if modality == "video":
+        return _load_video(path, cfg)
     return Skip(path, f"no loader for {modality}")
 
 
@@ -304,6 +307,27 @@ def _load_audio(path: str, cfg: LoaderConfig) -> Loaded | Skip:
         duration_s=duration,
         note=note,
     )
+
+
+def _load_video(path: str, cfg: LoaderConfig) -> Loaded | Skip:
+    """A short video's inputs decoded here; a long one is left to the writer to stream."""
+    params = video.VideoParams(
+        path, cfg.video_min_frame_s, cfg.video_max_frame_s, cfg.audio_window_s, cfg.audio_hop_s,
+        cfg.max_audio_windows, cfg.max_audio_windows, cfg.ocr, cfg.passage_words,
+        cfg.passage_overlap,
+    )
+    try:
+        info = video.probe_video(path)
+        items = list(itertools.islice(video.iter_inputs(params), cfg.stream_audio_after + 1))
+    except video.VideoError as exc:
+        return Skip(path, str(exc))
+    size = {"width": info.width, "height": info.height, "duration_s": info.duration_s}
+    if len(items) > cfg.stream_audio_after:  # long: the writer streams it
+        return Loaded(path, "video", None, streamed=video.VideoStream(params), **size)
+    if not items:
+        return Skip(path, "no video to index (no frames, silent sound)")
+    kinds, inputs, segments = (list(x) for x in zip(*items))
+    return Loaded(path, "video", None, inputs, segments, kinds=kinds, **size)
 
 
 def window_cap_note(stream: StreamedAudio, duration_s: float) -> str | None:

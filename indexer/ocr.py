@@ -117,8 +117,13 @@ def _spaced(text: str, boxes: Any) -> str:
 
 
 def image_text(pixels: np.ndarray, mode: str) -> str:
-    """The text of an image under ``mode`` ("" when off, or when auto's check finds none)."""
-    if mode == "off" or (mode == "auto" and not has_text(pixels)):
+    """The text of an image under ``mode`` ("" when off, or when auto's check finds none).
+
+    Reading an image without text costs about one detection pass at its size, so auto checks
+    only images much larger than the check's own size; smaller ones are read at once."""
+    if mode == "off":
+        return ""
+    if mode == "auto" and max(pixels.shape[:2]) > 2 * CHECK_SIDE and not has_text(pixels):
         return ""
     return read_text(pixels)
 

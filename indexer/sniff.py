@@ -41,6 +41,8 @@ def modality_of_extension(path: str) -> str | None:
     ext = os.path.splitext(path)[1].lower()
     if ext in TEXT_EXTS or ext in DOCUMENT_EXTS:
         return "text"
+    if ext in VIDEO_EXTS:
+        return "video"
     if ext in IMAGE_EXTS:
         return "image"
     if ext in AUDIO_EXTS:

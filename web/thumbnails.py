@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+from PIL import Image
+
 from search.media import open_image
+from search.video import frame_at
 
 SIZE = 384  # long side in pixels: sharp on a 2x screen in a ~190 px grid cell
 QUALITY = 82
@@ -31,7 +35,20 @@ class Thumbnails:
         out = self.path(content_id)
         if out.exists():
             return out
-        image = open_image(source, self.max_pixels)
+        return self._write(out, open_image(source, self.max_pixels))
+
+    def get_frame(self, segment_id: int, t: float, source: Callable[[], Path]) -> Path:
+        """The cached thumbnail of a video's frame at ``t`` s (keyed by the frame's segment).
+
+        Raises:
+            UnsupportedMedia: the video cannot be decoded.
+        """
+        out = self.root / f"frame-{int(segment_id)}.jpg"
+        if out.exists():
+            return out
+        return self._write(out, frame_at(source(), t))
+
+    def _write(self, out: Path, image: Image.Image) -> Path:
         image.thumbnail((SIZE, SIZE))
         self.root.mkdir(parents=True, exist_ok=True)
         # write then rename: two requests making the same thumbnail never see half a file

@@ -37,9 +37,12 @@ def text_image(
     else:
         image = Image.fromarray(background).convert("RGB").resize(size)
         fill, box = "white", (0, 0, 0)
-    draw = ImageDraw.Draw(image)
     face = font(font_px)
-    left, top, right, bottom = draw.textbbox((0, 0), phrase, font=face)
+    left, top, right, bottom = ImageDraw.Draw(image).textbbox((0, 0), phrase, font=face)
+    if right - left + 60 > size[0]:  # widen to fit the phrase with a margin
+        size = (right - left + 60, size[1])
+        image = image.resize(size)
+    draw = ImageDraw.Draw(image)
     x, y = (size[0] - (right - left)) // 2, (size[1] - (bottom - top)) // 2
     if box is not None:
         draw.rectangle((x - 10, y - 10, x + right - left + 10, y + bottom - top + 16), fill=box)

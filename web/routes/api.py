@@ -88,7 +88,7 @@ def get_item(request: Request, services: ServicesDep, item_id: ItemId) -> dict[s
     "/items/{item_id}/media",
     response_class=FileResponse,
     summary="The item's file (supports HTTP Range)",
-    responses={200: {"content": {"image/*": {}, "audio/*": {}, "text/plain": {}}}},
+    responses={200: {"content": {"image/*": {}, "audio/*": {}, "video/*": {}, "text/plain": {}}}},
 )
 def get_media(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> FileResponse:
     info = services.segment(item_id)
@@ -114,8 +114,14 @@ def get_media(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> File
 )
 def get_thumbnail(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> FileResponse:
     info = services.segment(item_id)
+    if info.modality == "video" and info.stream == "frame":  # the matching frame
+        cached = services.thumbnails.get_frame(
+            info.id, info.start_s or 0.0, lambda: media_path(engine.index.catalog, info))
+        return FileResponse(cached, media_type="image/jpeg", headers={
+            "Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"})
     if info.modality != "image":
-        raise NotFound(f"item {item_id} is {info.modality}; only image items have thumbnails")
+        raise NotFound(
+            f"item {item_id} is {info.modality}; only image items (and video frames) have thumbnails")
     cached = services.thumbnails.path(info.content_id)
     if not cached.exists():
         cached = services.thumbnails.get(info.content_id, media_path(engine.index.catalog, info))

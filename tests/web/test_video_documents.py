@@ -1,0 +1,67 @@
+"""The API over videos and documents: video hits carry their stream and moment, the media
+route serves the video with ranges, the thumbnail is the matching frame; a PDF hit its page."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from indexer import index_paths
+from search.index import Index
+from search.settings import get_settings
+from tests.fakes import FakeEncoder
+from tests.indexer.documents import pdf
+from tests.indexer.videos import colour_scene, make_video, tone
+from tests.web.conftest import make_client
+
+pytest.importorskip("av", reason="PyAV is not installed")
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("media")
+    scenes = [colour_scene(c, seed=i) for i, c in enumerate([(220, 20, 30), (30, 200, 40)])]
+    make_video(root / "files" / "clip.mp4", scenes, sounds=[tone(300), tone(3000)])
+    pdf(root / "files" / "paper.pdf", ["first page words", "the walrus chapter"])
+    settings = get_settings(db=root / "db", workers=0)
+    enc = FakeEncoder()
+    with Index.open_for_write(settings.db, enc.id, enc.dim) as index:
+        report = index_paths([root / "files"], index, enc, settings, progress=False)
+    assert report.skipped == []
+    return settings.db
+
+
+def test_a_video_hit_has_its_moment_media_with_ranges_and_a_frame_thumbnail(db):
+    with make_client(db) as client:
+        body = client.post("/api/search", json={"parts": [{"text": "green"}], "k": 5,
+                                                "filters": {"modality": ["video"]}}).json()
+        hit = body["results"][0]
+        assert (hit["modality"], hit["stream"], round(hit["start_s"])) == ("video", "frame", 3)
+        assert len(body["results"]) == 1  # one hit per video
+        whole = client.get(hit["media_url"])
+        assert whole.status_code == 200 and whole.headers["content-type"] == "video/mp4"
+        part = client.get(hit["media_url"], headers={"Range": "bytes=10-109"})
+        assert part.status_code == 206 and part.content == whole.content[10:110]
+        thumb = client.get(hit["thumbnail_url"])
+        assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg"
+        pixels = np.asarray(Image.open(io.BytesIO(thumb.content)).convert("RGB"), dtype=float)
+        r, g, b = pixels.reshape(-1, 3).mean(axis=0)
+        assert g > 150 and r < 90  # the green scene's frame, not the red one
+        item = client.get(hit["item_url"]).json()
+        assert item["stream"] == "frame" and item["modality"] == "video"
+        sound = client.post("/api/search", json={"parts": [{"text": "high"}], "k": 1,
+                                                 "group": False,
+                                                 "filters": {"modality": ["video"]}}).json()
+        assert sound["results"][0]["stream"] == "sound" and "thumbnail_url" not in sound["results"][0]
+
+
+def test_a_pdf_hit_has_its_page_and_is_served_as_pdf(db):
+    with make_client(db) as client:
+        hit = client.post("/api/search", json={"parts": [{"text": "walrus chapter"}], "k": 1}).json()["results"][0]
+        assert Path(hit["path"]).name == "paper.pdf" and hit["page"] == 2
+        r = client.get(hit["media_url"])
+        assert r.headers["content-type"] == "application/pdf" and r.content.startswith(b"%PDF")
