@@ -10,29 +10,15 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer import index_paths
-from search.index import Index
-from search.settings import get_settings
-from tests.fakes import FakeEncoder
-from tests.indexer.documents import pdf
-from tests.indexer.videos import colour_scene, make_video, tone
 from tests.web.conftest import make_client
+from tests.web.media_corpus import build
 
 pytest.importorskip("av", reason="PyAV is not installed")
 
 
 @pytest.fixture(scope="module")
 def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("media")
-    scenes = [colour_scene(c, seed=i) for i, c in enumerate([(220, 20, 30), (30, 200, 40)])]
-    make_video(root / "files" / "clip.mp4", scenes, sounds=[tone(300), tone(3000)])
-    pdf(root / "files" / "paper.pdf", ["first page words", "the walrus chapter"])
-    settings = get_settings(db=root / "db", workers=0)
-    enc = FakeEncoder()
-    with Index.open_for_write(settings.db, enc.id, enc.dim) as index:
-        report = index_paths([root / "files"], index, enc, settings, progress=False)
-    assert report.skipped == []
-    return settings.db
+    return build(tmp_path_factory.mktemp("media"))
 
 
 def test_a_video_hit_has_its_moment_media_with_ranges_and_a_frame_thumbnail(db):
