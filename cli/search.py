@@ -193,7 +193,11 @@ def _print_table(result) -> None:  # noqa: ANN001
     for rank, hit in enumerate(result.hits, 1):
         where = ""
         if hit.start_s is not None:
-            where = f"  [{hit.start_s:.1f}-{hit.end_s:.1f} s]"
+            where = f"  [{hit.stream + ' ' if hit.stream else ''}{hit.start_s:.1f}-{hit.end_s:.1f} s]"
+        if hit.page is not None:
+            where += f"  (page {hit.page})"
+        if hit.ocr:
+            where += "  (text in the picture)"
         if hit.extra.get("keyword"):
             where += "  (keyword match)"
         rel = hit.extra.get("relevance")

@@ -53,7 +53,10 @@ class _Writer:
     def __init__(
         self, index: Index, encoder: Encoder, batch_size: int, report: IndexReport,
         checkpoint_every_s: float, stale_before: Callable[[str], float] = lambda modality: 0.0,
+        audio_ok: Callable[[], bool] = lambda: True,
     ) -> None:
+        # without an audio model a video indexes its frames only
+        self.audio_ok = audio_ok
         self.index, self.encoder, self.batch_size, self.report = index, encoder, batch_size, report
         # asked before a modality's first write, so the index records the model that made it
         self.stale_before = stale_before
@@ -92,6 +95,8 @@ class _Writer:
         assert loaded.streamed is not None
         parts, chunk, kinds = [], [], []
         for kind, value, segment in loaded.streamed.inputs():
+            if kind == "audio" and loaded.modality == "video" and not self.audio_ok():
+                continue
             loaded.segments.append(segment)
             chunk.append(value)
             kinds.append(kind)
@@ -123,6 +128,9 @@ class _Writer:
                     batch.items.remove((pending, loaded))
         if not batch.items:
             return
+        for _, loaded in batch.items:
+            if loaded.modality == "video" and not loaded.streamed and not self.audio_ok():
+                _drop_sound(loaded)
         unstreamed = [loaded for _, loaded in batch.items if not loaded.streamed]
         batched = [x for loaded in unstreamed for x in loaded.inputs]
         kinds = [k for loaded in unstreamed for k in loaded.input_kinds()]
@@ -210,7 +218,7 @@ def index_paths(
     stale_before = _stale_before(index, encoder)
     writer = _Writer(
         index, encoder, max(1, settings.batch_size), report, settings.checkpoint_every_s,
-        stale_before,
+        stale_before, audio_ok=lambda: _audio_supported(encoder),
     )
     try:
         with Workers(settings.workers, config) as workers:
@@ -287,6 +295,15 @@ def _embed_all(pending: list[Pending], workers: Workers, writer: _Writer, bar: o
         writer.flush(modality, batch)
 
 
+def _drop_sound(loaded: Loaded) -> None:
+    """Leave a video's sound windows out (the encoder has no audio model)."""
+    keep = [i for i, kind in enumerate(loaded.input_kinds()) if kind != "audio"]
+    kinds = loaded.input_kinds()
+    loaded.inputs = [loaded.inputs[i] for i in keep]
+    loaded.segments = [loaded.segments[i] for i in keep]
+    loaded.kinds = [kinds[i] for i in keep]
+
+
 def _skip_all(report: IndexReport, item: Pending, reason: str) -> None:
     for path, _, _ in item.files:
         report.skip(path, reason)
@@ -314,7 +331,7 @@ def _stale_before(index: Index, encoder: Encoder) -> Callable[[str], float]:
 
     def since(modality: str) -> float:
         if modality not in cache:
-            usable = modality != "audio" or _audio_supported(encoder)
+            usable = modality not in ("audio", "video") or _audio_supported(encoder)
             fingerprint = encoder.fingerprint(modality) if usable else None
             cache[modality] = 0.0 if fingerprint is None else index.stale_before(modality, fingerprint)
         return cache[modality]

@@ -118,3 +118,15 @@ def test_bad_videos_are_skipped_with_a_reason(run_index, tmp_path):
             ("corrupt or truncated video", "no video to index", "no video or audio stream")), name
     assert reasons == {}
     assert report.by_modality["video"].added == 1
+
+
+def test_without_an_audio_model_a_video_indexes_its_frames(run_index, settings, tmp_path):
+    make_video(tmp_path / "v" / "a.mp4", _scenes("red", "green"), sounds=[tone(300), tone(3000)])
+    names = ["red", "green", "blue"] * 5  # long: streamed by the writer
+    make_video(tmp_path / "v" / "long.mp4", _scenes(*names), sounds=[tone(300)] * 15)
+    enc = CountingEncoder(audio=False)
+    report = run_index(enc, tmp_path / "v")
+    assert report.skipped == [] and enc.embedded["audio"] == 0
+    segs = _segments(settings.db)
+    assert {s.stream for s in segs["a.mp4"]} == {"frame"} and len(segs["a.mp4"]) == 2
+    assert {s.stream for s in segs["long.mp4"]} == {"frame"} and len(segs["long.mp4"]) == 15
