@@ -93,7 +93,8 @@ def run(ctx: BenchContext) -> dict[str, object]:
     checks_text, check_s = timed(ocr.has_text, texts)
     checks_plain, _ = timed(ocr.has_text, plain)
     words_ok = np.mean([
-        all(w.lower() in got.lower() for w in phrase.split()) for phrase, got in zip(PHRASES, read_texts)
+        all(w.lower() in got.lower() for w in phrase.split())
+        for phrase, got in zip(PHRASES, read_texts)
     ])
     _, read_big_s = timed(ocr.read_text, big)
     checks_big, check_big_s = timed(ocr.has_text, big)

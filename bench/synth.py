@@ -27,8 +27,10 @@ def make_video(
     with av.open(str(path), "w") as out:
         vs = out.add_stream(codec, rate=fps) if video else None
         if vs is not None:
+            assert isinstance(vs, av.VideoStream)
             vs.width, vs.height, vs.pix_fmt = size[0], size[1], "yuv420p"
         aus = out.add_stream("aac", rate=SR, layout="mono") if sounds is not None else None
+        assert aus is None or isinstance(aus, av.AudioStream)
         if vs is not None:
             for i, scene in enumerate(scenes):
                 photo = Image.fromarray(scene).convert("RGB")

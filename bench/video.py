@@ -39,7 +39,9 @@ def _train_clips(data: Path) -> list[Path]:
         return [data / "esc50_folds1235" / r["path"] for r in csv.DictReader(fh)]
 
 
-def _moment_set(ctx: BenchContext, data: Path, n_videos: int) -> tuple[Path, list[tuple[str, Path, int]]]:
+def _moment_set(
+    ctx: BenchContext, data: Path, n_videos: int
+) -> tuple[Path, list[tuple[str, Path, int]]]:
     """Write the videos; return (folder, [(caption, video, scene index)])."""
     import soundfile as sf
 
@@ -104,9 +106,9 @@ def run(ctx: BenchContext) -> dict[str, object]:
         r1 = r5 = video_r1 = frames_first = 0
         for caption, path, scene in queries:
             hits = engine.search(Query.text(caption, k=5, filters=Filters(modality=["video"]))).hits
+            span = (scene * SCENE_S, (scene + 1) * SCENE_S)
             ok = [
-                h.path == str(path)
-                and scene * SCENE_S <= ((h.start_s or 0) + (h.end_s or 0)) / 2 < (scene + 1) * SCENE_S
+                h.path == str(path) and span[0] <= ((h.start_s or 0) + (h.end_s or 0)) / 2 < span[1]
                 for h in hits
             ]
             r1 += bool(ok[:1] and ok[0])

@@ -74,8 +74,8 @@ def read_document(
                     "page": page, "ocr": read,
                 })
     if not segments:
-        why = "no text layer (a scanned PDF: index it with --ocr on)" if kind == "PDF" else "no words"
-        raise DocumentError(f"{why} in the document")
+        scanned = "no text layer (a scanned PDF: index it with --ocr on)"
+        raise DocumentError(f"{scanned if kind == 'PDF' else 'no words'} in the document")
     return segments, note
 
 
@@ -151,7 +151,7 @@ def html_main_text(data: bytes) -> str:
     title = soup.title.get_text(" ", strip=True) if soup.title else ""
     for tag in soup(_CHROME):
         tag.decompose()
-    for tag in soup.find_all(attrs={"role": ["navigation", "banner", "contentinfo"]}):
+    for tag in soup.select('[role="navigation"], [role="banner"], [role="contentinfo"]'):
         tag.decompose()
     mains = soup.find_all(["main", "article"]) or [soup.body or soup]
     body = "\n\n".join(m.get_text("\n", strip=True) for m in mains)

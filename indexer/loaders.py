@@ -223,7 +223,8 @@ def add_ocr_passages(loaded: Loaded, pixels: np.ndarray, cfg: LoaderConfig,
     for p in split_passages(text, cfg.passage_words, cfg.passage_overlap):
         loaded.inputs.append(p.text)
         loaded.segments.append(
-            {"text": p.text, "char_start": p.char_start, "char_end": p.char_end, "ocr": True, **fields}
+            {"text": p.text, "char_start": p.char_start, "char_end": p.char_end, "ocr": True,
+             **fields}
         )
         kinds.append("text")
     loaded.kinds = kinds
@@ -321,13 +322,18 @@ def _load_video(path: str, cfg: LoaderConfig) -> Loaded | Skip:
         items = list(itertools.islice(video.iter_inputs(params), cfg.stream_audio_after + 1))
     except video.VideoError as exc:
         return Skip(path, str(exc))
-    size = {"width": info.width, "height": info.height, "duration_s": info.duration_s}
+    loaded = Loaded(
+        path, "video", None, width=info.width, height=info.height, duration_s=info.duration_s
+    )
     if len(items) > cfg.stream_audio_after:  # long: the writer streams it
-        return Loaded(path, "video", None, streamed=video.VideoStream(params), **size)
+        loaded.streamed = video.VideoStream(params)
+        return loaded
     if not items:
         return Skip(path, "no video to index (no frames, silent sound)")
-    kinds, inputs, segments = (list(x) for x in zip(*items))
-    return Loaded(path, "video", None, inputs, segments, kinds=kinds, **size)
+    loaded.kinds = [kind for kind, _, _ in items]
+    loaded.inputs = [value for _, value, _ in items]
+    loaded.segments = [segment for _, _, segment in items]
+    return loaded
 
 
 def window_cap_note(stream: StreamedAudio, duration_s: float) -> str | None:

@@ -116,7 +116,7 @@ def iter_inputs(p: VideoParams) -> Iterator[tuple[str, Any, dict]]:
     except av.FFmpegError as exc:
         raise VideoError(f"corrupt or truncated video: {exc}") from None
     with container:
-        streams = [*container.streams.video[:1], *container.streams.audio[:1]]
+        streams: list[Any] = [*container.streams.video[:1], *container.streams.audio[:1]]
         if not streams:
             raise VideoError("no video or audio stream in the file")
         for s in streams:
@@ -184,7 +184,8 @@ class _FramePicker:
         self.open = [segment]
         yield "image", np.ascontiguousarray(_preprocess(image), dtype=np.float32), segment
         text = ocr.image_text(np.asarray(image), self.p.ocr)
-        for passage in split_passages(text, self.p.passage_words, self.p.passage_overlap) if text else []:
+        words, overlap = self.p.passage_words, self.p.passage_overlap
+        for passage in split_passages(text, words, overlap) if text else []:
             seg = {"stream": "frame", "start_s": round(start, 3), "end_s": None, "ocr": True,
                    "text": passage.text, "char_start": passage.char_start,
                    "char_end": passage.char_end}

@@ -115,3 +115,23 @@ def test_a_scanned_pdf_is_read_by_ocr_when_asked(run_index, settings, tmp_path):
     assert report.skipped == []
     hit = _search(settings.db, "delivery address berlin")[0]
     assert hit.page == 2 and hit.ocr and "BERLIN" in hit.snippet.upper()
+
+
+
+def test_an_index_from_before_pages_gains_the_new_columns_and_keeps_working(run_index, settings, tmp_path):
+    import sqlite3
+
+    from search.index import CATALOG
+
+    text(tmp_path / "old" / "a.txt", "a note about otters")
+    run_index(CountingEncoder(), tmp_path / "old")
+    con = sqlite3.connect(settings.db / CATALOG)  # the segments table of schema v1 as shipped
+    for column in ("page", "stream", "ocr"):
+        con.execute(f"ALTER TABLE segments DROP COLUMN {column}")
+    con.commit()
+    con.close()
+    pdf(tmp_path / "old" / "b.pdf", ["first", "the beaver page"])
+    report = run_index(CountingEncoder(), tmp_path / "old")
+    assert report.by_modality["text"].added == 1
+    hits = _search(settings.db, "otters beaver", k=5)
+    assert {(Path(h.path).name, h.page) for h in hits} == {("a.txt", None), ("b.pdf", 2)}
