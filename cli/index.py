@@ -96,6 +96,8 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def _print_table(report, info: dict) -> None:  # noqa: ANN001 - indexer.IndexReport
+    from search.paths import shown
+
     cols = ("added", "updated", "unchanged", "linked", "removed", "vectors")
     if report.totals().refreshed:  # re-embedded because the model that made them was replaced
         cols = (*cols[:5], "refreshed", "vectors")
@@ -109,11 +111,11 @@ def _print_table(report, info: dict) -> None:  # noqa: ANN001 - indexer.IndexRep
     if report.skipped:
         print(f"\nskipped {len(report.skipped)} file(s):")
         for s in report.skipped[:_SHOW_SKIPPED]:
-            print(f"  {s.path}: {s.reason}")
+            print(f"  {shown(s.path)}: {s.reason}")
         if len(report.skipped) > _SHOW_SKIPPED:
             print(f"  ... and {len(report.skipped) - _SHOW_SKIPPED} more (--json lists all)")
     for s in report.partial:
-        print(f"  partly indexed {s.path}: {s.reason}")
+        print(f"  partly indexed {shown(s.path)}: {s.reason}")
     if report.ignored:
         print(f"\nignored {report.ignored} file(s) of types crossfind does not index")
     print(
