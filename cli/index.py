@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="delete the index and rebuild it (needed to change --model)")
     p.add_argument("--include-hidden", action="store_true",
                    help="also index hidden files and folders (names starting with '.')")
+    p.add_argument("--follow-links", action="store_true",
+                   help="also follow links that lead outside the given folders (recorded in "
+                   "the index: the server then serves files those links reach)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, one summary line")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=run_index)
@@ -74,6 +77,8 @@ def run_index(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.include_hidden:
         settings.include_hidden = True
+    if args.follow_links:
+        settings.follow_links = True
     _check_db(settings.db)
     encoder = create_encoder(_encoder_name(args, settings.model, settings.db), settings.cache_dir)
     with Index.open_for_write(settings.db, encoder.id, encoder.dim, reindex=args.reindex) as index:

@@ -117,9 +117,10 @@ def get_thumbnail(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> 
     info = services.segment(item_id)
     if info.modality != "image":
         raise NotFound(f"item {item_id} is {info.modality}; only image items have thumbnails")
+    source = media_path(engine.index.catalog, info)  # checked even when a thumbnail is cached
     cached = services.thumbnails.path(info.content_id)
     if not cached.exists():
-        cached = services.thumbnails.get(info.content_id, media_path(engine.index.catalog, info))
+        cached = services.thumbnails.get(info.content_id, source)
     return FileResponse(
         cached,
         media_type="image/jpeg",
