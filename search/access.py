@@ -6,7 +6,9 @@ item metadata, snippets), each path of the item is resolved again and must:
 
 - lead to a real path inside the real path of a recorded root, or sit under a root indexed
   with ``--follow-links`` (whose links may lead anywhere, by the user's choice);
-- be a regular file with the size and modification time that were indexed.
+- be a regular file with the size and modification time that were indexed, and, where that
+  is cheap (files up to ``HASH_MAX`` bytes, when one item is read), hold the indexed bytes
+  (sha256).
 
 An index made before roots were recorded has none: then a path that is itself a link must
 lead to another indexed path (folders on the way may be links, as ~/Pictures -> /mnt/photos),
@@ -15,6 +17,7 @@ and the size and time must still match. Re-running ``crossfind index`` records t
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import stat
@@ -23,6 +26,7 @@ from dataclasses import asdict, dataclass
 from search.catalog import Catalog, SegmentInfo
 
 _ROOTS_KEY = "roots"
+HASH_MAX = 1 << 20  # files up to 1 MiB are hashed when an item is read: ~2 ms at most
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,14 @@ def _resolve(path: str) -> tuple[str, os.stat_result]:
     return real, os.stat(real)
 
 
+def _sha256(path: str) -> str | None:
+    try:
+        with open(path, "rb") as fh:
+            return hashlib.file_digest(fh, "sha256").hexdigest()
+    except OSError:
+        return None
+
+
 class Gate:
     """The serve-time check over one catalog; roots are read once per ``Gate``."""
 
@@ -106,19 +118,23 @@ class Gate:
             return False
         return not is_link or self.catalog.file(real) is not None
 
-    def readable(self, info: SegmentInfo) -> list[tuple[str, str]]:
-        """(indexed path, real path to read) for each path of ``info`` that passes."""
+    def readable(self, info: SegmentInfo, hash_small: bool = False) -> list[tuple[str, str]]:
+        """(indexed path, real path to read) for each path of ``info`` that passes; with
+        ``hash_small`` files up to ``HASH_MAX`` bytes must also hash to the indexed sha256."""
         out = []
         stats = info.stats or [(info.size, info.mtime_ns)] * len(info.paths)
         for path, (size, mtime_ns) in zip(info.paths, stats):
             real = self.open_path(path, size, mtime_ns)
-            if real is not None:
-                out.append((path, real))
+            if real is None:
+                continue
+            if hash_small and info.sha256 and size <= HASH_MAX and _sha256(real) != info.sha256:
+                continue
+            out.append((path, real))
         return out
 
     def restrict(self, info: SegmentInfo) -> SegmentInfo | None:
-        """``info`` with only its paths that pass (None when none does)."""
-        ok = {path for path, _ in self.readable(info)}
+        """``info`` with only its paths that pass, hashes included (None when none does)."""
+        ok = {path for path, _ in self.readable(info, hash_small=True)}
         if not ok:
             return None
         keep = [i for i, p in enumerate(info.paths) if p in ok]

@@ -130,6 +130,7 @@ class SegmentInfo:
     duration_s: float | None
     mtime_ns: int
     stats: list[tuple[int, int]] = field(default_factory=list)  # (size, mtime_ns) per path
+    sha256: str = ""  # of the content
 
     @property
     def path(self) -> str:
@@ -442,13 +443,14 @@ class Catalog:
         con = self._reader()
         for chunk in _chunks(ids, 5000):
             for row in con.execute(_SEGMENTS_SQL, (json.dumps(chunk),)).fetchall():
-                seg_id, path, mtime_ns, file_size = row[0], row[12], row[13], row[14]
+                seg_id, (path, mtime_ns, file_size, sha256) = row[0], row[12:16]
                 info = out.get(seg_id)
                 if info is None:
                     info = out[seg_id] = SegmentInfo(
                         id=seg_id, content_id=row[1], modality=row[2], paths=[], text=row[3],
                         char_start=row[4], char_end=row[5], start_s=row[6], end_s=row[7],
                         size=row[8], width=row[9], height=row[10], duration_s=row[11], mtime_ns=0,
+                        sha256=sha256,
                     )
                 if path is not None:
                     info.paths.append(from_db(path))
@@ -503,7 +505,7 @@ class Catalog:
 # so the statement text never changes and sqlite3 keeps it prepared
 _SEGMENTS_SQL = """
 SELECT s.id, s.content_id, c.modality, s.text, s.char_start, s.char_end, s.start_s, s.end_s,
-       c.size, c.width, c.height, c.duration_s, f.path, f.mtime_ns, f.size
+       c.size, c.width, c.height, c.duration_s, f.path, f.mtime_ns, f.size, c.sha256
 FROM segments s
 JOIN contents c ON c.id = s.content_id
 LEFT JOIN files f ON f.content_id = s.content_id

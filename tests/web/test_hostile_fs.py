@@ -202,3 +202,18 @@ def test_results_keep_only_files_that_are_still_the_indexed_ones(tmp_path, chang
         [hit] = _all_hits(c)
         assert hit["path"] == str(notes / "b.txt") and "paths" not in hit
         assert c.get(hit["item_url"]).json()["paths"] == [str(notes / "b.txt")]
+
+
+def test_a_small_file_rewritten_in_place_with_the_same_size_and_time_is_not_served(tmp_path):
+    notes = tmp_path / "notes"
+    text(notes / "a.txt", "notes: the public part")
+    _index(tmp_path / "db", notes)
+    with make_client(tmp_path / "db") as c:
+        item = _id_of(c, notes / "a.txt")
+        st = os.stat(notes / "a.txt")
+        (notes / "a.txt").write_text("SECRET: the private on")  # same length
+        os.utime(notes / "a.txt", ns=(st.st_atime_ns, st.st_mtime_ns))
+        assert os.path.getsize(notes / "a.txt") == st.st_size
+        assert c.get(f"/api/items/{item}").status_code == 404
+        r = c.get(f"/api/items/{item}/media")
+        assert r.status_code == 404 and b"SECRET" not in r.content
