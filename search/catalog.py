@@ -32,6 +32,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from search.paths import ESC, from_db, shown, to_db
@@ -190,12 +191,17 @@ class Catalog:
         is; the only ones whose stored form now differs hold U+FFFF: double it, once."""
         if self.get_meta("path_encoding") == "ffff-escape":
             return
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql(
-                "UPDATE files SET path = replace(path, ?, ?) WHERE instr(path, ?) > 0",
-                (ESC, ESC + ESC, ESC),
-            )
-        self.set_meta("path_encoding", "ffff-escape")
+        try:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(
+                    "UPDATE files SET path = replace(path, ?, ?) WHERE instr(path, ?) > 0",
+                    (ESC, ESC + ESC, ESC),
+                )
+                conn.exec_driver_sql(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('path_encoding', 'ffff-escape')"
+                )
+        except OperationalError:  # a read-only index: readers manage, the next writer migrates
+            return
 
     def get_meta(self, key: str) -> str | None:
         with self.session() as s:
