@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ocr", choices=["auto", "on", "off"],
                    help="read text inside images, video frames and scanned PDF pages: on, off, "
                    "or auto (only where a quick check sees text); default $CROSSFIND_OCR or off")
+    p.add_argument("--follow-links", action="store_true",
+                   help="also follow links that lead outside the given folders (recorded in "
+                   "the index: the server then serves files those links reach)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, one summary line")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=run_index)
@@ -80,6 +83,8 @@ def run_index(args: argparse.Namespace) -> int:
         settings.include_hidden = True
     if args.ocr:
         settings.ocr = args.ocr
+    if args.follow_links:
+        settings.follow_links = True
     _check_db(settings.db)
     encoder = create_encoder(_encoder_name(args, settings.model, settings.db), settings.cache_dir)
     with Index.open_for_write(settings.db, encoder.id, encoder.dim, reindex=args.reindex) as index:
@@ -102,6 +107,8 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def _print_table(report, info: dict) -> None:  # noqa: ANN001 - indexer.IndexReport
+    from search.paths import shown
+
     cols = ("added", "updated", "unchanged", "linked", "removed", "vectors")
     if report.totals().refreshed:  # re-embedded because the model that made them was replaced
         cols = (*cols[:5], "refreshed", "vectors")
@@ -115,11 +122,11 @@ def _print_table(report, info: dict) -> None:  # noqa: ANN001 - indexer.IndexRep
     if report.skipped:
         print(f"\nskipped {len(report.skipped)} file(s):")
         for s in report.skipped[:_SHOW_SKIPPED]:
-            print(f"  {s.path}: {s.reason}")
+            print(f"  {shown(s.path)}: {s.reason}")
         if len(report.skipped) > _SHOW_SKIPPED:
             print(f"  ... and {len(report.skipped) - _SHOW_SKIPPED} more (--json lists all)")
     for s in report.partial:
-        print(f"  partly indexed {s.path}: {s.reason}")
+        print(f"  partly indexed {shown(s.path)}: {s.reason}")
     if report.ocr_checked or report.ocr_read:
         print(f"\nOCR: {report.ocr_read} image(s) read, {report.ocr_checked} checked for text, "
               f"{report.ocr_seconds:.1f} s in the decoding workers")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 from PIL import Image
@@ -37,7 +36,7 @@ class Thumbnails:
             return out
         return self._write(out, open_image(source, self.max_pixels))
 
-    def get_frame(self, segment_id: int, t: float, source: Callable[[], Path]) -> Path:
+    def get_frame(self, segment_id: int, t: float, source: Path) -> Path:
         """The cached thumbnail of a video's frame at ``t`` s (keyed by the frame's segment).
 
         Raises:
@@ -46,7 +45,7 @@ class Thumbnails:
         out = self.root / f"frame-{int(segment_id)}.jpg"
         if out.exists():
             return out
-        return self._write(out, frame_at(source(), t))
+        return self._write(out, frame_at(source, t))
 
     def _write(self, out: Path, image: Image.Image) -> Path:
         image.thumbnail((SIZE, SIZE))

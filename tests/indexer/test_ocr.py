@@ -71,3 +71,18 @@ def test_ocr_off_reads_nothing(run_index, tmp_path):
     _corpus(tmp_path / "pics")
     report = run_index(CountingEncoder(), tmp_path / "pics", ocr="off")
     assert (report.ocr_checked, report.ocr_read, report.by_modality["image"].vectors) == (0, 0, 3)
+
+
+def test_text_in_a_video_frame_is_found_at_its_moment(run_index, settings, tmp_path):
+    pytest.importorskip("av", reason="PyAV is not installed")
+    from tests.indexer.videos import colour_scene, make_video
+
+    sign = np.asarray(text_image("HARBOUR FERRY TIMETABLE", (640, 240)))
+    make_video(tmp_path / "v" / "trip.mp4", [colour_scene((30, 200, 40)), sign], scene_s=2.0,
+               size=(640, 240))
+    report = run_index(CountingEncoder(), tmp_path / "v", ocr="on")
+    assert report.skipped == [] and report.ocr_read == 2
+    with Index.open(settings.db) as index:
+        hit = Engine(index, CountingEncoder()).search(Query.text("ferry timetable")).hits[0]
+    assert (hit.modality, hit.stream, hit.ocr, round(hit.start_s)) == ("video", "frame", True, 2)
+    assert "FERRY" in hit.snippet.upper()

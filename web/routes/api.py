@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Form, Path, Request
 from fastapi.responses import FileResponse
 
 from search.errors import NotFound
+from search.paths import shown
 from search.query import Query
 from web.deps import EngineDep, ReadAccess, ServicesDep, WriteAccess
 from web.errors import ServiceUnavailable
@@ -102,7 +103,7 @@ def get_media(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> File
             "Cache-Control": "private, max-age=3600",
         },
         content_disposition_type="inline",
-        filename=path.name,
+        filename=shown(path.name),
     )
 
 
@@ -114,17 +115,17 @@ def get_media(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> File
 )
 def get_thumbnail(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> FileResponse:
     info = services.segment(item_id)
-    if info.modality == "video" and info.stream == "frame":  # the matching frame
-        cached = services.thumbnails.get_frame(
-            info.id, info.start_s or 0.0, lambda: media_path(engine.index.catalog, info))
-        return FileResponse(cached, media_type="image/jpeg", headers={
-            "Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"})
-    if info.modality != "image":
+    video_frame = info.modality == "video" and info.stream == "frame"
+    if info.modality != "image" and not video_frame:
         raise NotFound(
             f"item {item_id} is {info.modality}; only image items (and video frames) have thumbnails")
-    cached = services.thumbnails.path(info.content_id)
-    if not cached.exists():
-        cached = services.thumbnails.get(info.content_id, media_path(engine.index.catalog, info))
+    source = media_path(engine.index.catalog, info)  # checked even when a thumbnail is cached
+    if video_frame:  # the matching frame
+        cached = services.thumbnails.get_frame(info.id, info.start_s or 0.0, source)
+    else:
+        cached = services.thumbnails.path(info.content_id)
+        if not cached.exists():
+            cached = services.thumbnails.get(info.content_id, source)
     return FileResponse(
         cached,
         media_type="image/jpeg",
@@ -181,7 +182,7 @@ def start_index(services: ServicesDep) -> dict[str, Any]:
 )
 def delete_item(services: ServicesDep, item_id: ItemId) -> dict[str, Any]:
     paths, removed = services.delete_item(item_id)
-    return {"deleted": item_id, "paths": paths, "segments": removed}
+    return {"deleted": item_id, "paths": [shown(p) for p in paths], "segments": removed}
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness")
