@@ -25,6 +25,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -59,7 +61,7 @@ def _queries(n: int, seed: int = 11) -> list[str]:
     return out
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_s(pid: int) -> float:
     """User + system CPU seconds a process has used so far (Linux /proc)."""
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
@@ -73,7 +75,7 @@ def _tree_cpu_s(pid: int) -> float:
     while todo:
         p = todo.pop()
         try:
-            total += _cpu_s(p)
+            total += cpu_s(p)
             for task in os.listdir(f"/proc/{p}/task"):
                 with open(f"/proc/{p}/task/{task}/children") as fh:
                     todo.extend(int(c) for c in fh.read().split())
@@ -88,11 +90,30 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server(db: Path, port: int, workers: int) -> subprocess.Popen:
-    env = {**os.environ, "CROSSFIND_DB": str(db), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+def _start_server(db: Path, port: int, workers: int, env: dict[str, str] | None = None) -> subprocess.Popen:
+    env = {**os.environ, "CROSSFIND_DB": str(db), "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO),
+           **(env or {})}
     cmd = [sys.executable, "-m", "cli", "serve", "--db", str(db), "--port", str(port),
            "--workers", str(workers)]
     return subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.DEVNULL)
+
+
+@contextmanager
+def serving(db: Path, workers: int = 1, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """``crossfind serve`` over ``db`` in its own process, ready; yields (base URL, pid) and
+    stops it afterwards. ``env``: extra ``CROSSFIND_*`` settings."""
+    port = _free_port()
+    proc = _start_server(db, port, workers, env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        asyncio.run(_wait_ready(base, proc))
+        yield base, proc.pid
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def _settle(pid: int, timeout: float = 90.0) -> None:
@@ -184,32 +205,22 @@ def run(ctx: BenchContext) -> dict[str, object]:
     db = ctx.scratch / "api-index"
     encoder = _encoder_name()
     build_index(db, clustered(ITEMS, seed=3), encoder_id=encoder)
-    port = _free_port()
     workers = max(1, int(os.environ.get("CROSSFIND_BENCH_API_WORKERS", "1")))
-    proc = _start_server(db, port, workers)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        asyncio.run(_wait_ready(base, proc))
+    with serving(db, workers) as (base, pid):
         if workers > 1:
-            _settle(proc.pid)
+            _settle(pid)
         n = 400 if ctx.quick else 1500
-        cpu0 = (_tree_cpu_s(proc.pid), _cpu_s(os.getpid()))
+        cpu0 = (_tree_cpu_s(pid), cpu_s(os.getpid()))
         figures = asyncio.run(_load(base, _queries(n), CLIENTS, max_s=15 if ctx.quick else 40))
         done = max(1, int(figures["api_search_requests"]))
-        server_ms = (_tree_cpu_s(proc.pid) - cpu0[0]) * 1000 / done
-        client_ms = (_cpu_s(os.getpid()) - cpu0[1]) * 1000 / done
+        server_ms = (_tree_cpu_s(pid) - cpu0[0]) * 1000 / done
+        client_ms = (cpu_s(os.getpid()) - cpu0[1]) * 1000 / done
         # CPU time is what other processes on a shared machine do not inflate (wall time is):
         # the rate two idle cores could sustain, server and clients together
         figures["api_server_cpu_ms_per_req"] = round(server_ms, 2)
         figures["api_client_cpu_ms_per_req"] = round(client_ms, 2)
         figures["api_search_rps_2core_cpu_bound"] = round(2000 / (server_ms + client_ms), 1)
         figures["api_load_average"] = round(os.getloadavg()[0], 1)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
     figures["api_query_encoder"] = f"{encoder}: real MiniLM text encoding of every query"
     figures["api_items"] = ITEMS
     figures["api_server_workers"] = workers

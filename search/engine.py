@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from search.deadline import NO_DEADLINE, Deadline
 from search.encoders.base import Encoder
 from search.errors import NotFound
 from search.index import Index
@@ -33,20 +35,42 @@ class SearchResult:
         }
 
 
+def echo(query: Query, notes: list[dict]) -> dict[str, object]:
+    """The query's JSON echo, each part with what embedding it reported (e.g. audio cut)."""
+    out = query.describe()
+    for part, note in zip(out["parts"], notes):  # type: ignore[call-overload]
+        part.update(note)
+    return out
+
+
 class Engine:
     """Answers queries over one index with the encoder that built it."""
 
-    def __init__(self, index: Index, encoder: Encoder, max_image_pixels: int = 64_000_000):
+    def __init__(
+        self,
+        index: Index,
+        encoder: Encoder,
+        max_image_pixels: int = 64_000_000,
+        max_query_audio_s: float = 30.0,
+    ):
         index.require_encoder(encoder.id)
         self.index = index
         self.encoder = encoder
         self.max_image_pixels = max_image_pixels
+        self.max_query_audio_s = max_query_audio_s
         self._calibration: Calibration | None = None
         self._neighbour_sample: tuple | None = None  # see search.ranking
 
     # -- embedding ----------------------------------------------------------------------------
-    def embed_part(self, part: QueryPart) -> np.ndarray:
-        """One query part -> one L2-normalised vector."""
+    def embed_part(
+        self, part: QueryPart, deadline: Deadline = NO_DEADLINE, notes: dict | None = None
+    ) -> np.ndarray:
+        """One query part -> one L2-normalised vector.
+
+        An audio part longer than ``max_query_audio_s`` is embedded from its first
+        ``max_query_audio_s`` seconds only (decoding stops there); ``notes`` then gets
+        ``audio_used_s`` and ``audio_truncated`` for the response's echo of the part.
+        """
         kind = part.kind
         if kind == "text":
             return self.encoder.encode_text([part.text])[0]
@@ -54,9 +78,13 @@ class Engine:
             image = open_image(part.media_bytes(), self.max_image_pixels)
             return self.encoder.encode_image([image])[0]
         if kind == "audio":
-            from search.audio import decode_audio_bytes, embed_clip
+            from search.audio import SR, decode_audio_prefix, embed_clip
 
-            return embed_clip(self.encoder, decode_audio_bytes(part.media_bytes()))
+            cap = self.max_query_audio_s
+            waveform, cut = decode_audio_prefix(part.media_bytes(), cap, deadline)
+            if cut and notes is not None:
+                notes.update(audio_used_s=round(len(waveform) / SR, 3), audio_truncated=True)
+            return embed_clip(self.encoder, waveform, deadline=deadline)
         return self.item_vector(int(part.item_id))
 
     def item_vector(self, item_id: int) -> np.ndarray:
@@ -65,12 +93,29 @@ class Engine:
         return self.index.store.reconstruct(np.array([item_id]))[0]
 
     # -- searching ----------------------------------------------------------------------------
-    def search(self, query: Query) -> SearchResult:
+    def embed_query(
+        self,
+        query: Query,
+        deadline: Deadline = NO_DEADLINE,
+        embed: Callable[[QueryPart, dict], np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, list[dict]]:
+        """(vectors[i] of part i, notes[i] embedding reported about part i), the deadline
+        checked between parts. ``embed`` replaces ``embed_part`` (the server's cache)."""
+        embed = embed or (lambda part, note: self.embed_part(part, deadline, note))
+        notes: list[dict] = [{} for _ in query.parts]
+        vectors = []
+        for part, note in zip(query.parts, notes):
+            deadline.check()
+            vectors.append(embed(part, note))
+        deadline.check()
+        return np.stack(vectors), notes
+
+    def search(self, query: Query, deadline: Deadline = NO_DEADLINE) -> SearchResult:
         t0 = time.perf_counter()
         self.index.refresh()
-        vectors = np.stack([self.embed_part(p) for p in query.parts])
+        vectors, notes = self.embed_query(query, deadline)
         hits = self.search_embedded(query, vectors)
-        return SearchResult(hits, (time.perf_counter() - t0) * 1000, query.describe())
+        return SearchResult(hits, (time.perf_counter() - t0) * 1000, echo(query, notes))
 
     def search_embedded(self, query: Query, vectors: np.ndarray) -> list[Hit]:
         """Search with the parts already embedded (``vectors[i]`` is part i): fusion, filters,
