@@ -45,6 +45,8 @@ class Services:
     ) -> None:
         self.settings = settings
         self.engine = engine
+        if engine is not None:
+            engine.background_calibration = True  # see Engine.calibration
         self.encoder = encoder or (engine.encoder if engine else None)
         self.db = Path(engine.index.root) if engine else Path(settings.db)
         self.job = IndexJob(self, index_fn)
@@ -63,6 +65,11 @@ class Services:
             self.open_engine()
         if self.encoder is not None:
             self.warm_up(self.encoder)
+        if self.engine is not None:
+            try:  # the first search should not pay for probing the index
+                self.engine.calibration()
+            except Exception:  # noqa: BLE001 - searches retry it; the server starts anyway
+                log.exception("relevance calibration failed")
 
     @staticmethod
     def warm_up(encoder: Encoder) -> None:
@@ -83,12 +90,14 @@ class Services:
             if self.engine is None:
                 index = Index.open(self.db)
                 encoder = self.load_encoder(index.manifest.encoder)
-                self.engine = Engine(
+                engine = Engine(
                     index,
                     encoder,
                     self.settings.max_image_pixels,
                     self.settings.max_query_audio_s,
                 )
+                engine.background_calibration = True
+                self.engine = engine
             return self.engine
 
     def load_encoder(self, name: str | None = None) -> Encoder:
