@@ -25,8 +25,6 @@ from search.errors import (  # noqa: F401 - the web layer's errors, re-exported
 )
 
 
-
-
 def validation_message(errors: list[dict[str, Any]] | Any) -> str:
     """Pydantic/FastAPI error list -> one readable line naming the field."""
     parts = []

@@ -16,8 +16,8 @@ import anyio.to_thread
 import numpy as np
 
 from search.catalog import SegmentInfo
-from search.encoders.base import AUDIO_SAMPLE_RATE, Encoder
 from search.deadline import Deadline
+from search.encoders.base import AUDIO_SAMPLE_RATE, Encoder
 from search.engine import Engine, SearchResult, echo
 from search.errors import CrossfindError, NotFound, RequestTimeout
 from search.index import Index
@@ -68,7 +68,7 @@ class Services:
         if self.engine is not None:
             try:  # the first search should not pay for probing the index
                 self.engine.calibration()
-            except Exception:  # noqa: BLE001 - searches retry it; the server starts anyway
+            except Exception:  # searches retry it; the server starts anyway
                 log.exception("relevance calibration failed")
 
     @staticmethod
