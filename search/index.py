@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,7 @@ class Index:
         self.catalog = catalog
         self._lock_fd: int | None = None
         self._store_stamp = self._vectors_stamp()
+        self._refresh_lock = threading.Lock()
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -171,12 +173,17 @@ class Index:
         """Reload the store if a writer saved a newer file (readers only). True if reloaded."""
         if self._lock_fd is not None:
             return False
-        stamp = self._vectors_stamp()
-        if stamp == self._store_stamp:
+        if self._vectors_stamp() == self._store_stamp:
             return False
-        self.store = _load_or_create_store(self.root, self.manifest)
-        self._store_stamp = stamp
-        return True
+        # concurrent searches all see the new file at once: one loads it, the others wait for
+        # that copy instead of each reading the whole file again
+        with self._refresh_lock:
+            stamp = self._vectors_stamp()
+            if stamp == self._store_stamp:
+                return False
+            self.store = _load_or_create_store(self.root, self.manifest)
+            self._store_stamp = stamp
+            return True
 
     def _vectors_stamp(self) -> tuple[int, int, int]:
         """Identity of the store file. Each save renames a new file into place, so the inode
