@@ -55,6 +55,7 @@ def pdf(path: Path, pages: Sequence[str]) -> Path:
     from reportlab.lib.pagesizes import A4
     from reportlab.pdfgen import canvas
 
+    path.parent.mkdir(parents=True, exist_ok=True)
     c = canvas.Canvas(str(path), pagesize=A4)
     for body in pages:
         y = 800
