@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,7 @@ from search.settings import get_settings
 from tests.fakes import FakeEncoder
 from tests.indexer.conftest import assert_consistent
 from tests.indexer.documents import pdf
-from tests.indexer.test_crash import REPO, _children, _cmd, _env, _gone, _items
+from tests.indexer.test_crash import REPO, _cmd, _env, _items, kill_when
 from tests.indexer.videos import colour_scene, make_video, tone
 
 N_VIDEOS, N_PDFS = 8, 6
@@ -56,14 +55,7 @@ def test_kill_9_while_indexing_videos_and_documents_then_rerun(tmp_path):
     for _ in range(3):
         proc = subprocess.Popen(_cmd(root, db), env=_env(), cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        target = _items(db) + int(rng.integers(1, 5))
-        while proc.poll() is None and _items(db) < target:
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.3))
-        workers = _children(proc.pid)
-        proc.kill()
-        proc.communicate()
-        assert _gone(workers)
+        kill_when(proc, db, _items(db) + int(rng.integers(1, 5)), rng.uniform(0.0, 0.3))
         partial += 0 < _items(db) < N_VIDEOS + N_PDFS
     assert partial >= 1, "the kills should have interrupted a run half-way"
     done = subprocess.run(_cmd(root, db), env=_env(), cwd=REPO, capture_output=True, text=True,
