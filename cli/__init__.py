@@ -12,7 +12,7 @@ import logging
 import sys
 
 from cli.common import load_extra_encoders
-from search.errors import CrossfindError
+from search.errors import CrossfindError, DiskFull, is_disk_full
 
 # modules under cli/ that register subcommands, in help order
 _COMMAND_MODULES = ("index", "search", "evaluate", "audio", "serve", "bench", "models", "fusion")
@@ -48,6 +48,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CrossfindError as exc:
         print(f"crossfind: error: {exc.message}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        # a write the library did not expect to fill the disk (it names its own otherwise)
+        where = getattr(args, "db", None) or "the index"
+        print(f"crossfind: error: {DiskFull.writing(where).message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("crossfind: interrupted", file=sys.stderr)
