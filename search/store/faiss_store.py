@@ -152,13 +152,17 @@ class FaissStore(VectorStore):
     def save(self, path: Path) -> None:
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as fh:
-            # through Python's file: a full disk raises OSError here, where FAISS's own file
-            # writer only prints its failed fclose and leaves a truncated file to rename
-            faiss.write_index(self.index, faiss.PyCallbackIOWriter(fh.write))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as fh:
+                # through Python's file: a full disk raises OSError here, where FAISS's own file
+                # writer only prints its failed fclose and leaves a truncated file to rename
+                faiss.write_index(self.index, faiss.PyCallbackIOWriter(fh.write))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         _fsync_dir(path.parent)
 
     @classmethod

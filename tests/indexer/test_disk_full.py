@@ -195,3 +195,20 @@ def test_no_room_for_the_manifest(tmp_path, monkeypatch):
     with pytest.raises(DiskFull):
         Index.open_for_write(db, encoder.id, encoder.dim)
     assert not Index.exists(db) and not (db / "index.json.tmp").exists()
+
+
+def test_a_store_save_a_little_too_big_raises_and_leaves_no_file(tmp_path):
+    """FAISS's own writer ignores a failed fclose: a file that overflows the disk by less than
+    one stdio buffer lost its last bytes silently and the truncated file was renamed into
+    place. The save must raise instead, and leave neither file."""
+    from search.store import create_store
+
+    store = create_store(8, "faiss", "Flat")
+    empty = len(faiss.serialize_index(store.index))
+    n = (600 * 1024 + 1000 - empty) // (8 * 4 + 8)  # 8 floats and an id a vector
+    store.add(np.arange(n), np.random.default_rng(0).random((n, 8), dtype=np.float32))
+    with _tmpfs(tmp_path / "mnt", "600k") as mnt:
+        with pytest.raises(OSError) as raised:
+            store.save(mnt / "vectors.faiss")
+        assert raised.value.errno == errno.ENOSPC
+        assert list(mnt.iterdir()) == []
