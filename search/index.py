@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from search.atomic import temp_path, write_atomically
 from search.catalog import Catalog
 from search.errors import Conflict, DiskFull, EncoderMismatch, IndexLocked, NotFound, is_disk_full
 from search.store import VectorStore, create_store, load_store
@@ -54,16 +55,7 @@ class Manifest:
         return cls(**json.loads(path.read_text()))
 
     def write(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "w") as fh:
-                fh.write(json.dumps(self.__dict__, indent=2))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomically(path, lambda fh: fh.write(json.dumps(self.__dict__, indent=2).encode()))
 
 
 class Index:
@@ -326,7 +318,7 @@ def _load_or_create_store(root: Path, manifest: Manifest) -> VectorStore:
 def _remove_temps(root: Path) -> None:
     """The temp files of atomic writes that failed (a full disk leaves them partial)."""
     for name in (VECTORS, MANIFEST):
-        (root / (name + ".tmp")).unlink(missing_ok=True)
+        temp_path(root / name).unlink(missing_ok=True)
 
 
 def _make_reserve(root: Path) -> None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import faiss
 import numpy as np
 
+from search.atomic import write_atomically
 from search.store.base import VectorStore
 
 # below this many allowed ids a filtered query is answered exactly from the stored vectors,
@@ -150,20 +150,11 @@ class FaissStore(VectorStore):
         return int(self.index.ntotal)
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        try:
-            with open(tmp, "wb") as fh:
-                # through Python's file: a full disk raises OSError here, where FAISS's own file
-                # writer only prints its failed fclose and leaves a truncated file to rename
-                faiss.write_index(self.index, faiss.PyCallbackIOWriter(fh.write))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
+        # through Python's file: a full disk raises OSError there, where FAISS's own file
+        # writer only prints its failed fclose and leaves a truncated file to rename
+        write_atomically(
+            Path(path), lambda fh: faiss.write_index(self.index, faiss.PyCallbackIOWriter(fh.write))
+        )
 
     @classmethod
     def load(cls, path: Path) -> FaissStore:
@@ -181,11 +172,3 @@ def _describe(index: faiss.IndexIDMap2) -> str:
     """A loaded index's inner type, for ``info`` (the factory string itself is not stored)."""
     name = type(faiss.downcast_index(index.index)).__name__
     return {"IndexFlatIP": "Flat"}.get(name, name)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
