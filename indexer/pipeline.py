@@ -182,8 +182,6 @@ def index_paths(
     t0 = time.perf_counter()
     index.require_encoder(encoder.id)
     roots = resolve_roots(paths)
-    # before any file: the server checks every read against these (search.access)
-    record_roots(index.catalog, roots, settings.follow_links)
     report = IndexReport(roots=roots, workers=max(0, settings.workers))
     config = LoaderConfig(
         preprocess_image=encoder.preprocess_image,
@@ -200,6 +198,8 @@ def index_paths(
         stale_before,
     )
     try:
+        # before any file: the server checks every read against these (search.access)
+        record_roots(index.catalog, roots, settings.follow_links)
         with Workers(settings.workers, config) as workers:
             pending, changed = scan(
                 roots, index, settings, workers, report,

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,15 +123,15 @@ def _faiss_full(index: faiss.Index, _writer: object) -> None:
     _write_index(index, faiss.PyCallbackIOWriter(_enospc))
 
 
-def _sqlite_full(index: Index) -> None:
-    """SQLite's own SQLITE_FULL: cap the catalog at the pages it has now (new connections)."""
+def _sqlite_full(index: Index, spare_pages: int = 2) -> None:
+    """SQLite's own SQLITE_FULL: cap the catalog a few pages above its size (new connections)."""
     engine = index.catalog.engine
     with engine.connect() as con:
         pages = con.exec_driver_sql("PRAGMA page_count").scalar()
 
     @event.listens_for(engine, "connect")
     def cap(dbapi_conn, _record):  # noqa: ANN001
-        dbapi_conn.execute(f"PRAGMA max_page_count={pages + 2}")
+        dbapi_conn.execute(f"PRAGMA max_page_count={pages + spare_pages}")
 
     engine.dispose()
 
@@ -212,3 +213,18 @@ def test_a_store_save_a_little_too_big_raises_and_leaves_no_file(tmp_path):
             store.save(mnt / "vectors.faiss")
         assert raised.value.errno == errno.ENOSPC
         assert list(mnt.iterdir()) == []
+
+
+def test_no_room_to_record_the_roots(tmp_path):
+    """The first write of a run, the roots the server checks reads against, on a full disk."""
+    db = tmp_path / "db"
+    roots = [tmp_path / f"{i:02d}-{'folder-with-a-long-name-' * 8}" for i in range(30)]
+    for root in roots:  # ~ 20 kB of recorded roots: more pages than the catalog has spare
+        _corpus(root, 1, 0, start=len(str(root)))
+    encoder = CountingEncoder()
+    with Index.open_for_write(db, encoder.id, encoder.dim) as index:
+        _sqlite_full(index, spare_pages=0)
+        with pytest.raises(DiskFull) as raised:
+            index_paths(roots, index, encoder, get_settings(db=db, workers=0), progress=False)
+    assert "record_roots" in "".join(traceback.format_tb(raised.value.__cause__.__traceback__))
+    assert _state(db) == ([], [], [])
