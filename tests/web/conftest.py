@@ -141,3 +141,19 @@ def make_client(db: Path, **settings: object) -> TestClient:
 def client(corpus: Corpus):
     with make_client(corpus.db, api_key=API_KEY) as c:
         yield c
+
+
+def full_disk_for_new_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file made through ``tempfile.mkstemp`` from now on writes to /dev/full (ENOSPC
+    from the kernel on every write), as on a full disk."""
+    import os
+    import tempfile
+
+    real_mkstemp = tempfile.mkstemp
+
+    def full_mkstemp(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        fd, path = real_mkstemp(*args, **kwargs)
+        os.close(fd)
+        return os.open("/dev/full", os.O_WRONLY), path
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_mkstemp)

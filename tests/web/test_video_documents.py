@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.web.conftest import make_client
+from tests.web.conftest import full_disk_for_new_files, make_client
 from tests.web.media_corpus import build
 
 pytest.importorskip("av", reason="PyAV is not installed")
@@ -51,3 +51,14 @@ def test_a_pdf_hit_has_its_page_and_is_served_as_pdf(db):
         assert Path(hit["path"]).name == "paper.pdf" and hit["page"] == 2
         r = client.get(hit["media_url"])
         assert r.headers["content-type"] == "application/pdf" and r.content.startswith(b"%PDF")
+
+
+def test_a_frame_thumbnail_that_cannot_be_cached_is_still_served(tmp_path, monkeypatch):
+    db = build(tmp_path)
+    full_disk_for_new_files(monkeypatch)
+    with make_client(db) as client:
+        hit = client.post("/api/search", json={"parts": [{"text": "green"}], "k": 1,
+                                               "filters": {"modality": ["video"]}}).json()["results"][0]
+        r = client.get(hit["thumbnail_url"])
+    assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"
+    assert list((db / "thumbnails").iterdir()) == []
