@@ -28,14 +28,20 @@ def test_index_info_and_search_over_videos_and_documents(tmp_path, capsys, monke
     code, out = _run(capsys, "index", root, "--db", db, "--model", "fake", "--ocr", "off", "--json")
     report = json.loads(out)
     assert code == 0 and report["skipped"] == []
-    assert report["by_modality"]["video"]["added"] == 1 and report["by_modality"]["text"]["added"] == 1
+    assert (
+        report["by_modality"]["video"]["added"] == 1 and report["by_modality"]["text"]["added"] == 1
+    )
     assert report["ocr"] == {"checked": 0, "read": 0, "seconds": 0.0}
     code, out = _run(capsys, "info", "--db", db, "--json")
     assert json.loads(out)["by_modality"]["video"] == {"items": 1, "vectors": 2 + 2}
     code, out = _run(capsys, "search", "green", "--modality", "video", "--db", db, "--json")
     hit = json.loads(out)["results"][0]
     assert (hit["modality"], hit["stream"], round(hit["start_s"]), round(hit["end_s"])) == (
-        "video", "frame", 3, 6)
+        "video",
+        "frame",
+        3,
+        6,
+    )
     code, out = _run(capsys, "search", "narwhal", "--db", db, "--json")
     assert json.loads(out)["results"][0]["page"] == 2
     code, out = _run(capsys, "search", "narwhal", "--db", db)

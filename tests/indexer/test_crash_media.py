@@ -53,19 +53,22 @@ def test_kill_9_while_indexing_videos_and_documents_then_rerun(tmp_path):
     rng = np.random.default_rng(7)
     partial = 0
     for _ in range(3):
-        proc = subprocess.Popen(_cmd(root, db), env=_env(), cwd=REPO,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(
+            _cmd(root, db), env=_env(), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         kill_when(proc, db, _items(db) + int(rng.integers(1, 5)), rng.uniform(0.0, 0.3))
         partial += 0 < _items(db) < N_VIDEOS + N_PDFS
     assert partial >= 1, "the kills should have interrupted a run half-way"
-    done = subprocess.run(_cmd(root, db), env=_env(), cwd=REPO, capture_output=True, text=True,
-                          timeout=180)
+    done = subprocess.run(
+        _cmd(root, db), env=_env(), cwd=REPO, capture_output=True, text=True, timeout=180
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["skipped"] == []
     with Index.open(db) as index:
         assert_consistent(index)
         assert index.info()["items"] == N_VIDEOS + N_PDFS
     assert _segments_per_content(db) == _segments_per_content(reference)
-    again = subprocess.run(_cmd(root, db), env=_env(), cwd=REPO, capture_output=True, text=True,
-                           timeout=180)
+    again = subprocess.run(
+        _cmd(root, db), env=_env(), cwd=REPO, capture_output=True, text=True, timeout=180
+    )
     assert json.loads(again.stdout)["totals"]["unchanged"] == N_VIDEOS + N_PDFS

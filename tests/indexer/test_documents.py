@@ -27,15 +27,25 @@ FILLER = "the committee met on tuesday and reviewed several unrelated budget ite
 def _docs(root: Path) -> dict[str, Path]:
     root.mkdir(parents=True, exist_ok=True)
     return {
-        "pdf": pdf(root / "report.pdf", [
-            FILLER * 3 + "introduction",
-            FILLER * 2 + "the aquarium keeps seventeen penguins near the glacier exhibit",
-            FILLER + "conclusion",
-        ]),
-        "html": html(root / "page.html", "lighthouse keepers polish the brass lantern nightly",
-                     title="Lighthouses", menu="Home Subscribe Navmenuword"),
-        "docx": docx(root / "memo.docx", ["Quarterly memo", "the orchard harvest of quinces"],
-                     table=[["cell", "sorghum tally"]]),
+        "pdf": pdf(
+            root / "report.pdf",
+            [
+                FILLER * 3 + "introduction",
+                FILLER * 2 + "the aquarium keeps seventeen penguins near the glacier exhibit",
+                FILLER + "conclusion",
+            ],
+        ),
+        "html": html(
+            root / "page.html",
+            "lighthouse keepers polish the brass lantern nightly",
+            title="Lighthouses",
+            menu="Home Subscribe Navmenuword",
+        ),
+        "docx": docx(
+            root / "memo.docx",
+            ["Quarterly memo", "the orchard harvest of quinces"],
+            table=[["cell", "sorghum tally"]],
+        ),
         "txt": text(root / "plain.txt", "a plain note about windmills"),
     }
 
@@ -45,7 +55,9 @@ def _search(db: Path, words: str, **kw: object) -> list:
         return Engine(index, CountingEncoder()).search(Query.text(words, **kw)).hits
 
 
-def test_documents_are_passages_found_by_keyword_and_meaning_with_their_page(run_index, settings, tmp_path):
+def test_documents_are_passages_found_by_keyword_and_meaning_with_their_page(
+    run_index, settings, tmp_path
+):
     docs = _docs(tmp_path / "docs")
     report = run_index(CountingEncoder(), tmp_path / "docs")
     assert report.skipped == []
@@ -60,11 +72,17 @@ def test_documents_are_passages_found_by_keyword_and_meaning_with_their_page(run
     assert (top.path, top.page) == (str(docs["pdf"]), 2)
     # an HTML page's menus, scripts, styles and footer are not its text
     for chrome in ("navmenuword", "trackingscript", "footerword", "secretstyle"):
-        assert all(h.path != str(docs["html"]) or chrome not in (h.snippet or "").lower()
-                   for h in _search(settings.db, chrome)), chrome
+        assert all(
+            h.path != str(docs["html"]) or chrome not in (h.snippet or "").lower()
+            for h in _search(settings.db, chrome)
+        ), chrome
     with Index.open(settings.db) as index:
-        stored = " ".join(s.text or "" for s in index.catalog.segments(index.catalog.segment_ids()).values())
-    assert "Lighthouses" in stored and "Navmenuword" not in stored and "trackingscript" not in stored
+        stored = " ".join(
+            s.text or "" for s in index.catalog.segments(index.catalog.segment_ids()).values()
+        )
+    assert (
+        "Lighthouses" in stored and "Navmenuword" not in stored and "trackingscript" not in stored
+    )
 
 
 def test_documents_are_incremental_and_deduplicated(run_index, settings, tmp_path):
@@ -97,9 +115,13 @@ def test_bad_documents_are_skipped_with_a_reason(run_index, tmp_path):
     assert reasons.pop("locked.pdf") == "encrypted PDF (needs a password)"
     assert reasons.pop("notes.pdf") == "wrong extension: content is text, not a .pdf document"
     assert reasons.pop("broken.docx").startswith("corrupt or truncated DOCX")
-    assert reasons.pop("bomb.docx").startswith("decompression bomb refused: the package unpacks to 120 MB")
+    assert reasons.pop("bomb.docx").startswith(
+        "decompression bomb refused: the package unpacks to 120 MB"
+    )
     assert reasons.pop("legacy.docx") == "encrypted or legacy Word document (not a DOCX package)"
-    assert reasons.pop("scan.pdf").startswith("no text layer (a scanned PDF: index it with --ocr on)")
+    assert reasons.pop("scan.pdf").startswith(
+        "no text layer (a scanned PDF: index it with --ocr on)"
+    )
     assert reasons.pop("empty.html") == "no words in the document"
     assert reasons == {}
     assert report.by_modality["text"].added == 1  # good.pdf
@@ -117,8 +139,9 @@ def test_a_scanned_pdf_is_read_by_ocr_when_asked(run_index, settings, tmp_path):
     assert hit.page == 2 and hit.ocr and "BERLIN" in hit.snippet.upper()
 
 
-
-def test_an_index_from_before_pages_gains_the_new_columns_and_keeps_working(run_index, settings, tmp_path):
+def test_an_index_from_before_pages_gains_the_new_columns_and_keeps_working(
+    run_index, settings, tmp_path
+):
     import sqlite3
 
     from search.index import CATALOG

@@ -28,7 +28,11 @@ def _corpus(root: Path) -> dict[str, Path]:
     text_image("PLATFORM SEVEN DEPARTURES").save(sign)
     receipt = root / "receipt.jpg"
     text_image("Total amount 42 euros", font_px=36).save(receipt, quality=92)
-    return {"sign": sign, "receipt": receipt, "plain": image(root / "plain.png", "green", (320, 240))}
+    return {
+        "sign": sign,
+        "receipt": receipt,
+        "plain": image(root / "plain.png", "green", (320, 240)),
+    }
 
 
 def test_text_in_images_is_found_by_keyword_and_meaning_and_says_ocr(run_index, settings, tmp_path):
@@ -57,13 +61,16 @@ def test_ocr_auto_reads_only_images_with_text_and_off_reads_none(run_index, sett
     for i in range(3):  # camera-sized smooth gradients with noise: no text to find
         ramp = np.linspace(0, 255, 1280)[None, :, None] * np.ones((960, 1, 3))
         Image.fromarray(np.clip(ramp + rng.normal(0, 6, ramp.shape), 0, 255).astype(np.uint8)).save(
-            tmp_path / "pics" / f"gradient{i}.png")
+            tmp_path / "pics" / f"gradient{i}.png"
+        )
     report = run_index(CountingEncoder(), tmp_path / "pics", ocr="auto")
     # large images are checked first (nothing found on the gradients); small ones are read at
     # once, since reading an image without text costs no more than the check
     assert report.ocr_checked == 3 and report.ocr_read == 3
     with Index.open(settings.db) as index:
-        texts = [s.text for s in index.catalog.segments(index.catalog.segment_ids()).values() if s.ocr]
+        texts = [
+            s.text for s in index.catalog.segments(index.catalog.segment_ids()).values() if s.ocr
+        ]
     assert len(texts) == 2
 
 
@@ -78,8 +85,12 @@ def test_text_in_a_video_frame_is_found_at_its_moment(run_index, settings, tmp_p
     from tests.indexer.videos import colour_scene, make_video
 
     sign = np.asarray(text_image("HARBOUR FERRY TIMETABLE", (640, 240)))
-    make_video(tmp_path / "v" / "trip.mp4", [colour_scene((30, 200, 40)), sign], scene_s=2.0,
-               size=(640, 240))
+    make_video(
+        tmp_path / "v" / "trip.mp4",
+        [colour_scene((30, 200, 40)), sign],
+        scene_s=2.0,
+        size=(640, 240),
+    )
     report = run_index(CountingEncoder(), tmp_path / "v", ocr="on")
     assert report.skipped == [] and report.ocr_read == 2
     with Index.open(settings.db) as index:

@@ -26,8 +26,11 @@ def _scenes(*names: str) -> list:
 
 def _corpus(root: Path) -> dict[str, Path]:
     return {
-        "main": make_video(root / "main.mp4", _scenes("red", "green", "blue"),
-                           sounds=[tone(300), tone(300), tone(3000)]),
+        "main": make_video(
+            root / "main.mp4",
+            _scenes("red", "green", "blue"),
+            sounds=[tone(300), tone(300), tone(3000)],
+        ),
         "mute": make_video(root / "mute.mkv", _scenes("blue", "red"), codec="libvpx"),
         "radio": make_video(root / "radio.mp4", [], sounds=[tone(3000), tone(3000)], video=False),
     }
@@ -36,8 +39,9 @@ def _corpus(root: Path) -> dict[str, Path]:
 def _segments(db: Path) -> dict[str, list]:
     out: dict[str, list] = {}
     with Index.open(db) as index:
-        for seg in sorted(index.catalog.segments(index.catalog.segment_ids("video")).values(),
-                          key=lambda s: s.id):
+        for seg in sorted(
+            index.catalog.segments(index.catalog.segment_ids("video")).values(), key=lambda s: s.id
+        ):
             out.setdefault(Path(seg.path).name, []).append(seg)
     return out
 
@@ -66,16 +70,26 @@ def test_a_video_is_frames_per_scene_and_sound_windows_with_times(run_index, set
         assert (top.stream, round(top.start_s), round(top.end_s)) == ("frame", 3, 6)
         out = top.to_json()
         assert out["modality"] == "video" and out["stream"] == "frame" and "start_s" in out
-        only = engine.search(Query.text("red", hybrid=False, filters=Filters(modality=["video"]))).hits
+        only = engine.search(
+            Query.text("red", hybrid=False, filters=Filters(modality=["video"]))
+        ).hits
         assert {h.modality for h in only} == {"video"}
         assert {Path(h.path).name for h in only[:2]} == {"main.mp4", "mute.mkv"}
         assert [round(h.start_s) for h in only if h.path == str(files["main"])] == [0]
         assert [round(h.start_s) for h in only if h.path == str(files["mute"])] == [3]
-        high = engine.search(Query.text("high", hybrid=False, filters=Filters(modality=["video"]))).hits
-        assert high[0].stream == "sound" and high[0].path in (str(files["main"]), str(files["radio"]))
-        ungrouped = engine.search(Query.text("blue", hybrid=False, group=False, k=50,
-                                             filters=Filters(modality=["video"]))).hits
-        assert len([h for h in ungrouped if h.path == str(files["main"])]) == 6  # 3 frames, 3 windows
+        high = engine.search(
+            Query.text("high", hybrid=False, filters=Filters(modality=["video"]))
+        ).hits
+        assert high[0].stream == "sound" and high[0].path in (
+            str(files["main"]),
+            str(files["radio"]),
+        )
+        ungrouped = engine.search(
+            Query.text("blue", hybrid=False, group=False, k=50, filters=Filters(modality=["video"]))
+        ).hits
+        assert (
+            len([h for h in ungrouped if h.path == str(files["main"])]) == 6
+        )  # 3 frames, 3 windows
         info = index.info()
         assert info["by_modality"]["video"] == {"items": 3, "vectors": (3 + 3) + 2 + 2}
 
@@ -94,7 +108,9 @@ def test_videos_are_incremental_and_deduplicated(run_index, settings, tmp_path):
     assert "mute.mkv" not in _segments(settings.db)
 
 
-def test_a_long_video_streams_through_the_model_with_the_same_segments(run_index, settings, tmp_path):
+def test_a_long_video_streams_through_the_model_with_the_same_segments(
+    run_index, settings, tmp_path
+):
     names = ["red", "green", "blue"] * 5  # 15 scenes, 45 s: more inputs than a worker decodes
     make_video(tmp_path / "v" / "long.mp4", _scenes(*names), sounds=[tone(300)] * 15)
     report = run_index(CountingEncoder(), tmp_path / "v")
@@ -115,7 +131,8 @@ def test_bad_videos_are_skipped_with_a_reason(run_index, tmp_path):
     reasons = {Path(s.path).name: s.reason for s in report.skipped}
     for name in ("truncated.mp4", "garbage.mp4", "noise.avi"):
         assert reasons.pop(name).startswith(
-            ("corrupt or truncated video", "no video to index", "no video or audio stream")), name
+            ("corrupt or truncated video", "no video to index", "no video or audio stream")
+        ), name
     assert reasons == {}
     assert report.by_modality["video"].added == 1
 

@@ -30,7 +30,9 @@ def test_a_video_hit_plays_from_its_moment(tmp_path):
         driver.find_element(By.ID, "q").send_keys("green", Keys.ENTER)
         wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "li.card-video video"))
         video = driver.find_element(By.CSS_SELECTOR, "li.card-video video")
-        assert "#t=3" in video.get_attribute("src") and "/thumbnail" in video.get_attribute("poster")
+        assert "#t=3" in video.get_attribute("src") and "/thumbnail" in video.get_attribute(
+            "poster"
+        )
         start = float(video.get_attribute("data-start"))
         assert round(start) == 3
         wait_for(driver, lambda d: d.execute_script("return arguments[0].readyState", video) >= 1)
@@ -40,5 +42,6 @@ def test_a_video_hit_plays_from_its_moment(tmp_path):
         assert window.startswith("picture match at 3.0")
         # the poster is the matching frame, served as a JPEG
         size = driver.execute_script(
-            "const r = await fetch(arguments[0].poster); return (await r.blob()).size", video)
+            "const r = await fetch(arguments[0].poster); return (await r.blob()).size", video
+        )
         assert size > 500

@@ -23,8 +23,10 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_a_video_hit_has_its_moment_media_with_ranges_and_a_frame_thumbnail(db):
     with make_client(db) as client:
-        body = client.post("/api/search", json={"parts": [{"text": "green"}], "k": 5,
-                                                "filters": {"modality": ["video"]}}).json()
+        body = client.post(
+            "/api/search",
+            json={"parts": [{"text": "green"}], "k": 5, "filters": {"modality": ["video"]}},
+        ).json()
         hit = body["results"][0]
         assert (hit["modality"], hit["stream"], round(hit["start_s"])) == ("video", "frame", 3)
         assert len(body["results"]) == 1  # one hit per video
@@ -39,15 +41,25 @@ def test_a_video_hit_has_its_moment_media_with_ranges_and_a_frame_thumbnail(db):
         assert g > 150 and r < 90  # the green scene's frame, not the red one
         item = client.get(hit["item_url"]).json()
         assert item["stream"] == "frame" and item["modality"] == "video"
-        sound = client.post("/api/search", json={"parts": [{"text": "high"}], "k": 1,
-                                                 "group": False,
-                                                 "filters": {"modality": ["video"]}}).json()
-        assert sound["results"][0]["stream"] == "sound" and "thumbnail_url" not in sound["results"][0]
+        sound = client.post(
+            "/api/search",
+            json={
+                "parts": [{"text": "high"}],
+                "k": 1,
+                "group": False,
+                "filters": {"modality": ["video"]},
+            },
+        ).json()
+        assert (
+            sound["results"][0]["stream"] == "sound" and "thumbnail_url" not in sound["results"][0]
+        )
 
 
 def test_a_pdf_hit_has_its_page_and_is_served_as_pdf(db):
     with make_client(db) as client:
-        hit = client.post("/api/search", json={"parts": [{"text": "walrus chapter"}], "k": 1}).json()["results"][0]
+        hit = client.post(
+            "/api/search", json={"parts": [{"text": "walrus chapter"}], "k": 1}
+        ).json()["results"][0]
         assert Path(hit["path"]).name == "paper.pdf" and hit["page"] == 2
         r = client.get(hit["media_url"])
         assert r.headers["content-type"] == "application/pdf" and r.content.startswith(b"%PDF")
@@ -57,8 +69,10 @@ def test_a_frame_thumbnail_that_cannot_be_cached_is_still_served(tmp_path, monke
     db = build(tmp_path)
     full_disk_for_new_files(monkeypatch)
     with make_client(db) as client:
-        hit = client.post("/api/search", json={"parts": [{"text": "green"}], "k": 1,
-                                               "filters": {"modality": ["video"]}}).json()["results"][0]
+        hit = client.post(
+            "/api/search",
+            json={"parts": [{"text": "green"}], "k": 1, "filters": {"modality": ["video"]}},
+        ).json()["results"][0]
         r = client.get(hit["thumbnail_url"])
     assert r.status_code == 200 and r.content[:2] == b"\xff\xd8"
     assert list((db / "thumbnails").iterdir()) == []
