@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from search.training.audio import TrainConfig, combine_runs, train_audio
+    from training.audio import TrainConfig, combine_runs, train_audio
 
     settings = settings_from(args)
     cfg = TrainConfig(manifests=args.manifest, out=args.out, model=settings.model,
@@ -92,7 +92,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from search.encoders import create_encoder
     from search.encoders.audio import load_audio_head
     from search.errors import ModelUnavailable
-    from search.training.audio_eval import evaluate_manifest
+    from training.audio_eval import evaluate_manifest
 
     settings = settings_from(args)
     encoder = create_encoder(settings.model, settings.cache_dir)

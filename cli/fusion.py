@@ -1,4 +1,4 @@
-"""``crossfind eval-fusion``: the composed-query benchmark (see ``search.composed_eval``)."""
+"""``crossfind eval-fusion``: the composed-query benchmark (see ``training.composed_eval``)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from search.composed_eval import build_queries, evaluate, load_corpora
+    from training.composed_eval import build_queries, evaluate, load_corpora
     from search.encoders import create_encoder
 
     settings = settings_from(args)

@@ -8,7 +8,7 @@ weight total, so the user's weights act as priors. Negative parts keep their wei
 
 ``g`` is either a fixed formula (``HeuristicAttention``) or a tiny MLP trained on composed
 queries from flickr8k_1k train (``LearnedAttention``, weights in
-``search/encoders/weights/attention_fusion.npz``; see ``search.attention_train``).
+``search/encoders/weights/attention_fusion.npz``; see ``training.attention``).
 With one positive part the softmax is 1, so the result equals plain weighted averaging.
 """
 

@@ -1,6 +1,6 @@
 """Fit the attention fusion on composed queries: flickr8k train, tuned on dev.
 
-    .venv/bin/python -m search.attention_train --out search/encoders/weights/attention_fusion.npz
+    .venv/bin/python -m training.attention --out search/encoders/weights/attention_fusion.npz
 
 The learned module (``search.attention.LearnedAttention``) starts at zero output, which is
 exactly the weighted average, and is trained full-batch with InfoNCE over the training photos;
@@ -29,7 +29,7 @@ from search.attention import (
     neighbour_scores,
     part_features,
 )
-from search.composed_eval import Corpus, ComposedQuery, build_queries, load_corpus, part_vectors
+from training.composed_eval import Corpus, ComposedQuery, build_queries, load_corpus, part_vectors
 from search.encoders.base import l2_normalize
 
 log = logging.getLogger("crossfind.training")
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     from search.encoders import create_encoder
     from search.settings import get_settings
 
-    parser = argparse.ArgumentParser(prog="python -m search.attention_train")
+    parser = argparse.ArgumentParser(prog="python -m training.attention")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
     parser.add_argument("--epochs", type=int, default=40)

@@ -29,9 +29,9 @@ from search.encoders.audio import (FORMAT, LogMel, build_net, label_embeddings, 
                                    stored_floor)
 from search.encoders.audio_labels import vocabulary
 from search.errors import BadRequest
-from search.training.audio_data import FPS, ClipSet, augment, holdout, load_clipset, with_floor
-from search.training.audio_digits import DIGITS, attach_digit_expert, reuse_digit_expert
-from search.training.audio_eval import classification_metrics, shared_space_metrics
+from training.audio_data import FPS, ClipSet, augment, holdout, load_clipset, with_floor
+from training.audio_digits import DIGITS, attach_digit_expert, reuse_digit_expert
+from training.audio_eval import classification_metrics, shared_space_metrics
 
 if TYPE_CHECKING:
     from search.encoders.base import Encoder

@@ -20,8 +20,8 @@ import numpy as np
 
 from search.encoders.audio import build_digit_net, silence_bands, stored_floor
 from search.errors import BadRequest
-from search.training.audio_data import FPS, ClipSet
-from search.training.audio_eval import classification_metrics
+from training.audio_data import FPS, ClipSet
+from training.audio_eval import classification_metrics
 
 log = logging.getLogger(__name__)
 

@@ -81,7 +81,7 @@ def evaluate_manifest(encoder: Encoder, manifest: Path, split: str, *, window_s:
     from search.encoders.audio import AudioModel, label_embeddings
     from search.encoders.base import l2_normalize
     from search.errors import BadRequest, ModalityNotSupported, UnsupportedMedia
-    from search.training.audio_data import read_manifest
+    from training.audio_data import read_manifest
 
     head = encoder.audio_head()
     if head is None:

@@ -12,7 +12,7 @@ Every query runs through ``Engine.search_embedded`` over a temporary index of th
 (parts pre-embedded; photo parts are ``item_id`` parts, and the query's own photo is left out
 of its results), per fusion strategy, and is compared
 with each of its parts alone ("best single part": the part with the best recall on its own).
-Photos and captions come from the backbone cache of ``search.training.image_projection``.
+Photos and captions come from the backbone cache of ``training.image_projection``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 from search.catalog import SegmentIn
 from search.encoders.base import Encoder
 from search.engine import Engine
-from search.evaluation import read_captions
+from training.evaluation import read_captions
 from search.index import Index
 from search.query import Query, QueryPart
 
@@ -83,7 +83,7 @@ class ComposedQuery:
 
 def load_corpus(encoder: Encoder, data_root: Path, cache_dir: Path, dataset: str, split: str) -> Corpus:
     """A split's photo and caption vectors (backbone outputs cached; see image_projection)."""
-    from search.training.image_projection import load_split
+    from training.image_projection import load_split
 
     # the split's bridge vectors are not used (combine() below rebuilds the image vectors)
     sp = load_split(encoder, data_root, cache_dir, dataset, split, encoder.bridge.sentence_weight)  # type: ignore[attr-defined]

@@ -1,6 +1,6 @@
 """Train the bundled encoder's image projection: EfficientNet-Lite0 features -> MiniLM space.
 
-    .venv/bin/python -m search.training.image_projection \\
+    .venv/bin/python -m training.image_projection \\
         --out search/encoders/weights/bundled_image_projection.npz
 
 Recipe: a small MLP (or linear map) trained with symmetric InfoNCE against the MiniLM
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from search.encoders.base import l2_normalize
-from search.evaluation import read_captions
+from training.evaluation import read_captions
 from search.media import open_image
 
 log = logging.getLogger("crossfind.training")

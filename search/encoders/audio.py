@@ -1,6 +1,6 @@
 """The projected audio encoder: log-mel -> EfficientNet-Lite0 -> the active text space.
 
-A CNN classifier (ImageNet EfficientNet-Lite0 fine-tuned on log-mels, ``search.training.audio``)
+A CNN classifier (ImageNet EfficientNet-Lite0 fine-tuned on log-mels, ``training.audio``)
 reaches any encoder's text space two ways, mixed like the bundled image path:
 
 * the label bridge: classifier probabilities (top ``top_k``) mixing the text embeddings of the

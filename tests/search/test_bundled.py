@@ -9,7 +9,7 @@ import pytest
 
 from search.encoders.bundled import preprocess
 from search.encoders.imagenet import TEMPLATES, load_class_table
-from search.evaluation import read_captions
+from training.evaluation import read_captions
 from search.media import open_image
 
 pytestmark = pytest.mark.models

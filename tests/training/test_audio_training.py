@@ -15,8 +15,8 @@ import torch
 from search.audio import SR
 from search.encoders.audio import LogMel, load_audio_head, noise_floor, read_checkpoint
 from search.errors import BadRequest
-from search.training.audio import TrainConfig, combine_runs, split_sets, train_audio
-from search.training.audio_data import augment, load_clipset, with_floor
+from training.audio import TrainConfig, combine_runs, split_sets, train_audio
+from training.audio_data import augment, load_clipset, with_floor
 
 LABELS = ("siren", "rain", "clock_tick")
 

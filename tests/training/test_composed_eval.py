@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.composed_eval import Corpus, build_queries, evaluate
+from training.composed_eval import Corpus, build_queries, evaluate
 from search.encoders.base import l2_normalize
 from tests.fakes import FakeEncoder
 
@@ -68,7 +68,7 @@ def test_flickr_test_fusion_beats_single_parts_and_learned_attention_fixes_photo
     bundled_encoder, shared_data, tmp_path
 ):
     """The README's composed-query table, in brief (flickr8k_1k test, real bundled encoder)."""
-    from search.composed_eval import load_corpus
+    from training.composed_eval import load_corpus
 
     corpus = load_corpus(bundled_encoder, shared_data, tmp_path, "flickr8k_1k", "test")
     queries = [q for q in build_queries(corpus, 0) if q.kind != "negative"]
