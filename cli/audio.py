@@ -6,7 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from cli.common import add_model_arg, print_json, print_mapping, settings_from
+from cli.common import add_model_arg, config_default, print_json, print_mapping, settings_from
+from training.config import TrainConfig
+
+
+def _default(name: str) -> object:
+    return config_default(TrainConfig, name)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,19 +21,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "full every epoch, later ones are subsampled")
     p.add_argument("--val-split", help="split used for validation (default: a stratified 10%% "
                                         "held out of the training rows)")
-    p.add_argument("--epochs", type=int, default=6, help="most epochs (early stopping may end sooner)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=_default("epochs"), help="most epochs (early stopping may end sooner)")
+    p.add_argument("--seed", type=int, default=_default("seed"))
     p.add_argument("--val-seed", type=int,
                    help="seed of the held-out validation rows (default: --seed); runs that share it "
                         "are compared on the same clips")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=int, default=_default("threads"),
                    help="torch CPU threads (1 trained fastest on a loaded 2-core machine)")
     p.add_argument("--init", type=Path, help="continue from this checkpoint (same label vocabulary)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    p.add_argument("--crop-s", type=float, default=2.5, help="training crop length in seconds")
-    p.add_argument("--per-epoch-clips", type=int, default=320,
+    p.add_argument("--lr", type=float, default=_default("lr"), help="peak learning rate")
+    p.add_argument("--crop-s", type=float, default=_default("crop_s"), help="training crop length in seconds")
+    p.add_argument("--per-epoch-clips", type=int, default=_default("per_epoch_clips"),
                    help="clips per epoch from each manifest after the first")
-    p.add_argument("--max-gain-db", type=float, default=None,
+    p.add_argument("--max-gain-db", type=float, default=_default("max_gain_db"),
                    help="normalise each clip's loudness with at most this gain (default: keep "
                         "recorded levels; the first checkpoints used 30)")
     p.add_argument("--no-noise-floor", dest="noise_floor", action="store_false",
@@ -62,7 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from training.audio import TrainConfig, combine_runs, train_audio
+    from training.audio import combine_runs, train_audio
 
     settings = settings_from(args)
     cfg = TrainConfig(manifests=args.manifest, out=args.out, model=settings.model,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Any
@@ -25,6 +26,23 @@ def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the environment with the flags this subcommand has on top."""
     keys = ("db", "model", "batch_size", "workers", "host", "port")
     return get_settings(**{k: getattr(args, k, None) for k in keys})
+
+
+def config_default(config: type, name: str) -> Any:
+    """The default of dataclass field ``name`` of ``config`` (flags take their defaults from
+    the training configs, so each is written once)."""
+    f = next(f for f in dataclasses.fields(config) if f.name == name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise KeyError(f"{config.__name__}.{name} has no default")
+
+
+def config_kwargs(args: argparse.Namespace, config: type) -> dict[str, Any]:
+    """The flags of ``args`` that name fields of dataclass ``config`` and were given (not None)."""
+    names = {f.name for f in dataclasses.fields(config)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
 
 
 def print_json(obj: Any, *, indent: int | None = None) -> None:

@@ -8,15 +8,13 @@ from pathlib import Path
 
 from cli.common import add_model_arg, print_json, settings_from
 
-_DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval-fusion",
         help="composed-query benchmark: R@1/5/10 per fusion strategy vs the best single part",
     )
-    p.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="the shared data folder")
+    p.add_argument("--data", type=Path, help="the shared data folder (default: settings.shared_data)")
     p.add_argument("--dataset", default="flickr8k_1k", help="captioned set (default flickr8k_1k)")
     p.add_argument("--split", default="test",
                    help="split(s) joined by '+' (default test; coco_mini: val2017+train2017)")
@@ -38,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         from search.errors import BadRequest
 
         raise BadRequest("eval-fusion needs the bundled encoder's cached backbone: pass --model bundled")
-    corpus = load_corpora(encoder, args.data, settings.cache_dir, args.dataset, args.split.split("+"))
+    corpus = load_corpora(encoder, args.data or settings.shared_data, settings.cache_dir, args.dataset, args.split.split("+"))
     queries = build_queries(corpus, args.seed)
     out = {
         "dataset": corpus.name,

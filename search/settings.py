@@ -12,6 +12,10 @@ def _default_db() -> Path:
     return Path.home() / ".local" / "share" / "crossfind" / "index"
 
 
+# the evaluation and training data: ``../shared/data`` beside the checkout
+_SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CROSSFIND_", extra="ignore")
 
@@ -43,6 +47,8 @@ class Settings(BaseSettings):
     max_upload_mb: float = 20.0
     request_timeout_s: float = 30.0
     roots: list[Path] = Field(default_factory=list, description="folders POST /api/index indexes")
+    # evaluation, training and benchmarks
+    shared_data: Path = Field(_SHARED_DATA, description="captioned sets and audio manifests")
 
 
 def get_settings(**overrides: object) -> Settings:

@@ -19,7 +19,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,53 +31,16 @@ from search.errors import BadRequest
 from training.audio_data import FPS, ClipSet, augment, holdout, load_clipset, with_floor
 from training.audio_digits import DIGITS, attach_digit_expert, reuse_digit_expert
 from training.audio_eval import classification_metrics, shared_space_metrics
+from training.config import TrainConfig
 
 if TYPE_CHECKING:
     from search.encoders.base import Encoder
 
 log = logging.getLogger(__name__)
 
-# splits never trained on by default: test sets (ESC-50 fold 4, UrbanSound8K fold 10, FSDD test)
-HELD_OUT_SPLITS = ("test", "fold4", "fold10")
 SAME_SOURCE_COL = "esc50_fold4_same_source"
 # inference pads windows to this length; training pads short clips the same way
 MIN_SECONDS = 2.5
-
-
-@dataclass
-class TrainConfig:
-    manifests: list[Path]
-    out: Path
-    model: str = "bundled"
-    cache_dir: Path = Path.home() / ".cache" / "crossfind"
-    epochs: int = 6
-    seed: int = 0
-    val_split: str | None = None
-    val_fraction: float = 0.1
-    val_seed: int | None = None  # which rows are held out (default: ``seed``); fix it to compare runs
-    exclude_splits: tuple[str, ...] = HELD_OUT_SPLITS
-    batch: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    crop_s: float = 2.5
-    per_epoch_clips: int = 320  # clips per epoch from each manifest after the first (CPU time)
-    patience: int = 3
-    threads: int = 1
-    top_k: int = 10
-    init: Path | None = None  # start from this checkpoint instead of ImageNet
-    # loudness normalisation's gain cap; None (default) keeps recorded levels, as FINDINGS'
-    # recipe: +30 dB on quiet 8-bit training clips made their quantisation noise a cue
-    max_gain_db: float | None = None
-    select_on_first: bool = True  # early-stop on the first manifest's validation accuracy only
-    digits_from: Path | None = None  # reuse this checkpoint's digit expert (with its front end)
-    # add a noise floor of 4x 8-bit quantisation noise to the mel power (``noise_floor``), so
-    # the 8-bit ESC-50 training copy and 16-bit recordings look alike; False: the 1e-6 floor
-    floor: bool = True
-    extra: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def holdout_seed(self) -> int:
-        return self.seed if self.val_seed is None else self.val_seed
 
 
 def split_sets(cfg: TrainConfig, floor: np.ndarray | None = None) -> tuple[list[ClipSet], list[ClipSet]]:
