@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from search.audio import decode_audio_bytes, embed_clip
+from search.calibration import Calibration, load_or_compute
 from search.encoders.base import Encoder
 from search.errors import NotFound
+from search.filters import allowed_segment_ids
 from search.index import Index
 from search.media import open_image
 from search.query import Query, QueryPart
+from search.ranking import NeighbourSample, rank
 from search.types import Hit
-
-if TYPE_CHECKING:
-    from search.calibration import Calibration
 
 
 @dataclass
@@ -42,7 +41,7 @@ class Engine:
         self.encoder = encoder
         self.max_image_pixels = max_image_pixels
         self._calibration: Calibration | None = None
-        self._neighbour_sample: tuple | None = None  # see search.ranking
+        self._sample = NeighbourSample()
 
     # -- embedding ----------------------------------------------------------------------------
     def embed_part(self, part: QueryPart) -> np.ndarray:
@@ -54,8 +53,6 @@ class Engine:
             image = open_image(part.media_bytes(), self.max_image_pixels)
             return self.encoder.encode_image([image])[0]
         if kind == "audio":
-            from search.audio import decode_audio_bytes, embed_clip
-
             return embed_clip(self.encoder, decode_audio_bytes(part.media_bytes()))
         return self.item_vector(int(part.item_id))
 
@@ -75,26 +72,19 @@ class Engine:
     def search_embedded(self, query: Query, vectors: np.ndarray) -> list[Hit]:
         """Search with the parts already embedded (``vectors[i]`` is part i): fusion, filters,
         keyword hits, calibration, threshold and paging. See ``search.ranking``."""
-        from search.ranking import rank
-
-        return rank(self, query, vectors)
+        return rank(self.index, query, vectors, calibration=self.calibration, sample=self._sample)
 
     def search_vector(self, vector: np.ndarray, query: Query) -> list[Hit]:
         """Nearest items to one query vector under the query's filters and threshold."""
-        from search.ranking import rank
-
-        return rank(self, query, np.asarray(vector)[None, :], fused=True)
+        return rank(self.index, query, np.asarray(vector)[None, :], calibration=self.calibration,
+                    sample=self._sample, fused=True)
 
     def allowed_ids(self, query: Query) -> np.ndarray | None:
         """Segment ids that pass the filters, or None for no restriction."""
-        from search.filters import allowed_segment_ids
-
         return allowed_segment_ids(self.index.catalog, query.filters)
 
     def calibration(self) -> Calibration:
         """The index's relevance calibration, computed once per index state (cached)."""
-        from search.calibration import load_or_compute
-
         self._calibration = load_or_compute(
             self.index.store,
             self.index.catalog,
@@ -103,49 +93,3 @@ class Engine:
             self._calibration,
         )
         return self._calibration
-
-    def _to_hits(
-        self, scores: np.ndarray, ids: np.ndarray, group: bool, limit: int | None = None
-    ) -> list[Hit]:
-        """Hits for candidate ``ids`` in order (one per item with ``group``), at most ``limit``.
-
-        Metadata is read only for as many candidates as the hits still wanted need, so a
-        query over-fetched for grouping does not pay a lookup for every candidate.
-        """
-        keep = ids >= 0
-        scores, ids = scores[keep].tolist(), ids[keep].tolist()
-        hits: list[Hit] = []
-        seen: set[int] = set()
-        infos: dict = {}
-        looked = 0
-        for pos, (score, seg_id) in enumerate(zip(scores, ids)):
-            if limit is not None and len(hits) >= limit:
-                break
-            if pos >= looked:
-                todo = len(ids) if limit is None else max(8, 2 * (limit - len(hits)))
-                infos = self.index.catalog.segments(ids[pos : pos + todo])
-                looked = pos + todo
-            info = infos.get(seg_id)
-            if info is None or not info.paths:  # deleted since the store snapshot
-                continue
-            if group:
-                if info.content_id in seen:
-                    continue
-                seen.add(info.content_id)
-            hits.append(
-                Hit(
-                    id=seg_id,
-                    path=info.path,
-                    modality=info.modality,
-                    score=score,
-                    content_id=info.content_id,
-                    paths=info.paths,
-                    snippet=info.text,
-                    char_start=info.char_start,
-                    char_end=info.char_end,
-                    start_s=info.start_s,
-                    end_s=info.end_s,
-                )
-            )
-        return hits
-
