@@ -72,7 +72,8 @@ def run_train(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     cfg = TrainConfig(manifests=args.manifest, out=args.out, model=settings.model,
                       cache_dir=settings.cache_dir, epochs=args.epochs, seed=args.seed,
-                      val_split=args.val_split, val_seed=args.val_seed, threads=args.threads, init=args.init, lr=args.lr,
+                      val_split=args.val_split, val_seed=args.val_seed, threads=args.threads, init=args.init,
+                      lr=args.lr,
                       crop_s=args.crop_s, per_epoch_clips=args.per_epoch_clips,
                       max_gain_db=args.max_gain_db, digits_from=args.digits_from,
                       floor=args.noise_floor,
@@ -81,10 +82,7 @@ def run_train(args: argparse.Namespace) -> int:
     def report(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    if args.combine:
-        summary = combine_runs(cfg, args.combine, report)
-    else:
-        summary = train_audio(cfg, report)
+    summary = combine_runs(cfg, args.combine, report) if args.combine else train_audio(cfg, report)
     if args.json:
         print_json(summary)
     else:
@@ -120,7 +118,7 @@ def _column_value(text: str) -> tuple[str, str]:
     return col, value
 
 
-def _with_head(encoder, head):  # noqa: ANN001, ANN202 - any Encoder, any AudioHead
+def _with_head(encoder, head):
     """A shallow copy of ``encoder`` that uses ``head`` for audio (the cached one stays as is)."""
     import copy
 

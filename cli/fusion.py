@@ -27,8 +27,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from training.composed_eval import build_queries, evaluate, load_corpora
     from search.encoders import create_encoder
+    from training.composed_eval import build_queries, evaluate, load_corpora
 
     settings = settings_from(args)
     encoder = create_encoder(settings.model, settings.cache_dir)
@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         from search.errors import BadRequest
 
         raise BadRequest("eval-fusion needs the bundled encoder's cached backbone: pass --model bundled")
-    corpus = load_corpora(encoder, args.data or settings.shared_data, settings.cache_dir, args.dataset, args.split.split("+"))
+    corpus = load_corpora(encoder, args.data or settings.shared_data, settings.cache_dir, args.dataset,
+                          args.split.split("+"))
     queries = build_queries(corpus, args.seed)
     out = {
         "dataset": corpus.name,

@@ -95,7 +95,7 @@ def run_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(report, info: dict) -> None:  # noqa: ANN001 - indexer.IndexReport
+def _print_table(report, info: dict) -> None:
     cols = ("added", "updated", "unchanged", "linked", "removed", "vectors")
     if report.totals().refreshed:  # re-embedded because the model that made them was replaced
         cols = (*cols[:5], "refreshed", "vectors")

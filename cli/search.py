@@ -7,7 +7,6 @@ import sys
 
 from cli.common import add_db_arg, add_model_arg, print_json, print_mapping, settings_from
 
-
 _PART_HELP = (
     "Query parts: the positional TEXT and repeatable --text/--image/--audio/--like; "
     "--weight W after a part sets that part's weight (default 1; negative pushes results "
@@ -28,14 +27,14 @@ _SIZE_UNITS = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 class _Part(argparse.Action):
     """Appends (kind, value, weight) to ``args.parts`` in command-line order."""
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
         parts = list(getattr(namespace, "parts", None) or [])
         parts.append([self.dest, values, 1.0])
         namespace.parts = parts
 
 
 class _Weight(argparse.Action):
-    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
         parts = getattr(namespace, "parts", None) or []
         if parts:
             parts[-1][2] = values
@@ -83,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_info)
 
 
-def _open_engine(args: argparse.Namespace):  # noqa: ANN202 - returns (engine, settings)
+def _open_engine(args: argparse.Namespace):
     from search.encoders import create_encoder
     from search.engine import Engine
     from search.index import Index
@@ -100,7 +99,7 @@ def _size(value: str) -> int:
     return int(float(value[:-1] if unit > 1 else value) * unit)
 
 
-def parse_filters(items: list[str], modality: list[str] | None = None):  # noqa: ANN201
+def parse_filters(items: list[str], modality: list[str] | None = None):
     """``KEY=VALUE`` strings (and --modality) -> ``Filters``."""
     import os
 
@@ -128,7 +127,7 @@ def parse_filters(items: list[str], modality: list[str] | None = None):  # noqa:
     return Filters(**fields)
 
 
-def build_query(args: argparse.Namespace, text: str | None = None):  # noqa: ANN201
+def build_query(args: argparse.Namespace, text: str | None = None):
     from search.errors import BadRequest
     from search.query import Query, QueryPart
 
@@ -185,7 +184,7 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(result) -> None:  # noqa: ANN001
+def _print_table(result) -> None:
     if not result.hits:
         print("no results")
         return

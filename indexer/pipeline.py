@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from indexer.discover import resolve_roots
-from indexer.loaders import LoaderConfig, Loaded, Skip, load
+from indexer.loaders import Loaded, LoaderConfig, Skip, load
 from indexer.plan import Pending, scan
 from indexer.report import IndexReport, Skipped
 from indexer.workers import Workers
@@ -280,8 +281,6 @@ def _tick(bar: object) -> None:
 
 
 def _bar(total: int, desc: str) -> object:
-    from tqdm import tqdm
-
     return tqdm(
         total=total, desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True,
         leave=desc == "indexing",  # the hashing bar gives way to the indexing one

@@ -43,8 +43,6 @@ if TYPE_CHECKING:
 SR = AUDIO_SAMPLE_RATE
 TRIM_TOP_DB = 60.0
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this the whole input counts as silent
-TARGET_RMS_DB = -20.0
-MAX_GAIN_DB = 30.0
 BLOCK_FRAMES = 1 << 16  # frames per decoded block when streaming a file
 _TRIM_FRAME_S = 0.032
 _SOUNDFILE_EXT = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".opus"}
@@ -150,8 +148,7 @@ def _open_blocks(path: Path) -> tuple[int, int, Iterator[np.ndarray]]:
 
     def blocks() -> Iterator[np.ndarray]:
         try:
-            for block in sf.blocks(str(path), blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
-                yield block
+            yield from sf.blocks(str(path), blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise UnsupportedMedia(f"{path.name}: corrupt audio data ({exc})") from None
 
@@ -164,7 +161,7 @@ def _audioread_blocks(path: Path, first_error: Exception) -> tuple[int, int, Ite
         import audioread
 
         reader = audioread.audio_open(str(path))
-    except Exception as exc:  # noqa: BLE001 - audioread raises many unrelated types
+    except Exception as exc:
         suffix = path.suffix.lower()
         if suffix in _SOUNDFILE_EXT or suffix == ".audio":
             reason = f"corrupt or undecodable audio ({first_error})"
@@ -315,17 +312,6 @@ def windows_of(waveform: np.ndarray, window_s: float = 5.0, hop_s: float = 2.5) 
         AudioWindow(a, b, trimmed[round((a - offset) * SR) : round((b - offset) * SR)])
         for a, b in spans
     ]
-
-
-def normalize_loudness(waveform: np.ndarray, max_gain_db: float = MAX_GAIN_DB) -> np.ndarray:
-    """Scale to ``TARGET_RMS_DB`` RMS; quiet input gains at most ``max_gain_db`` so that hiss is
-    not blown up to speech level."""
-    x = np.asarray(waveform, dtype=np.float32)
-    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if x.size else 0.0
-    if rms <= 0.0:
-        return x
-    gain_db = min(TARGET_RMS_DB - 20 * math.log10(rms), max_gain_db)
-    return (x * 10 ** (gain_db / 20)).astype(np.float32)
 
 
 def embed_clip(

@@ -34,6 +34,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from search.errors import Conflict
+
 SCHEMA_VERSION = 1
 
 
@@ -173,8 +175,6 @@ class Catalog:
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
         elif int(version) > SCHEMA_VERSION:
-            from search.errors import Conflict
-
             raise Conflict(
                 f"index schema v{version} is newer than this crossfind (v{SCHEMA_VERSION}); "
                 "upgrade crossfind or rebuild with --reindex"
@@ -494,7 +494,7 @@ ORDER BY s.id, f.path
 """
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI hook signature
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")

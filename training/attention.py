@@ -51,7 +51,7 @@ class Prepared:
     own: np.ndarray  # [q] the query's own photo (left out of its ranking), -1 if none
 
 
-def prepare(corpus: Corpus, encoder, queries: list[ComposedQuery]) -> Prepared:  # noqa: ANN001
+def prepare(corpus: Corpus, encoder, queries: list[ComposedQuery]) -> Prepared:
     words: dict[str, np.ndarray] = {}
     vecs = np.stack([part_vectors(corpus, encoder, q, words) for q in queries])
     ws = np.array([[p[2] for p in q.parts] for q in queries], dtype=np.float32)

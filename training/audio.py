@@ -23,9 +23,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
-from search.encoders.audio import (FORMAT, LogMel, build_net, label_embeddings, mix, noise_floor, silence_bands,
-                                   stored_floor)
+from search.encoders import create_encoder
+from search.encoders.audio import (
+    FORMAT,
+    LogMel,
+    build_net,
+    ensemble,
+    label_embeddings,
+    load_net,
+    mix,
+    noise_floor,
+    read_checkpoint,
+    silence_bands,
+    stored_floor,
+)
 from search.encoders.audio_labels import vocabulary
 from search.errors import BadRequest
 from training.audio_data import FPS, ClipSet, augment, holdout, load_clipset, with_floor
@@ -71,10 +84,6 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
                 encoder: Encoder | None = None) -> dict[str, object]:
     """Train, pick the mix on validation, write ``cfg.out``; returns the training summary.
     ``encoder`` is the text tower (default: ``create_encoder(cfg.model)``)."""
-    import torch
-
-    from search.encoders import create_encoder
-
     t_start = time.time()
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -95,7 +104,6 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
     net = build_net(len(labels), encoder.dim, pretrained=cfg.init is None).to(device)
     init_digits = None
     if cfg.init is not None:  # continue from a checkpoint with the same vocabulary
-        from search.encoders.audio import read_checkpoint
 
         init = read_checkpoint(cfg.init)
         if list(init["labels"]) != labels:
@@ -193,11 +201,6 @@ def combine_runs(cfg: TrainConfig, runs: list[Path], report: Callable[[str], Non
     """``train-audio --combine``: checkpoints trained on the same rows (``--val-seed``) with other
     seeds become one ensemble (mean logits and projections); the mix is chosen again on the
     validation rows, which no member trained on. Writes ``cfg.out``; returns the summary."""
-    import torch
-
-    from search.encoders import create_encoder
-    from search.encoders.audio import ensemble, load_net, read_checkpoint
-
     if len(runs) < 2:
         raise BadRequest("--combine needs two or more checkpoints")
     ckpts = []
@@ -289,7 +292,7 @@ def _val_mels(clips: ClipSet, idx: np.ndarray, min_frames: int, silence: np.ndar
     return np.concatenate([mels, pad], axis=2)
 
 
-def _soft_ce(logits, target):  # noqa: ANN001, ANN202 - torch tensors
+def _soft_ce(logits, target):
     return -(target * logits.log_softmax(dim=1)).sum(dim=1).mean()
 
 
@@ -306,8 +309,7 @@ def _epoch_batches(train: list[ClipSet], cfg: TrainConfig, rng: np.random.Genera
     return [pairs[b : b + cfg.batch] for b in range(0, len(pairs), cfg.batch) if len(pairs[b : b + cfg.batch]) > 1]
 
 
-def _val_outputs(net, clips: ClipSet, mean: float, std: float, device, silence) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    import torch
+def _val_outputs(net, clips: ClipSet, mean: float, std: float, device, silence) -> tuple[np.ndarray, np.ndarray]:
 
     net.eval()
     logits, projs = [], []
@@ -321,7 +323,7 @@ def _val_outputs(net, clips: ClipSet, mean: float, std: float, device, silence) 
     return np.concatenate(logits), np.concatenate(projs)
 
 
-def validate(net, val: list[ClipSet], labels, text, mean, std, device, silence) -> dict[str, dict]:  # noqa: ANN001
+def validate(net, val: list[ClipSet], labels, text, mean, std, device, silence) -> dict[str, dict]:
     """Per manifest: classifier metrics over its own vocabulary + bridge t2a recall."""
     out = {}
     for clips in val:
@@ -343,7 +345,7 @@ def _route(labels: list[str]) -> list[int] | None:
     return [labels.index(d) for d in DIGITS] if set(DIGITS) <= set(labels) else None
 
 
-def choose_mix(net, val, labels, text, mean, std, device, top_k, silence) -> tuple[float, float, list]:  # noqa: ANN001
+def choose_mix(net, val, labels, text, mean, std, device, top_k, silence) -> tuple[float, float, list]:
     """Bridge share alpha and bridge temperature maximising mean validation (shared-space
     accuracy + t2a R@1) / 2 over manifests."""
     outs = [(c, *_val_outputs(net, c, mean, std, device, silence)) for c in val if c.labels]

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from search.encoders.audio import build_digit_net, silence_bands, stored_floor
+from search.encoders.audio import build_digit_net, read_checkpoint, silence_bands, stored_floor
 from search.errors import BadRequest
 from training.audio_data import FPS, ClipSet
 from training.audio_eval import classification_metrics
@@ -37,8 +38,6 @@ def train_digit_expert(train: ClipSet, val: ClipSet, mean: float, std: float, se
                        floor: np.ndarray | None = None) -> dict[str, object]:
     """Train the expert; returns {"state", "val_accuracy", "seconds"} (best epoch on ``val``);
     ``floor`` is the log-mels' per-band noise floor (None: 1e-6)."""
-    import torch
-
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     t0 = time.time()
@@ -77,8 +76,7 @@ def train_digit_expert(train: ClipSet, val: ClipSet, mean: float, std: float, se
     return {"state": best, "val_accuracy": best_acc, "seconds": round(time.time() - t0, 1)}
 
 
-def _inputs(clips: ClipSet, mean: float, std: float):  # noqa: ANN202 - torch tensor
-    import torch
+def _inputs(clips: ClipSet, mean: float, std: float):
 
     mels = clips.mels[:, :, :FPS].astype(np.float32)
     return (torch.from_numpy(mels) - mean) / std
@@ -100,8 +98,6 @@ def attach_digit_expert(ckpt: dict, train: list[ClipSet], val: list[ClipSet], se
 def reuse_digit_expert(ckpt: dict, source: Path) -> dict[str, object]:
     """Copy ``source``'s digit expert into ``ckpt`` with the front end it was trained on
     (its log-mel statistics and loudness rule), so it reads exactly what it learned from."""
-    from search.encoders.audio import read_checkpoint
-
     src = read_checkpoint(source)
     if src.get("digit_state") is None:
         raise BadRequest(f"{source} has no digit expert; train without --digits-from")

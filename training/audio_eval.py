@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from search.audio import load_audio, windows_of
+from search.encoders.audio import AudioModel, label_embeddings
 from search.encoders.audio_labels import canonical
+from search.encoders.base import l2_normalize
+from search.errors import BadRequest, ModalityNotSupported, UnsupportedMedia
+from training.audio_data import read_manifest
 
 if TYPE_CHECKING:
     from search.encoders.base import Encoder
@@ -77,12 +82,6 @@ def evaluate_manifest(encoder: Encoder, manifest: Path, split: str, *, window_s:
     ``exclude``: (column, value) pairs; rows of the split with that value are left out (and
     counted as ``excluded``), e.g. UrbanSound8K rows that share a recording with ESC-50 fold 4.
     """
-    from search.audio import load_audio, windows_of
-    from search.encoders.audio import AudioModel, label_embeddings
-    from search.encoders.base import l2_normalize
-    from search.errors import BadRequest, ModalityNotSupported, UnsupportedMedia
-    from training.audio_data import read_manifest
-
     head = encoder.audio_head()
     if head is None:
         raise ModalityNotSupported(f"encoder {encoder.id!r} has no audio encoder (weights missing?)")

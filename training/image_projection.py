@@ -49,7 +49,7 @@ class Split:
     owner: np.ndarray  # [m] photo index of each caption
 
 
-def load_split(encoder, data_root: Path, cache_dir: Path, dataset: str, split: str,  # noqa: ANN001
+def load_split(encoder, data_root: Path, cache_dir: Path, dataset: str, split: str,
                sentence_weight: float) -> Split:
     """Backbone outputs + caption embeddings of a split, from the cache or computed once;
     ``bridge`` holds the label bridge's vectors with this weight on its top-5 sentence."""
@@ -156,7 +156,7 @@ def train_head(train: list[Split], dev: list[Split], hidden: int, temperature: f
     return out, float(best), best_epoch
 
 
-def _project(model, features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:  # noqa: ANN001
+def _project(model, features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     model.eval()
     with torch.no_grad():
         out = model(torch.from_numpy((features - mean) / std).float()).numpy()

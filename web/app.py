@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from search.encoders.base import Encoder
@@ -44,8 +45,6 @@ class BodyLimit:
         )
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                from starlette.responses import JSONResponse
-
                 await JSONResponse({"status": 413, "message": message}, 413)(scope, receive, send)
                 return
         seen = 0

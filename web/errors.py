@@ -5,6 +5,7 @@ elsewhere.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -21,8 +22,6 @@ from search.errors import (  # noqa: F401 - the web layer's errors, re-exported
     Unauthorized,
     Unprocessable,
 )
-
-
 
 
 def validation_message(errors: list[dict[str, Any]] | Any) -> str:
@@ -85,7 +84,6 @@ def install_error_handlers(app: FastAPI) -> None:
 
     async def unexpected(request: Request, exc: Exception) -> Response:
         # a bug: answer in the same shape; the traceback goes to the server log via uvicorn
-        import logging
 
         logging.getLogger("web").exception("unhandled error on %s", request.url.path)
         return error_response(request, 500, f"internal error: {type(exc).__name__}")

@@ -82,9 +82,9 @@ async def read_upload(upload: UploadFile | None, kind: str, max_bytes: int) -> b
     if (
         major in ("text", "image", "audio", "video", "font", "model", "multipart", "message")
         and major != kind
+        and not (kind == "audio" and declared in ("video/webm", "video/ogg", "video/mp4"))
     ):
-        if not (kind == "audio" and declared in ("video/webm", "video/ogg", "video/mp4")):
-            raise UnsupportedMedia(f"the {kind} field got a {declared} file; send an {kind} file")
+        raise UnsupportedMedia(f"the {kind} field got a {declared} file; send an {kind} file")
     data = await upload.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"the {kind} file is over the {max_bytes // 1_000_000} MB upload cap")

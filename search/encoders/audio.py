@@ -15,7 +15,9 @@ logged warning when the weights are missing or unreadable, never a traceback.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import threading
 from collections.abc import Sequence
 from importlib import resources
@@ -26,6 +28,7 @@ import numpy as np
 
 from search.encoders.audio_labels import prompts
 from search.encoders.base import AUDIO_SAMPLE_RATE, l2_normalize
+from search.encoders.onnx_image import pretrained_efficientnet
 
 if TYPE_CHECKING:
     import torch
@@ -64,12 +67,7 @@ def build_net(n_classes: int, proj_dim: int | None, pretrained: bool) -> torch.n
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
-    if pretrained:
-        from search.encoders.onnx_image import pretrained_efficientnet
-
-        backbone = pretrained_efficientnet()
-    else:
-        backbone = EfficientNet.from_name("efficientnet-lite0")
+    backbone = pretrained_efficientnet() if pretrained else EfficientNet.from_name("efficientnet-lite0")
     backbone._fc = torch.nn.Identity()  # the ImageNet head is not used
     for m in backbone.modules():
         # efficientnet_pytorch sets BN momentum 0.01: running stats would lag ImageNet's for
@@ -138,7 +136,6 @@ def load_net(ckpt: dict[str, Any]) -> torch.nn.Module:
 
 def build_digit_net() -> torch.nn.Module:
     """The spoken-digit expert: 4 conv blocks over the first second of log-mel -> 10 digits."""
-    import torch
     from torch import nn
 
     def block(cin: int, cout: int) -> list[nn.Module]:
@@ -355,14 +352,28 @@ def _batch(waves: list[np.ndarray], length: int, max_gain_db: float | None) -> t
     gain capped at ``max_gain_db``) unless that is None."""
     import torch
 
-    from search.audio import normalize_loudness
-
     out = np.zeros((len(waves), length), np.float32)
     for row, w in enumerate(waves):
         if max_gain_db is not None:
             w = normalize_loudness(w, max_gain_db)
         out[row, : min(len(w), length)] = w[:length]
     return torch.from_numpy(out)
+
+
+# loudness normalisation of a window: to this RMS, with at most this gain
+TARGET_RMS_DB = -20.0
+MAX_GAIN_DB = 30.0
+
+
+def normalize_loudness(waveform: np.ndarray, max_gain_db: float = MAX_GAIN_DB) -> np.ndarray:
+    """Scale to ``TARGET_RMS_DB`` RMS; quiet input gains at most ``max_gain_db`` so that hiss is
+    not blown up to speech level."""
+    x = np.asarray(waveform, dtype=np.float32)
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if x.size else 0.0
+    if rms <= 0.0:
+        return x
+    gain_db = min(TARGET_RMS_DB - 20 * math.log10(rms), max_gain_db)
+    return (x * 10 ** (gain_db / 20)).astype(np.float32)
 
 
 def label_embeddings(encoder: Encoder, labels: Sequence[str]) -> np.ndarray:
@@ -381,8 +392,6 @@ def label_embeddings(encoder: Encoder, labels: Sequence[str]) -> np.ndarray:
 
 
 def _file_sha256(path: Path) -> str:
-    import hashlib
-
     with open(path, "rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
@@ -402,7 +411,7 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ValueError(f"{path} does not exist") from None
-    except Exception as exc:  # noqa: BLE001 - pickle/zip errors come in many types
+    except Exception as exc:
         raise ValueError(f"{path} is not a readable audio checkpoint ({exc})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise ValueError(f"{path} is not a format-{FORMAT} crossfind audio checkpoint")

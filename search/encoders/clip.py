@@ -23,6 +23,7 @@ remembers exactly which weights built it.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -35,7 +36,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from search.encoders.base import Encoder, l2_normalize
+from search.encoders.audio import load_audio_head
+from search.encoders.base import AudioHead, Encoder, l2_normalize
 from search.errors import BadRequest, ModelUnavailable
 
 if TYPE_CHECKING:
@@ -139,6 +141,9 @@ class ClipEncoder(Encoder):
         return cls(id, model, preprocess, tokenizer, dim)
 
     # -- encoding -----------------------------------------------------------------------------
+    def _load_audio_head(self) -> AudioHead | None:
+        return load_audio_head(self)
+
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
@@ -175,8 +180,6 @@ def _usage(spec: str) -> str:
 
 def _check_arch(arch: str, open_clip: Any) -> None:
     if arch not in open_clip.list_models():
-        import difflib
-
         close = difflib.get_close_matches(arch, open_clip.list_models(), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise BadRequest(

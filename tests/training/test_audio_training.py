@@ -61,7 +61,7 @@ def synthetic(tmp_path_factory) -> Path:
     return _manifest(tmp_path_factory.mktemp("synth"), {"train": 20, "test": 4}, seed=0)
 
 
-def _config(synthetic: Path, folder: Path, **kw) -> TrainConfig:  # noqa: ANN003
+def _config(synthetic: Path, folder: Path, **kw) -> TrainConfig:
     return TrainConfig(manifests=[synthetic], out=folder / f"audio-{kw.get('seed', 0)}.pt", cache_dir=folder / "cache",
                        crop_s=1.0, batch=8, threads=2, **{"epochs": 6, **kw})
 
