@@ -31,6 +31,7 @@ import numpy as np
 
 from bench.context import REPO, BenchContext, percentile_ms
 from bench.store import _bundled_installed, build_index, clustered, vocabulary
+from search.settings import get_settings
 
 ITEMS = 10_000
 CLIENTS = 16
@@ -185,7 +186,7 @@ def run(ctx: BenchContext) -> dict[str, object]:
     encoder = _encoder_name()
     build_index(db, clustered(ITEMS, seed=3), encoder_id=encoder)
     port = _free_port()
-    workers = max(1, int(os.environ.get("CROSSFIND_BENCH_API_WORKERS", "1")))
+    workers = max(1, get_settings().bench_api_workers)
     proc = _start_server(db, port, workers)
     base = f"http://127.0.0.1:{port}"
     try:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import json
 import sys
 from typing import Any
 
+from search.errors import BadRequest
 from search.settings import Settings, get_settings
 
 
@@ -52,14 +54,9 @@ def print_json(obj: Any, *, indent: int | None = None) -> None:
 
 def load_extra_encoders() -> None:
     """Call the ``module:function`` hooks listed (comma-separated) in
-    $CROSSFIND_EXTRA_ENCODERS, each registering encoder families; the tests register their
+    ``settings.extra_encoders`` ($CROSSFIND_EXTRA_ENCODERS), each registering encoder families; the tests register their
     fake encoder this way (``tests.fakes:register``) to drive the real CLI in a subprocess."""
-    import importlib
-    import os
-
-    from search.errors import BadRequest
-
-    for spec in filter(None, os.environ.get("CROSSFIND_EXTRA_ENCODERS", "").split(",")):
+    for spec in filter(None, get_settings().extra_encoders.split(",")):
         module, _, func = spec.strip().partition(":")
         try:
             hook = getattr(importlib.import_module(module), func or "register")

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from cli.common import add_db_arg, add_model_arg, print_json, settings_from
+from search.settings import get_settings
 
 # skipped files listed in the table; --json lists all
 _SHOW_SKIPPED = 40
@@ -41,7 +42,7 @@ def _encoder_name(args: argparse.Namespace, default: str, db: Path) -> str:
     from search.errors import Conflict
     from search.index import MANIFEST, Index, Manifest
 
-    if args.model or os.environ.get("CROSSFIND_MODEL"):
+    if args.model or "model" in get_settings().model_fields_set:
         return default  # settings already hold the flag or the environment's choice
     if not args.reindex and Index.exists(db):
         try:

@@ -110,6 +110,29 @@ def test_packages_import_only_what_they_may():
     assert wrong == []
 
 
+def environment_reads(path: Path) -> list[int]:
+    """Lines that read a variable: ``os.environ.get``, ``os.getenv``, ``os.environ[...]``
+    (setting one for a child process or a library is not reading)."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        call = isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.environ.get", "os.getenv")
+        item = (isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load)
+                and ast.unparse(node.value) == "os.environ")
+        if call or item:
+            lines.append(node.lineno)
+    return lines
+
+
+def test_only_settings_reads_the_environment():
+    reads = {
+        f"{module_name(path)}:{line}"
+        for path in first_party_modules().values()
+        if path != REPO / "search" / "settings.py"
+        for line in environment_reads(path)
+    }
+    assert reads == set()
+
+
 def test_the_checker_sees_cycles_and_forbidden_imports(tmp_path):
     """The walk finds what it must: a cycle, and imports hidden in a function or behind
     TYPE_CHECKING."""
@@ -120,3 +143,5 @@ def test_the_checker_sees_cycles_and_forbidden_imports(tmp_path):
                    "def f():\n    from indexer import pipeline\n")
     modules = {"web.app": src, "indexer": src, "indexer.pipeline": src, "search.m": src}
     assert imports_of(src, modules, "search.m") == {"web.app", "indexer", "indexer.pipeline"}
+    src.write_text("import os\na = os.environ.get('A')\nb = os.environ['B']\nos.environ['C'] = '1'\n")
+    assert environment_reads(src) == [2, 3]

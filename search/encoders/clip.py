@@ -39,6 +39,7 @@ import numpy as np
 from search.encoders.audio import load_audio_head
 from search.encoders.base import AudioHead, Encoder, l2_normalize
 from search.errors import BadRequest, ModelUnavailable
+from search.settings import get_settings
 
 if TYPE_CHECKING:
     import torch
@@ -49,7 +50,6 @@ log = logging.getLogger(__name__)
 TEXT_BATCH = 256
 _PROBE_TIMEOUT_S = 1.5
 _URL_CACHE = Path("~/.cache/clip")  # open_clip's folder for URL-only (non-hub) weights
-_TRUE = {"1", "true", "yes", "on"}
 _SEE_ARCHS = "run `crossfind models --archs` to see them"
 _lock = threading.Lock()  # open_clip's config registry is a module global
 
@@ -246,12 +246,7 @@ def network_disabled() -> bool:
 # -- hub weights ------------------------------------------------------------------------------
 def _hf_cache() -> Path:
     """The Hugging Face hub cache, read from the environment now (not at import time)."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.environ[var]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME", "~/.cache")
-    home = os.environ.get("HF_HOME") or os.path.join(xdg, "huggingface")
-    return Path(home).expanduser() / "hub"
+    return get_settings().hf_cache
 
 
 def _hub_location(pcfg: dict[str, Any]) -> tuple[str, list[str]] | None:
@@ -318,9 +313,7 @@ def _download(arch: str, tag: str, pcfg: dict[str, Any]) -> Path:
 
 
 def _offline_env() -> bool:
-    return any(
-        os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
+    return get_settings().offline
 
 
 def _reachable(host: str) -> bool:
