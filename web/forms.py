@@ -94,16 +94,14 @@ async def read_upload(upload: UploadFile | None, kind: str, max_bytes: int) -> b
 
 
 def check_query(query: Query, max_bytes: int) -> None:
-    """Refuse what an API client may not ask: local paths (CLI only), ids no row can have,
-    oversized media.
+    """Refuse what an API client may not ask: ids no row can have, oversized media (local
+    paths cannot be asked: the request schema has none, ``web.schemas.QueryPart``).
 
     Raises:
-        Unprocessable: a part names a local path or an impossible item id.
+        Unprocessable: an impossible item id.
         PayloadTooLarge: a decoded image/audio part is over the upload cap.
     """
     for part in query.parts:
-        if part.image_path is not None or part.audio_path is not None:
-            raise Unprocessable("image_path/audio_path are for the CLI; send image_b64/audio_b64")
         if part.item_id is not None and part.item_id > MAX_ID:
             raise Unprocessable(f"item_id: no item has an id over {MAX_ID}")
         data = part.image_b64 if part.image_b64 is not None else part.audio_b64
