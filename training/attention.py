@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ from search.attention import (
     neighbour_scores,
     part_features,
 )
+from search.checkpoints import AttentionWeights
 from search.encoders import create_encoder
 from search.encoders.base import l2_normalize
 from training.composed_eval import ComposedQuery, Corpus, build_queries, load_corpus, part_vectors
@@ -126,8 +127,8 @@ def train_learned(train: Prepared, dev: Prepared, epochs: int = 100, lr: float =
     log_w = torch.log(torch.where(pos, w, torch.ones_like(w)))
 
     def snapshot() -> LearnedAttention:
-        return LearnedAttention({"mean": mean, "std": std, "w1": w1.detach().numpy().copy(),
-                                 "b1": b1.detach().numpy().copy(), "w2": w2.detach().numpy().copy()})
+        return LearnedAttention(AttentionWeights(mean, std, w1.detach().numpy().copy(),
+                                                 b1.detach().numpy().copy(), w2.detach().numpy().copy()))
 
     best, best_r = snapshot(), mean_recall(dev, snapshot())
     for epoch in range(1, epochs + 1):
@@ -167,7 +168,7 @@ def train_attention(cfg: AttentionConfig) -> dict[str, Any]:
     weighted = mean_recall(dev, None)
     heuristic, h_r = tune_heuristic(dev)
     learned, l_r = train_learned(train, dev, cfg.epochs)
-    learned.save(cfg.out, encoder=encoder.id)
+    replace(learned.weights, encoder=encoder.id).save(cfg.out)
     return {
         "train_queries": len(train.targets), "dev_queries": len(dev.targets),
         "dev_weighted": round(weighted, 4), "dev_heuristic": round(h_r, 4),

@@ -19,15 +19,16 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
+from search.checkpoints import AudioCheckpoint
 from search.encoders import create_encoder
 from search.encoders.audio import (
-    FORMAT,
     LogMel,
     build_net,
     ensemble,
@@ -106,11 +107,11 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
     if cfg.init is not None:  # continue from a checkpoint with the same vocabulary
 
         init = read_checkpoint(cfg.init)
-        if list(init["labels"]) != labels:
+        if init.labels != labels:
             raise BadRequest(f"{cfg.init} has another label vocabulary; train without --init")
-        net.load_state_dict({k: v.float() for k, v in init["state"].items()})
-        mean, std = float(init["mel_mean"]), float(init["mel_std"])
-        init_digits = init.get("digit_state")  # the digit expert reads the same inputs: keep it
+        net.load_state_dict({k: v.float() for k, v in init.state.items()})
+        mean, std = init.mel_mean, init.mel_std
+        init_digits = init  # the digit expert reads the same inputs: keep it
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     plan = [_epoch_batches(train, cfg, np.random.default_rng(cfg.seed + e)) for e in range(cfg.epochs)]
     total_steps = sum(len(p) for p in plan)
@@ -159,7 +160,8 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
             if stale >= cfg.patience:
                 report(f"early stop: no better validation accuracy for {cfg.patience} epochs")
                 break
-    net.load_state_dict(best)
+    if best is not None:
+        net.load_state_dict(best)
     alpha, temperature, mix_table = choose_mix(net, val, labels, text, mean, std, device, cfg.top_k, silence)
     summary = {
         "labels": len(labels), "epochs_run": len(history), "best_val_accuracy": round(best_score, 4),
@@ -167,32 +169,27 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
         "train_seconds": round(time.time() - t_start, 1), "data_seconds": round(t_data, 1),
         "device": str(device), "history": history,
     }
-    ckpt = {
-        "format": FORMAT, "labels": labels, "mel_mean": mean, "mel_std": std,
-        "min_seconds": MIN_SECONDS, "max_gain_db": cfg.max_gain_db,
-        "mel_fb": fb.clone(),
-        "mel_floor": None if floor is None else torch.from_numpy(floor),
-        "state": {k: v.detach().cpu().half() for k, v in net.state_dict().items()},
-        "text_space": encoder.id, "text_probe": torch.from_numpy(text).half(),
-        "alpha": alpha, "temperature": temperature, "top_k": cfg.top_k,
-        "summary": {k: v for k, v in summary.items() if k not in ("history", "mix_on_val")},
-        "manifests": [Path(m).parent.name for m in cfg.manifests], "seed": cfg.seed,
-        "val_seed": cfg.holdout_seed,
-    }
+    ckpt = AudioCheckpoint(
+        labels=labels, mel_mean=mean, mel_std=std, min_seconds=MIN_SECONDS, max_gain_db=cfg.max_gain_db,
+        mel_fb=fb.clone(), mel_floor=None if floor is None else torch.from_numpy(floor),
+        state={k: v.detach().cpu().half() for k, v in net.state_dict().items()},
+        text_space=encoder.id, text_probe=torch.from_numpy(text).half(),
+        alpha=alpha, temperature=temperature, top_k=cfg.top_k,
+        summary={k: v for k, v in summary.items() if k not in ("history", "mix_on_val")},
+        manifests=[Path(m).parent.name for m in cfg.manifests], seed=cfg.seed, val_seed=cfg.holdout_seed,
+    )
+    digits: dict[str, object] | None
     if cfg.digits_from is not None:
-        digits = reuse_digit_expert(ckpt, cfg.digits_from)
-    elif init_digits is not None:
-        ckpt["digit_state"] = init_digits
-        if init.get("digit_front") is not None:
-            ckpt["digit_front"] = init["digit_front"]
-        digits = {"digit_expert": f"kept from {Path(cfg.init).name}"}
+        ckpt, digits = reuse_digit_expert(ckpt, cfg.digits_from)
+    elif init_digits is not None and init_digits.digit_state is not None:
+        ckpt = replace(ckpt, digit_state=init_digits.digit_state, digit_front=init_digits.digit_front)
+        digits = {"digit_expert": f"kept from {Path(str(cfg.init)).name}"}
     else:
-        digits = attach_digit_expert(ckpt, train, val, cfg.seed, report)
+        ckpt, digits = attach_digit_expert(ckpt, train, val, cfg.seed, report)
     if digits:
         summary.update(digits)
-        ckpt["summary"].update(digits)
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, cfg.out)
+        ckpt.summary.update(digits)
+    ckpt.save(cfg.out)
     return summary
 
 
@@ -211,20 +208,20 @@ def combine_runs(cfg: TrainConfig, runs: list[Path], report: Callable[[str], Non
             raise BadRequest(str(exc)) from None
     first = ckpts[0]
     for path, c in zip(runs[1:], ckpts[1:]):
-        same = (list(c["labels"]) == list(first["labels"]) and c.get("text_space") == first.get("text_space")
-                and c.get("max_gain_db") == first.get("max_gain_db") and _same_tensor(c, first, "mel_floor"))
+        same = (c.labels == first.labels and c.text_space == first.text_space
+                and c.max_gain_db == first.max_gain_db and _same_tensor(c.mel_floor, first.mel_floor))
         if not same:
             raise BadRequest(f"{path} has another vocabulary, text space or front end than {runs[0]}")
     if encoder is None:
         encoder = create_encoder(cfg.model, cfg.cache_dir)
-    floor = stored_floor(first)
+    floor = stored_floor(first.front)
     train, val = split_sets(cfg, floor)
     mean, std = _mel_stats(train)
     for path, c in zip(runs, ckpts):  # the log-mel statistics pin down the training rows
-        if abs(float(c["mel_mean"]) - mean) > 1e-4 * abs(mean) or abs(float(c["mel_std"]) - std) > 1e-4 * std:
+        if abs(c.mel_mean - mean) > 1e-4 * abs(mean) or abs(c.mel_std - std) > 1e-4 * std:
             raise BadRequest(f"{path} was trained on other rows than these manifests and --val-seed "
                              f"hold out; members must share the training rows")
-    labels = list(first["labels"])
+    labels = list(first.labels)
     text = label_embeddings(encoder, labels)
     silence = silence_bands(floor)
     device = torch.device("cpu")
@@ -239,18 +236,14 @@ def combine_runs(cfg: TrainConfig, runs: list[Path], report: Callable[[str], Non
         report(f"{name}: validation accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
     report(_format_val("ensemble", metrics))
     alpha, temperature, mix_table = choose_mix(combined, val, labels, text, mean, std, device,
-                                                int(first.get("top_k", cfg.top_k)), silence)
+                                                first.top_k, silence)
     accs = [m["accuracy"] for m in metrics.values()]
     summary = {"members": members, "val_accuracy": {name: m["accuracy"] for name, m in metrics.items()},
                "best_val_accuracy": round(float(accs[0] if cfg.select_on_first else np.mean(accs)), 4),
                "alpha": alpha, "temperature": temperature, "mix_on_val": mix_table}
-    ckpt = dict(first)
-    ckpt["members"] = [c["state"] for c in ckpts[1:]]
-    ckpt.update(alpha=alpha, temperature=temperature,
-                summary={k: v for k, v in summary.items() if k != "mix_on_val"},
-                seed=[c.get("seed") for c in ckpts])
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, cfg.out)
+    replace(first, members=[c.state for c in ckpts[1:]], alpha=alpha, temperature=temperature,
+            summary={k: v for k, v in summary.items() if k != "mix_on_val"},
+            seed=[c.seed for c in ckpts]).save(cfg.out)
     return summary
 
 
@@ -264,8 +257,7 @@ def _silence_pad(silence: np.ndarray, n: int, n_mels: int, frames: int) -> np.nd
     return np.repeat(np.broadcast_to(silence, (n_mels, frames))[None], n, axis=0)
 
 
-def _same_tensor(a: dict, b: dict, key: str) -> bool:
-    x, y = a.get(key), b.get(key)
+def _same_tensor(x: torch.Tensor | None, y: torch.Tensor | None) -> bool:
     if x is None or y is None:
         return x is None and y is None
     return bool((x.float() - y.float()).abs().max() < 1e-6)
@@ -299,14 +291,15 @@ def _soft_ce(logits, target):
 def _epoch_batches(train: list[ClipSet], cfg: TrainConfig, rng: np.random.Generator) -> list[np.ndarray]:
     """Batches of (set, clip) pairs mixing all manifests (single-set batches would teach the
     network per-set BatchNorm statistics that inference, with running averages, never sees)."""
-    pairs = []
+    pairs: list[tuple[int, int]] = []
     for i, s in enumerate(train):
         order = rng.permutation(len(s.labels))
         if i > 0:
             order = order[: cfg.per_epoch_clips]
         pairs += [(i, j) for j in order]
-    pairs = np.array(pairs)[rng.permutation(len(pairs))]
-    return [pairs[b : b + cfg.batch] for b in range(0, len(pairs), cfg.batch) if len(pairs[b : b + cfg.batch]) > 1]
+    shuffled = np.array(pairs)[rng.permutation(len(pairs))]
+    return [shuffled[b : b + cfg.batch] for b in range(0, len(shuffled), cfg.batch)
+            if len(shuffled[b : b + cfg.batch]) > 1]
 
 
 def _val_outputs(net, clips: ClipSet, mean: float, std: float, device, silence) -> tuple[np.ndarray, np.ndarray]:

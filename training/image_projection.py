@@ -13,7 +13,6 @@ so a rerun takes seconds; ``--seed`` makes it reproducible.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import os
 import time
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from search.checkpoints import ProjectionWeights
 from search.encoders.base import l2_normalize
 from search.encoders.bundled import BundledEncoder
 from search.media import open_image
@@ -145,12 +145,13 @@ def train_head(train: list[Split], dev: list[Split], hidden: int, temperature: f
             loss.backward()
             opt.step()
         sched.step()
-        score = np.mean([t2i_recall(_project(model, s.features, mean, std), s.captions, s.owner)
-                         for s in dev])
+        score = float(np.mean([t2i_recall(_project(model, s.features, mean, std), s.captions, s.owner)
+                               for s in dev]))
         if score > best:
             best, best_epoch = score, epoch + 1
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     linears = [m for m in model if isinstance(m, torch.nn.Linear)]
     out = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears]
     return out, float(best), best_epoch
@@ -223,34 +224,20 @@ def train_projection(cfg: ProjectionConfig) -> dict[str, Any]:
         alpha = best_alpha(dev[0], projected[0])
         per_dev = [t2i_recall(mix(s, p, alpha), s.captions, s.owner) for s, p in zip(dev, projected)]
         score = float(np.mean(per_dev))
-        cfg = {"hidden": hidden, "temperature": temp, "lr": lr, "dropout": dropout,
+        point = {"hidden": hidden, "temperature": temp, "lr": lr, "dropout": dropout,
                "epoch": epoch, "dev_r5_projection": round(proj_score, 4), "alpha": alpha,
                "dev_r5_mix": round(score, 4), "dev_r5_each": [round(v, 4) for v in per_dev]}
-        log.info("%s (%.0f s)", cfg, time.perf_counter() - t0)
+        log.info("%s (%.0f s)", point, time.perf_counter() - t0)
         if best is None or score > best["cfg"]["dev_r5_mix"]:
-            best = {"cfg": cfg, "layers": layers, "alpha": alpha}
+            best = {"cfg": point, "layers": layers, "alpha": alpha}
     assert best is not None
     for s in dev:
         p = project_numpy(best["layers"], s.features, mean, std)
         log.info("best on %s: t2i R@5 %.3f (projection alone %.3f)", s.name,
                  t2i_recall(mix(s, p, best["alpha"]), s.captions, s.owner),
                  t2i_recall(p, s.captions, s.owner))
-    save(cfg.out, best["layers"], mean, std, best["alpha"], cfg.sentence_weight,
-         {**best["cfg"], "seed": cfg.seed, "train": [f"{d}/{s}" for d, s in TRAIN],
-          "dev": [f"{d}/{s}" for d, s in DEV], "weight_decay": cfg.weight_decay})
+    meta = {**best["cfg"], "seed": cfg.seed, "train": [f"{d}/{s}" for d, s in TRAIN],
+            "dev": [f"{d}/{s}" for d, s in DEV], "weight_decay": cfg.weight_decay}
+    ProjectionWeights(tuple(best["layers"]), mean, std, best["alpha"], cfg.sentence_weight, meta).save(cfg.out)
     log.info("wrote %s (%d bytes): %s", cfg.out, cfg.out.stat().st_size, best["cfg"])
     return dict(best["cfg"])
-
-
-def save(path: Path, layers: list[tuple[np.ndarray, np.ndarray]], mean: np.ndarray,
-         std: np.ndarray, alpha: float, sentence_weight: float, meta: dict) -> None:
-    """fp16 weights (a few MB); ``bundled.ProjectionHead`` reads this file."""
-    arrays: dict[str, np.ndarray] = {"n_layers": np.array(len(layers)), "alpha": np.array(alpha),
-                                     "sentence_weight": np.array(sentence_weight),
-                                     "mean": mean.astype(np.float16), "std": std.astype(np.float16),
-                                     "meta": np.array(json.dumps(meta))}
-    for i, (w, b) in enumerate(layers):
-        arrays[f"w{i}"] = w.astype(np.float16)
-        arrays[f"b{i}"] = b.astype(np.float16)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)

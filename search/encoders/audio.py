@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from search.checkpoints import AudioCheckpoint, FrontEnd
 from search.encoders.audio_labels import prompts
 from search.encoders.base import AUDIO_SAMPLE_RATE, l2_normalize
 from search.encoders.onnx_image import pretrained_efficientnet
@@ -38,11 +39,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "audio_effnet_lite0.pt"
-FORMAT = 1
 N_FFT, HOP, N_MELS, FMIN, FMAX = 1024, 320, 128, 20.0, 8000.0
 LOG_EPS = 1e-6
 FEATURE_DIM = 1280
-MIN_SECONDS = 1.0  # shorter windows are zero-padded (checkpoints say how far: "min_seconds")
 PAD_QUANTUM = AUDIO_SAMPLE_RATE // 2  # and to a multiple of 0.5 s, so batching never changes a vector
 BATCH = 16
 PROBE_MIN_COS = 0.99
@@ -78,7 +77,7 @@ def build_net(n_classes: int, proj_dim: int | None, pretrained: bool) -> torch.n
     class AudioNet(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.backbone = backbone
+            self.backbone: Any = backbone  # EfficientNet: untyped attributes
             self.dropout = torch.nn.Dropout(0.2)
             self.classifier = torch.nn.Linear(FEATURE_DIM, n_classes)
             self.projection = torch.nn.Linear(FEATURE_DIM, proj_dim) if proj_dim else None
@@ -121,13 +120,13 @@ def ensemble(nets: Sequence[torch.nn.Module]) -> torch.nn.Module:
     return Ensemble()
 
 
-def load_net(ckpt: dict[str, Any]) -> torch.nn.Module:
+def load_net(ckpt: AudioCheckpoint) -> torch.nn.Module:
     """The checkpoint's network in eval mode: one, or the ensemble of ``state`` and ``members``."""
-    probe = ckpt.get("text_probe")
+    probe = ckpt.text_probe
     proj_dim = int(probe.shape[1]) if probe is not None else None
     nets = []
-    for state in [ckpt["state"], *ckpt.get("members", [])]:
-        net = build_net(len(ckpt["labels"]), proj_dim, pretrained=False)
+    for state in [ckpt.state, *ckpt.members]:
+        net = build_net(len(ckpt.labels), proj_dim, pretrained=False)
         net.load_state_dict({k: v.float() for k, v in state.items()})
         nets.append(net)
     net = nets[0] if len(nets) == 1 else ensemble(nets)
@@ -156,21 +155,18 @@ def build_digit_net() -> torch.nn.Module:
 def noise_floor(fb: np.ndarray, bits: int = 8, factor: float = 4.0) -> np.ndarray:
     """Per-mel-band power of white noise ``factor`` times ``bits``-bit quantisation noise.
 
-    Added to the mel power before the log, it hides detail under about -47 dBFS (8 bits, x4):
-    the 8-bit training copy of ESC-50 and 16-bit recordings then give near-identical log-mels
-    (mean |difference| 0.09 nats against 0.56 with the 1e-6 floor; bins off by more than a
-    factor e: 0.2 % against 18 %), so quantisation noise stops being a cue the network learns.
+    Added to the mel power before the log, it hides detail under about -47 dBFS (8 bits, x4),
+    so 8-bit and 16-bit recordings give near-identical log-mels and quantisation noise stops
+    being a cue the network learns (measured in ``MODEL_CARD_audio.md``).
     """
     step = 2.0 / 2**bits
     window_energy = float((np.hanning(N_FFT + 1)[:-1] ** 2).sum())  # torch's periodic Hann
     return (factor * step**2 / 12.0 * window_energy * np.asarray(fb, np.float64).sum(axis=1)).astype(np.float32)
 
 
-def stored_floor(stored: dict[str, Any]) -> np.ndarray | None:
-    """The noise floor a checkpoint (or its ``digit_front``) stores; None: the first
-    checkpoints' 1e-6."""
-    floor = stored.get("mel_floor")
-    return None if floor is None else floor.float().numpy()
+def stored_floor(front: FrontEnd) -> np.ndarray | None:
+    """The noise floor of a checkpoint's front end; None: the first checkpoints' 1e-6."""
+    return None if front.mel_floor is None else front.mel_floor.float().numpy()
 
 
 def silence_bands(floor: np.ndarray | None) -> np.ndarray:
@@ -201,9 +197,9 @@ class LogMel:
                       else torch.as_tensor(np.asarray(floor, np.float32)).reshape(-1, 1))
 
     @classmethod
-    def stored(cls, stored: dict[str, Any], fb: np.ndarray | None) -> LogMel:
-        """The front end a checkpoint (or its ``digit_front``) was trained with."""
-        return cls(float(stored["mel_mean"]), float(stored["mel_std"]), fb, stored_floor(stored))
+    def stored(cls, front: FrontEnd, fb: np.ndarray | None) -> LogMel:
+        """The front end a checkpoint (or its digit expert) was trained with."""
+        return cls(front.mel_mean, front.mel_std, fb, stored_floor(front))
 
     def raw(self, waves: torch.Tensor) -> torch.Tensor:
         """float32[n, samples] -> unstandardised log-mel [n, 128, frames]."""
@@ -218,7 +214,7 @@ class LogMel:
         return (self.raw(waves) - self.mean) / self.std
 
 
-def pad_length(n: int, min_seconds: float = MIN_SECONDS) -> int:
+def pad_length(n: int, min_seconds: float) -> int:
     return max(int(min_seconds * AUDIO_SAMPLE_RATE), -(-n // PAD_QUANTUM) * PAD_QUANTUM)
 
 
@@ -226,40 +222,39 @@ def pad_length(n: int, min_seconds: float = MIN_SECONDS) -> int:
 class AudioModel:
     """An ``AudioHead``: windows -> vectors in one encoder's text space."""
 
-    def __init__(self, ckpt: dict[str, Any], encoder: Encoder, *, use_projection: bool | None = None):
-        self.labels: list[str] = list(ckpt["labels"])
-        self.temperature = float(ckpt.get("temperature", 1.0))
-        self.top_k = int(ckpt.get("top_k", 10))
-        self.min_seconds = float(ckpt.get("min_seconds", MIN_SECONDS))
-        probe = ckpt.get("text_probe")
-        self.net = load_net(ckpt)
-        # loudness normalisation's gain cap (None: recorded levels); format-1 files before it: 30 dB
-        self.max_gain_db: float | None = ckpt.get("max_gain_db", 30.0)
-        fb = ckpt.get("mel_fb")
+    def __init__(self, ckpt: AudioCheckpoint, encoder: Encoder, *, use_projection: bool | None = None):
+        self.labels: list[str] = list(ckpt.labels)
+        self.temperature = float(ckpt.temperature)
+        self.top_k = int(ckpt.top_k)
+        self.min_seconds = float(ckpt.min_seconds)
+        probe = ckpt.text_probe
+        self.net: Any = load_net(ckpt)  # its .projection is read
+        self.max_gain_db = ckpt.max_gain_db
+        fb = ckpt.mel_fb
         fb_np = None if fb is None else fb.float().numpy()
-        self.front = LogMel.stored(ckpt, fb_np)
+        self.front = LogMel.stored(ckpt.front, fb_np)
         self.digits = None  # the spoken-digit expert: (its net, the digit labels' columns)
         # its own front end when it was trained on another one (None: it reads the main log-mel)
         self.digit_front: tuple[LogMel, float | None] | None = None
-        if ckpt.get("digit_state") is not None:
+        if ckpt.digit_state is not None:
             digit_net = build_digit_net()
-            digit_net.load_state_dict({k: v.float() for k, v in ckpt["digit_state"].items()})
+            digit_net.load_state_dict({k: v.float() for k, v in ckpt.digit_state.items()})
             digit_net.eval()
             self.digits = (digit_net, [self.labels.index(str(d)) for d in range(10)])
-            df = ckpt.get("digit_front")
+            df = ckpt.digit_front
             if df is not None:
-                self.digit_front = (LogMel.stored(df, fb_np), df.get("max_gain_db"))
+                self.digit_front = (LogMel.stored(df, fb_np), df.max_gain_db)
         self.label_vectors = label_embeddings(encoder, self.labels)
         fits = probe is not None and _same_space(self.label_vectors, probe.float().numpy())
         self.projection_fits = fits
         if use_projection is None:
             use_projection = fits
         elif use_projection and not fits:
-            raise ValueError(f"the audio projection was trained for {ckpt.get('text_space')!r}, "
+            raise ValueError(f"the audio projection was trained for {ckpt.text_space!r}, "
                              f"not for encoder {encoder.id!r}")
-        self.alpha = float(ckpt.get("alpha", 0.5)) if use_projection else 1.0
+        self.alpha = float(ckpt.alpha) if use_projection else 1.0
         mode = "mix" if 0.0 < self.alpha < 1.0 else ("bridge" if self.alpha == 1.0 else "proj")
-        self.id = f"audio-effnet-lite0-v{FORMAT}:{mode}"
+        self.id = f"audio-effnet-lite0-v{ckpt.format_version}:{mode}"
         self.fingerprint = self.id  # load_audio_head adds the weights' hash
         self._lock = threading.Lock()
 
@@ -334,7 +329,7 @@ def mix(logits: np.ndarray, proj: np.ndarray | None, label_vectors: np.ndarray, 
 
     ``route``: classes an expert decides inside the bridge (the spoken digits); a clip's
     probability mass on them moves its mix to the bridge, since the projection knows only what
-    the main network knows (on digit clips: 0.44 validation accuracy against the expert's 0.99).
+    the main network knows, which is far weaker on digits than the expert (see the model card).
     """
     bridged = bridge(logits, label_vectors, temperature, top_k)
     if proj is None or alpha >= 1.0:
@@ -392,8 +387,11 @@ def label_embeddings(encoder: Encoder, labels: Sequence[str]) -> np.ndarray:
 
 
 def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+        while block := fh.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _same_space(vectors: np.ndarray, probe: np.ndarray) -> bool:
@@ -403,19 +401,9 @@ def _same_space(vectors: np.ndarray, probe: np.ndarray) -> bool:
     return float(cos.min()) >= PROBE_MIN_COS
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The weights file as a dict; raises ``ValueError`` naming what is wrong."""
-    import torch
-
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ValueError(f"{path} does not exist") from None
-    except Exception as exc:
-        raise ValueError(f"{path} is not a readable audio checkpoint ({exc})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a format-{FORMAT} crossfind audio checkpoint")
-    return ckpt
+def read_checkpoint(path: Path) -> AudioCheckpoint:
+    """The weights file; raises ``ValueError`` naming what is wrong."""
+    return AudioCheckpoint.load(path)
 
 
 def load_audio_head(encoder: Encoder, path: Path | None = None) -> AudioModel | None:

@@ -18,11 +18,12 @@ import threading
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from PIL import Image as PILImage
 
+from search.checkpoints import ProjectionWeights
 from search.encoders.audio import load_audio_head
 from search.encoders.base import AudioHead, Encoder, force_offline, l2_normalize
 from search.encoders.imagenet import LabelBridge, load_class_table
@@ -53,7 +54,7 @@ def preprocess(image: Image) -> np.ndarray:
     w, h = image.size
     scale = RESIZE_SHORT / min(w, h)
     size = (max(IMAGE_SIZE, round(w * scale)), max(IMAGE_SIZE, round(h * scale)))
-    image = image.convert("RGB").resize(size, PILImage.BILINEAR, reducing_gap=3.0)
+    image = image.convert("RGB").resize(size, PILImage.Resampling.BILINEAR, reducing_gap=3.0)
     left = (size[0] - IMAGE_SIZE) // 2
     top = (size[1] - IMAGE_SIZE) // 2
     image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
@@ -67,24 +68,16 @@ class ProjectionHead:
 
     def __init__(self, path: Path) -> None:
         try:
-            with np.load(path, allow_pickle=False) as data:
-                n = int(data["n_layers"])
-                self.layers = [
-                    (data[f"w{i}"].astype(np.float32), data[f"b{i}"].astype(np.float32))
-                    for i in range(n)
-                ]
-                self.mean = data["mean"].astype(np.float32)
-                self.std = data["std"].astype(np.float32)
-                self.alpha = float(data["alpha"])
-                # the bridge settings the head was tuned with (files before it: 0.5)
-                self.sentence_weight = (
-                    float(data["sentence_weight"]) if "sentence_weight" in data else 0.5
-                )
+            weights = ProjectionWeights.load(path)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelUnavailable(
                 f"the bundled image projection {path} is missing or corrupt ({exc}); reinstall "
                 "crossfind, or use --model bundled:bridge (label bridge only; needs --reindex)"
             ) from None
+        self.layers = weights.layers
+        self.mean, self.std = weights.mean, weights.std
+        self.alpha = weights.alpha
+        self.sentence_weight = weights.sentence_weight  # the bridge setting it was tuned with
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         x = (features - self.mean) / self.std
@@ -167,7 +160,7 @@ class BundledEncoder(Encoder):
         if self._onnx_text is not None:
             return self._onnx_text(texts, TEXT_BATCH)
         with self._lock:
-            emb = self._text_model.encode(  # type: ignore[union-attr]
+            emb = cast(Any, self._text_model).encode(  # loaded above when there is no ONNX model
                 texts, batch_size=TEXT_BATCH, convert_to_numpy=True, show_progress_bar=False
             )
         return l2_normalize(emb)
@@ -206,7 +199,7 @@ class BundledEncoder(Encoder):
                     names, vectors = load_class_table(
                         self.cache_dir, TEXT_MODEL_KEY, self.encode_text
                     )
-                    kwargs = {}
+                    kwargs: dict[str, Any] = {}
                     if self._projection is not None:
                         kwargs["sentence_weight"] = self._projection.sentence_weight
                     self._bridge = LabelBridge(names, vectors, self.encode_text, **kwargs)
