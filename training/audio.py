@@ -30,8 +30,6 @@ from search.checkpoints import AudioCheckpoint
 from search.encoders import create_encoder
 from search.encoders.audio import (
     LogMel,
-    build_net,
-    ensemble,
     label_embeddings,
     load_net,
     mix,
@@ -41,6 +39,7 @@ from search.encoders.audio import (
     stored_floor,
 )
 from search.encoders.audio_labels import vocabulary
+from search.encoders.audio_nets import AudioEnsemble, build_net
 from search.errors import BadRequest
 from training.audio_data import FPS, ClipSet, augment, holdout, load_clipset, with_floor
 from training.audio_digits import DIGITS, attach_digit_expert, reuse_digit_expert
@@ -230,7 +229,7 @@ def combine_runs(cfg: TrainConfig, runs: list[Path], report: Callable[[str], Non
     for path, net in zip(runs, nets):
         m = validate(net, val, labels, text, mean, std, device, silence)
         members[Path(path).name] = {name: v["accuracy"] for name, v in m.items()}
-    combined = ensemble(nets).eval()
+    combined = AudioEnsemble(nets).eval()
     metrics = validate(combined, val, labels, text, mean, std, device, silence)
     for name, m in members.items():
         report(f"{name}: validation accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))

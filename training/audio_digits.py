@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from search.checkpoints import AudioCheckpoint
-from search.encoders.audio import build_digit_net, read_checkpoint, silence_bands, stored_floor
+from search.encoders.audio import read_checkpoint, silence_bands, stored_floor
+from search.encoders.audio_nets import DigitNet
 from search.errors import BadRequest
 from training.audio_data import FPS, ClipSet
 from training.audio_eval import classification_metrics
@@ -44,7 +45,7 @@ def train_digit_expert(train: ClipSet, val: ClipSet, mean: float, std: float, se
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     t0 = time.time()
-    net = build_digit_net()
+    net = DigitNet()
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-3)
     steps = epochs * math.ceil(len(train.labels) / 64)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)

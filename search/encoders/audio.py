@@ -29,7 +29,6 @@ import numpy as np
 from search.checkpoints import AudioCheckpoint, FrontEnd
 from search.encoders.audio_labels import prompts
 from search.encoders.base import AUDIO_SAMPLE_RATE, l2_normalize
-from search.encoders.onnx_image import pretrained_efficientnet
 
 if TYPE_CHECKING:
     import torch
@@ -41,7 +40,6 @@ log = logging.getLogger(__name__)
 WEIGHTS_FILE = "audio_effnet_lite0.pt"
 N_FFT, HOP, N_MELS, FMIN, FMAX = 1024, 320, 128, 20.0, 8000.0
 LOG_EPS = 1e-6
-FEATURE_DIM = 1280
 PAD_QUANTUM = AUDIO_SAMPLE_RATE // 2  # and to a multiple of 0.5 s, so batching never changes a vector
 BATCH = 16
 PROBE_MIN_COS = 0.99
@@ -56,100 +54,18 @@ def shipped_weights() -> Path:
     return Path(str(resources.files("search.encoders") / "weights" / WEIGHTS_FILE))
 
 
-# -- the network ------------------------------------------------------------------------------
-def build_net(n_classes: int, proj_dim: int | None, pretrained: bool) -> torch.nn.Module:
-    """EfficientNet-Lite0 over 3-channel log-mels, with a class head and an optional projection.
-
-    ``pretrained`` starts from the bundled ImageNet weights (training); loading shipped weights
-    builds the bare structure.
-    """
-    import torch
-    from efficientnet_lite_pytorch import EfficientNet
-
-    backbone = pretrained_efficientnet() if pretrained else EfficientNet.from_name("efficientnet-lite0")
-    backbone._fc = torch.nn.Identity()  # the ImageNet head is not used
-    for m in backbone.modules():
-        # efficientnet_pytorch sets BN momentum 0.01: running stats would lag ImageNet's for
-        # hundreds of steps, and a short fine-tune evaluates with the wrong statistics
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = 0.1
-
-    class AudioNet(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.backbone: Any = backbone  # EfficientNet: untyped attributes
-            self.dropout = torch.nn.Dropout(0.2)
-            self.classifier = torch.nn.Linear(FEATURE_DIM, n_classes)
-            self.projection = torch.nn.Linear(FEATURE_DIM, proj_dim) if proj_dim else None
-
-        def features(self, mel: torch.Tensor) -> torch.Tensor:
-            """Normalised log-mel [n, mels, frames] -> pooled features [n, 1280]."""
-            x = mel[:, None].expand(-1, 3, -1, -1)
-            return self.backbone._avg_pooling(self.backbone.extract_features(x)).flatten(1)
-
-        def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-            feats = self.features(mel)
-            dropped = self.dropout(feats)
-            proj = self.projection(dropped) if self.projection is not None else None
-            return self.classifier(dropped), feats, proj
-
-    return AudioNet()
-
-
-def ensemble(nets: Sequence[torch.nn.Module]) -> torch.nn.Module:
-    """Networks of one vocabulary and front end as one: mean logits, features and projections.
-
-    Runs trained from the same ImageNet start on the same rows with other seeds make different
-    mistakes; averaging them is the ensemble ``train-audio --combine`` builds.
-    """
-    import torch
-
-    class Ensemble(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.members = torch.nn.ModuleList(nets)
-            self.projection = nets[0].projection  # shape of the output, for callers that ask
-
-        def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-            outs = [m(mel) for m in self.members]
-            logits = torch.stack([o[0] for o in outs]).mean(dim=0)
-            feats = torch.stack([o[1] for o in outs]).mean(dim=0)
-            proj = None if outs[0][2] is None else torch.stack([o[2] for o in outs]).mean(dim=0)
-            return logits, feats, proj
-
-    return Ensemble()
-
-
 def load_net(ckpt: AudioCheckpoint) -> torch.nn.Module:
     """The checkpoint's network in eval mode: one, or the ensemble of ``state`` and ``members``."""
     probe = ckpt.text_probe
     proj_dim = int(probe.shape[1]) if probe is not None else None
+    from search.encoders.audio_nets import AudioEnsemble, build_net  # heavy: torch
+
     nets = []
     for state in [ckpt.state, *ckpt.members]:
         net = build_net(len(ckpt.labels), proj_dim, pretrained=False)
         net.load_state_dict({k: v.float() for k, v in state.items()})
         nets.append(net)
-    net = nets[0] if len(nets) == 1 else ensemble(nets)
-    return net.eval()
-
-
-def build_digit_net() -> torch.nn.Module:
-    """The spoken-digit expert: 4 conv blocks over the first second of log-mel -> 10 digits."""
-    from torch import nn
-
-    def block(cin: int, cout: int) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
-
-    class DigitNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.body = nn.Sequential(*block(1, 16), *block(16, 32), *block(32, 64), *block(64, 96))
-            self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(96, 10))
-
-        def forward(self, mel: torch.Tensor) -> torch.Tensor:
-            return self.head(self.body(mel[:, None]).mean(dim=(2, 3)))
-
-    return DigitNet()
+    return (nets[0] if len(nets) == 1 else AudioEnsemble(nets)).eval()
 
 
 def noise_floor(fb: np.ndarray, bits: int = 8, factor: float = 4.0) -> np.ndarray:
@@ -223,6 +139,9 @@ class AudioModel:
     """An ``AudioHead``: windows -> vectors in one encoder's text space."""
 
     def __init__(self, ckpt: AudioCheckpoint, encoder: Encoder, *, use_projection: bool | None = None):
+        from search.encoders.audio_nets import FEATURE_DIM, DigitNet  # heavy: torch
+
+        self.feature_dim = FEATURE_DIM
         self.labels: list[str] = list(ckpt.labels)
         self.temperature = float(ckpt.temperature)
         self.top_k = int(ckpt.top_k)
@@ -237,7 +156,7 @@ class AudioModel:
         # its own front end when it was trained on another one (None: it reads the main log-mel)
         self.digit_front: tuple[LogMel, float | None] | None = None
         if ckpt.digit_state is not None:
-            digit_net = build_digit_net()
+            digit_net = DigitNet()
             digit_net.load_state_dict({k: v.float() for k, v in ckpt.digit_state.items()})
             digit_net.eval()
             self.digits = (digit_net, [self.labels.index(str(d)) for d in range(10)])
@@ -265,7 +184,7 @@ class AudioModel:
 
         n = len(waveforms)
         logits = np.zeros((n, len(self.labels)), np.float32)
-        feats = np.zeros((n, FEATURE_DIM), np.float32)
+        feats = np.zeros((n, self.feature_dim), np.float32)
         proj = None if self.net.projection is None else np.zeros((n, self.net.projection.out_features), np.float32)
         by_len: dict[int, list[int]] = {}
         for i, w in enumerate(waveforms):
