@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from cli.common import add_model_arg, print_json, settings_from
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     corpus = load_corpora(encoder, args.data or settings.shared_data, settings.cache_dir, args.dataset,
                           args.split.split("+"))
     queries = build_queries(corpus, args.seed)
-    out = {
+    out: dict[str, Any] = {
         "dataset": corpus.name,
         "encoder": encoder.id,
         "n_photos": len(corpus.images),

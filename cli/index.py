@@ -97,7 +97,7 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def _print_table(report, info: dict) -> None:
-    cols = ("added", "updated", "unchanged", "linked", "removed", "vectors")
+    cols: tuple[str, ...] = ("added", "updated", "unchanged", "linked", "removed", "vectors")
     if report.totals().refreshed:  # re-embedded because the model that made them was replaced
         cols = (*cols[:5], "refreshed", "vectors")
     print(f"{'modality':<9}" + "".join(f"{c:>10}" for c in cols))

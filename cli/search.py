@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from cli.common import add_db_arg, add_model_arg, print_json, print_mapping, settings_from
 
@@ -106,7 +107,7 @@ def parse_filters(items: list[str], modality: list[str] | None = None):
     from search.errors import BadRequest
     from search.query import Filters
 
-    fields: dict[str, object] = {"modality": list(modality) if modality else None}
+    fields: dict[str, Any] = {"modality": list(modality) if modality else None}
     for item in items:
         key, sep, value = item.partition("=")
         name = _FILTER_KEYS.get(key.strip().lower().replace("-", "_"))

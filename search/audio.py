@@ -12,7 +12,7 @@ Preprocessing, in this order:
   frame (the rule of ``librosa.effects.trim``, in numpy, streamed for files); window times stay
   in the original file's timeline;
 * loudness normalisation, per window, to ``TARGET_RMS_DB`` (gain capped at ``MAX_GAIN_DB``) —
-  done inside the audio head (``normalize_loudness``) so every caller gets it, and only where
+  done inside the audio head (``search.encoders.audio.normalize_loudness``) so every caller gets it, and only where
   the checkpoint was trained that way: the shipped one keeps recorded levels (its training copy
   is 8-bit, and gain on quiet clips made quantisation noise a cue).
 

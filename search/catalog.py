@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
@@ -290,7 +291,7 @@ class Catalog:
         if not paths:
             return []
         with self.session() as s, s.begin():
-            content_ids = set()
+            content_ids: set[int] = set()
             for chunk in _chunks(paths, 500):
                 content_ids.update(s.scalars(select(File.content_id).where(File.path.in_(chunk))))
                 s.execute(delete(File).where(File.path.in_(chunk)))
@@ -453,7 +454,7 @@ class Catalog:
                 self._readers.append(con)
         return con
 
-    def counts(self) -> dict[str, object]:
+    def counts(self) -> dict[str, Any]:
         """Item (file), content and segment counts, per modality."""
         with self.session() as s:
             by_mod_files = dict(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ class SearchResult:
     took_ms: float
     query: dict[str, object] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "query": self.query,
             "results": [h.to_json() for h in self.hits],
@@ -47,15 +48,14 @@ class Engine:
     # -- embedding ----------------------------------------------------------------------------
     def embed_part(self, part: QueryPart) -> np.ndarray:
         """One query part -> one L2-normalised vector."""
-        kind = part.kind
-        if kind == "text":
+        if part.text is not None:
             return self.encoder.encode_text([part.text])[0]
-        if kind == "image":
+        if part.item_id is not None:
+            return self.item_vector(part.item_id)
+        if part.kind == "image":
             image = open_image(part.media_bytes(), self.max_image_pixels)
             return self.encoder.encode_image([image])[0]
-        if kind == "audio":
-            return embed_clip(self.encoder, decode_audio_bytes(part.media_bytes()))
-        return self.item_vector(int(part.item_id))
+        return embed_clip(self.encoder, decode_audio_bytes(part.media_bytes()))
 
     def item_vector(self, item_id: int) -> np.ndarray:
         if item_id not in self.index.catalog.segments([item_id]):

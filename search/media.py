@@ -40,8 +40,7 @@ def open_image(
                 img.seek(0)  # animated GIF/WebP: first frame
             img.draft("RGB", (draft_px, draft_px))  # JPEG: reduced scale when large
             img.load()
-            img = ImageOps.exif_transpose(img)
-            return img.convert("RGB")
+            return ImageOps.exif_transpose(img).convert("RGB")
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:

@@ -45,7 +45,8 @@ def query_modality(catalog: Catalog, query: Query) -> str:
     part = max(query.parts, key=lambda p: p.weight)
     if part.kind != "item":
         return part.kind
-    info = catalog.segments([int(part.item_id)]).get(int(part.item_id))
+    item = int(part.item_id or 0)  # an item part always has one
+    info = catalog.segments([item]).get(item)
     return info.modality if info is not None else "text"
 
 
@@ -157,7 +158,7 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
     if allowed is not None and len(allowed) == 0:
         return []
     store = index.store
-    kinds = [p.kind for p in query.parts]
+    kinds: list[str] = [p.kind for p in query.parts]
     # one non-zero part: every strategy is the plain nearest-neighbour search
     strategy = query.fusion if (weights != 0).sum() > 1 else "weighted"
     weights = fusion_weights(sample, store, strategy, vectors, weights, kinds,
@@ -173,11 +174,11 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
     n = want * (OVERFETCH if query.group else 1)
     while True:
         fetch = max(1, min(n, limit))
-        ids, cos, fused = _vector_ranking(store, strategy, qvec, vectors, weights, allowed, fetch)
+        ids, cos, scores = _vector_ranking(store, strategy, qvec, vectors, weights, allowed, fetch)
         matched: set[int] = set()
         if keyword:
             vector_ids = ids
-            ids, fused, matched = rrf_merge(ids, keyword)
+            ids, scores, matched = rrf_merge(ids, keyword)
             cos_of = dict(zip(vector_ids.tolist(), cos.tolist()))
             extra = [i for i in ids.tolist() if i not in cos_of]
             if extra:
@@ -185,7 +186,7 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
             cos = np.array([cos_of[i] for i in ids.tolist()], dtype=np.float32)
         # with a threshold some hits drop out after lookup, so none can be skipped
         hit_limit = want if query.min_score is None else None
-        late = fused if strategy in ("rrf", "score_sum") else None
+        late = scores if strategy in ("rrf", "score_sum") else None
         hits = _annotate(to_hits(index.catalog, cos, ids, query.group, hit_limit), late, ids,
                          matched, qmod, scales, query)
         exhausted = fetch >= limit or (floor is not None and len(cos) and float(cos.min()) < floor)
@@ -226,17 +227,17 @@ def to_hits(
     query over-fetched for grouping does not pay a lookup for every candidate.
     """
     keep = ids >= 0
-    scores, ids = scores[keep].tolist(), ids[keep].tolist()
+    score_list, ids_list = scores[keep].tolist(), ids[keep].tolist()
     hits: list[Hit] = []
     seen: set[int] = set()
     infos: dict[int, SegmentInfo] = {}
     looked = 0
-    for pos, (score, seg_id) in enumerate(zip(scores, ids)):
+    for pos, (score, seg_id) in enumerate(zip(score_list, ids_list)):
         if limit is not None and len(hits) >= limit:
             break
         if pos >= looked:
-            todo = len(ids) if limit is None else max(8, 2 * (limit - len(hits)))
-            infos = catalog.segments(ids[pos : pos + todo])
+            todo = len(ids_list) if limit is None else max(8, 2 * (limit - len(hits)))
+            infos = catalog.segments(ids_list[pos : pos + todo])
             looked = pos + todo
         info = infos.get(seg_id)
         if info is None or not info.paths:  # deleted since the store snapshot

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,6 +77,6 @@ class Settings(BaseSettings):
         return Path(home).expanduser() / "hub"
 
 
-def get_settings(**overrides: object) -> Settings:
+def get_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with non-None ``overrides`` (CLI flags) on top."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -17,8 +17,8 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from search.audio import load_audio, normalize_loudness, trim_silence
-from search.encoders.audio import LogMel
+from search.audio import load_audio, trim_silence
+from search.encoders.audio import LogMel, normalize_loudness
 from search.encoders.audio_labels import canonical
 from search.errors import BadRequest, UnsupportedMedia
 
@@ -138,7 +138,7 @@ def holdout(clips: ClipSet, fraction: float, seed: int, group_col: str | None = 
         groups = [clips.rows[i].get(group_col) or str(i) for i in idx] if group_col else [str(i) for i in idx]
         uniq = sorted(set(groups))
         rng.shuffle(uniq)
-        want, taken = max(1, round(fraction * len(idx))), set()
+        want, taken = max(1, round(fraction * len(idx))), set[str]()
         for g in uniq:
             if sum(groups.count(t) for t in taken) >= want:
                 break

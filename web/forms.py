@@ -56,8 +56,8 @@ class FormQuery:
                 parts=[QueryPart(**p) for p in parts],
                 k=self.k,
                 offset=self.offset,
-                fusion=self.fusion,  # type: ignore[arg-type]
-                filters=Filters(modality=self.modality or None),  # type: ignore[arg-type]
+                fusion=self.fusion,
+                filters=Filters(modality=self.modality or None),
             )
         except ValidationError as exc:
             raise Unprocessable(validation_message(exc.errors())) from None

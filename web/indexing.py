@@ -34,6 +34,8 @@ class Host(Protocol):
 
     def load_encoder(self) -> Encoder: ...
 
+    def open_engine(self) -> Engine: ...
+
 
 def _default_index_fn() -> IndexFn:
     try:

@@ -114,7 +114,7 @@ class Encoder(ABC):
         """16 kHz mono float32 waveforms (one window each) -> float32[n, dim], L2-normalised."""
         head = self.audio_head()
         if head is None:
-            self._require(Modality.AUDIO)
+            raise ModalityNotSupported(f"encoder {self.id!r} has no audio encoder")
         return head.encode(waveforms)
 
     def encode(self, modality: Modality | str, batch: Sequence) -> np.ndarray:

@@ -60,7 +60,7 @@ class ClipEncoder(Encoder):
     def __init__(self, id: str, model: torch.nn.Module, preprocess: Any, tokenizer: Any, dim: int):
         self.id = id
         self.dim = dim
-        self.model = model.eval()
+        self.model: Any = model.eval()  # open_clip: encode_text/encode_image are untyped
         self.preprocess = preprocess
         self.tokenizer = tokenizer
 

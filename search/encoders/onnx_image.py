@@ -16,7 +16,7 @@ import threading
 import warnings
 from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -72,7 +72,7 @@ def load_torch_backbone() -> torch.nn.Module:
     class Backbone(torch.nn.Module):
         def __init__(self, net: torch.nn.Module) -> None:
             super().__init__()
-            self.net = net
+            self.net: Any = net  # EfficientNet: untyped attributes
 
         def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             maps = self.net.extract_features(pixels)

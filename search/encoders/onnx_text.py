@@ -13,6 +13,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -107,7 +108,7 @@ def _export(model_dir: Path, path: Path) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    bert = SentenceTransformer(str(model_dir), device="cpu")[0].auto_model
+    bert: Any = SentenceTransformer(str(model_dir), device="cpu")[0].auto_model
 
     class Wrapper(torch.nn.Module):
         def __init__(self, bert: torch.nn.Module) -> None:

@@ -10,15 +10,14 @@ import soundfile as sf
 
 from search.audio import (
     SR,
-    TARGET_RMS_DB,
     audio_duration,
     decode_audio_bytes,
     iter_windows,
     load_audio,
-    normalize_loudness,
     window_spans,
     windows_of,
 )
+from search.encoders.audio import TARGET_RMS_DB, normalize_loudness
 from search.errors import UnsupportedMedia
 
 
