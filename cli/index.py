@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from cli.common import add_db_arg, add_model_arg, print_json, settings_from
+from search.paths import shown
 from search.settings import get_settings
 
 # skipped files listed in the table; --json lists all
@@ -32,6 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="delete the index and rebuild it (needed to change --model)")
     p.add_argument("--include-hidden", action="store_true",
                    help="also index hidden files and folders (names starting with '.')")
+    p.add_argument("--follow-links", action="store_true",
+                   help="also follow links that lead outside the given folders (recorded in "
+                   "the index: the server then serves files those links reach)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, one summary line")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=run_index)
@@ -75,6 +79,8 @@ def run_index(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     if args.include_hidden:
         settings.include_hidden = True
+    if args.follow_links:
+        settings.follow_links = True
     _check_db(settings.db)
     encoder = create_encoder(_encoder_name(args, settings.model, settings.db), settings.cache_dir)
     with Index.open_for_write(settings.db, encoder.id, encoder.dim, reindex=args.reindex) as index:
@@ -110,11 +116,11 @@ def _print_table(report, info: dict) -> None:
     if report.skipped:
         print(f"\nskipped {len(report.skipped)} file(s):")
         for s in report.skipped[:_SHOW_SKIPPED]:
-            print(f"  {s.path}: {s.reason}")
+            print(f"  {shown(s.path)}: {s.reason}")
         if len(report.skipped) > _SHOW_SKIPPED:
             print(f"  ... and {len(report.skipped) - _SHOW_SKIPPED} more (--json lists all)")
     for s in report.partial:
-        print(f"  partly indexed {s.path}: {s.reason}")
+        print(f"  partly indexed {shown(s.path)}: {s.reason}")
     if report.ignored:
         print(f"\nignored {report.ignored} file(s) of types crossfind does not index")
     print(

@@ -7,6 +7,7 @@ import sys
 from typing import Any
 
 from cli.common import add_db_arg, add_model_arg, print_json, print_mapping, settings_from
+from search.paths import shown
 
 _PART_HELP = (
     "Query parts: the positional TEXT and repeatable --text/--image/--audio/--like; "
@@ -198,7 +199,7 @@ def _print_table(result) -> None:
             where += "  (keyword match)"
         rel = hit.extra.get("relevance")
         rel_s = f"{rel:4.2f}" if rel is not None else "   -"
-        print(f"{rank:>3}  {hit.score:6.3f}  {rel_s}  {hit.id:>7}  {hit.modality:<8}  {hit.path}{where}")
+        print(f"{rank:>3}  {hit.score:6.3f}  {rel_s}  {hit.id:>7}  {hit.modality:<8}  {shown(hit.path)}{where}")
         if hit.snippet:
             snippet = hit.snippet if len(hit.snippet) <= 100 else hit.snippet[:97] + "..."
             print(f"{'':>38}{snippet}")

@@ -28,6 +28,7 @@ from indexer.loaders import Loaded, LoaderConfig, Skip, load
 from indexer.plan import Pending, scan
 from indexer.report import IndexReport, Skipped
 from indexer.workers import Workers
+from search.access import record_roots
 from search.catalog import NewContent, SegmentIn
 from search.encoders.base import Encoder
 from search.index import Index
@@ -182,6 +183,8 @@ def index_paths(
     t0 = time.perf_counter()
     index.require_encoder(encoder.id)
     roots = resolve_roots(paths)
+    # before any file: the server checks every read against these (search.access)
+    record_roots(index.catalog, roots, settings.follow_links)
     report = IndexReport(roots=roots, workers=max(0, settings.workers))
     config = LoaderConfig(
         preprocess_image=encoder.preprocess_image,

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     max_image_pixels: int = 64_000_000
     max_text_chars: int = 5_000_000
     include_hidden: bool = False
+    # follow links that lead outside the roots (recorded in the index; see README "Security model")
+    follow_links: bool = False
     # indexing saves the vector store this often (and at the end); a crash loses at most this
     checkpoint_every_s: float = 30.0
     # text passages: words per passage and overlap between neighbours

@@ -15,6 +15,7 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
+from search.access import Gate
 from search.catalog import SegmentInfo
 from search.encoders.base import AUDIO_SAMPLE_RATE, Encoder
 from search.engine import Engine, SearchResult
@@ -22,6 +23,7 @@ from search.errors import CrossfindError, NotFound
 from search.index import Index
 from search.query import Query, QueryPart
 from search.settings import Settings
+from search.types import Hit
 from web.batching import TextBatcher
 from web.errors import RequestTimeout, ServiceUnavailable
 from web.indexing import IndexFn, IndexJob
@@ -129,7 +131,7 @@ class Services:
         engine.index.refresh()
         embed = self._embedder(engine)
         vectors = np.stack([self.vectors.get(p, embed) for p in query.parts])
-        hits = engine.search_embedded(query, vectors)
+        hits = _readable_hits(engine, engine.search_embedded(query, vectors))
         return SearchResult(hits, (time.perf_counter() - t0) * 1000, query.describe())
 
     def _embedder(self, engine: Engine) -> Callable[[QueryPart], np.ndarray]:
@@ -146,12 +148,19 @@ class Services:
 
         return embed
 
-    def segment(self, item_id: int) -> SegmentInfo:
-        """A segment that is in the index now (rows deleted while indexing are gone)."""
+    def segment(self, item_id: int, readable: bool = True) -> SegmentInfo:
+        """A segment that is in the index now (rows deleted while indexing are gone), with
+        only the paths that may still be read (``search.access``) unless ``readable`` is off."""
         engine = self.require_engine()
-        info = engine.index.catalog.segments([item_id]).get(item_id) if item_id >= 0 else None
+        catalog = engine.index.catalog
+        info = catalog.segments([item_id]).get(item_id) if item_id >= 0 else None
         if info is None or not info.paths:
             raise NotFound(f"no indexed item with id {item_id}")
+        if readable and Gate(catalog).restrict(info) is None:
+            raise NotFound(
+                f"the file of item {item_id} is gone, changed or now outside the indexed "
+                "folders since it was indexed; re-run `crossfind index` on its folder"
+            )
         return info
 
     def index_bytes(self) -> int:
@@ -164,7 +173,7 @@ class Services:
     # -- writes -------------------------------------------------------------------------------
     def delete_item(self, item_id: int) -> tuple[list[str], int]:
         """Forget the files of this item (not on disk). Returns (paths, vectors removed)."""
-        info = self.segment(item_id)
+        info = self.segment(item_id, readable=False)  # a vanished file can still be forgotten
         engine = self.require_engine()
         with Index.open_for_write(
             self.db, engine.index.manifest.encoder, engine.index.manifest.dim
@@ -174,3 +183,24 @@ class Services:
             w.checkpoint()
         self.thumbnails.forget(info.content_id)
         return info.paths, len(dropped)
+
+
+def _readable_hits(engine: Engine, hits: list[Hit]) -> list[Hit]:
+    """The hits whose files may still be read (``search.access``), each with only those paths:
+    no snippet or path of a file that is gone, changed or now leads outside the roots."""
+    if not hits:
+        return hits
+    catalog = engine.index.catalog
+    gate = Gate(catalog)
+    infos = catalog.segments([h.id for h in hits])
+    out = []
+    for hit in hits:
+        info = infos.get(hit.id)
+        ok = {path for path, _ in gate.readable(info)} if info is not None else set()
+        if not ok:
+            continue
+        hit.paths = [p for p in hit.paths if p in ok]
+        if hit.path not in ok:
+            hit.path = hit.paths[0]
+        out.append(hit)
+    return out

@@ -15,7 +15,6 @@ logged warning when the weights are missing or unreadable, never a traceback.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import threading
@@ -29,6 +28,7 @@ import numpy as np
 from search.checkpoints import AudioCheckpoint, FrontEnd
 from search.encoders.audio_labels import prompts
 from search.encoders.base import AUDIO_SAMPLE_RATE, l2_normalize
+from search.hashing import file_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -305,14 +305,6 @@ def label_embeddings(encoder: Encoder, labels: Sequence[str]) -> np.ndarray:
     return vectors
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _same_space(vectors: np.ndarray, probe: np.ndarray) -> bool:
     if vectors.shape != probe.shape:
         return False
@@ -330,7 +322,7 @@ def load_audio_head(encoder: Encoder, path: Path | None = None) -> AudioModel | 
     path = path or shipped_weights()
     try:
         head = AudioModel(read_checkpoint(path), encoder)
-        head.fingerprint = f"{head.id}@{_file_sha256(path)[:16]}"
+        head.fingerprint = f"{head.id}@{file_sha256(path)[:16]}"
         return head
     except ImportError as exc:
         log.warning("audio encoder unavailable: %s; install crossfind's dependencies "

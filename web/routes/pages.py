@@ -11,6 +11,7 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse
 
 from search.errors import CrossfindError
+from search.paths import shown
 from web.deps import ReadAccess, ServicesDep
 from web.forms import MAX_ID, FormQuery, SearchForm
 from web.highlight import highlight, query_terms
@@ -60,7 +61,7 @@ async def _results(services: Services, form: FormQuery, page: int) -> dict[str, 
         info = services.segment(form.item_id)
         ctx["like"] = {
             "id": info.id,
-            "name": os.path.basename(info.path),
+            "name": shown(os.path.basename(info.path)),
             "modality": info.modality,
             **item_urls(info.id, info.modality),
         }
