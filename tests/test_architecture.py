@@ -110,6 +110,21 @@ def test_packages_import_only_what_they_may():
     assert wrong == []
 
 
+def test_only_the_store_touches_faiss():
+    """Callers go through ``search.store.VectorStore``, so a second backend plugs in."""
+    users = {
+        name
+        for name, path in first_party_modules().items()
+        # bench measures the engine against raw FAISS
+        if not name.startswith(("search.store", "bench"))
+        and any(isinstance(n, ast.Import | ast.ImportFrom)
+                and any((a.name if isinstance(n, ast.Import) else n.module or "").split(".")[0] == "faiss"
+                        for a in n.names)
+                for n in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
+    }
+    assert users == set()
+
+
 def environment_reads(path: Path) -> list[int]:
     """Lines that read a variable: ``os.environ.get``, ``os.getenv``, ``os.environ[...]``
     (setting one for a child process or a library is not reading)."""
