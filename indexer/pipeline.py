@@ -31,6 +31,7 @@ from indexer.workers import Workers
 from search.access import record_roots
 from search.catalog import NewContent, SegmentIn
 from search.encoders.base import Encoder
+from search.errors import DiskFull, is_disk_full
 from search.index import Index
 from search.settings import Settings
 
@@ -179,12 +180,11 @@ def index_paths(
     Raises:
         NotFound: a path does not exist (nothing is changed then).
         EncoderMismatch: ``index`` was built with another encoder.
+        DiskFull: a write ran out of space; ``index`` is back at its last checkpoint.
     """
     t0 = time.perf_counter()
     index.require_encoder(encoder.id)
     roots = resolve_roots(paths)
-    # before any file: the server checks every read against these (search.access)
-    record_roots(index.catalog, roots, settings.follow_links)
     report = IndexReport(roots=roots, workers=max(0, settings.workers))
     config = LoaderConfig(
         preprocess_image=encoder.preprocess_image,
@@ -201,6 +201,8 @@ def index_paths(
         stale_before,
     )
     try:
+        # before any file: the server checks every read against these (search.access)
+        record_roots(index.catalog, roots, settings.follow_links)
         with Workers(settings.workers, config) as workers:
             pending, changed = scan(
                 roots, index, settings, workers, report,
@@ -213,9 +215,16 @@ def index_paths(
             _embed_all(pending, workers, writer, bar)
             if bar is not None:
                 bar.close()
-    finally:
-        if writer.dirty:  # also on Ctrl-C: keep what was done
+        if writer.dirty:
             writer.checkpoint()
+    except BaseException as exc:
+        if is_disk_full(exc):  # a catalog commit, a store save: back to the last checkpoint
+            index.rollback()
+            raise DiskFull.writing(index.root) from exc
+        if writer.dirty:  # Ctrl-C or a bug: keep what was done
+            writer.checkpoint()
+        raise
+    finally:
         report.seconds = time.perf_counter() - t0
     return report
 

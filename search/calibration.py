@@ -129,7 +129,12 @@ def compute(
 ) -> Calibration:
     """Probe the index and build the per-modality-pair scales (a second or two at 100k)."""
     rng = np.random.default_rng(seed)
-    by_modality = {m: catalog.segment_ids(m) for m in ("text", "image", "audio")}
+    # rows commit before their vectors reach the store file: while an index is written, a
+    # reader's catalog can name segments its store does not hold yet
+    stored = store.ids()
+    by_modality = {
+        m: np.intersect1d(catalog.segment_ids(m), stored) for m in ("text", "image", "audio")
+    }
     by_modality = {m: ids for m, ids in by_modality.items() if len(ids)}
     probes: dict[str, tuple[np.ndarray, np.ndarray]] = {
         "text": (embed_text(list(TEXT_PROBES)), np.full(len(TEXT_PROBES), -1, dtype=np.int64))

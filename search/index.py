@@ -9,28 +9,38 @@ Write order keeps the two halves recoverable after a crash at any moment:
 ``reconcile`` (run by every writer on open) then repairs whatever a crash left: vectors whose
 rows are gone are removed; rows whose vectors never reached the store file are deleted, so the
 next indexing run embeds those files again. Afterwards store ids == catalog segment ids exactly.
+
+A full disk is a write that fails, not a crash: ``rollback`` returns the index to its last
+checkpoint at once (so readers never meet rows without vectors), using the room a writer keeps
+in reserve (``RESERVE``) for the catalog deletes that takes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from search.atomic import temp_path, write_atomically
 from search.catalog import Catalog
-from search.errors import Conflict, EncoderMismatch, IndexLocked, NotFound
+from search.errors import Conflict, DiskFull, EncoderMismatch, IndexLocked, NotFound, is_disk_full
 from search.store import VectorStore, create_store, load_store
 
 MANIFEST = "index.json"
 VECTORS = "vectors.faiss"
 CATALOG = "catalog.sqlite3"
 LOCK = "write.lock"
+# room a writer holds so that undoing a batch on a full disk can still write to SQLite
+RESERVE = "space.reserve"
+RESERVE_BYTES = 256 * 1024
 
 
 @dataclass
@@ -46,12 +56,7 @@ class Manifest:
         return cls(**json.loads(path.read_text()))
 
     def write(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps(self.__dict__, indent=2))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, lambda fh: fh.write(json.dumps(self.__dict__, indent=2).encode()))
 
 
 class Index:
@@ -64,6 +69,7 @@ class Index:
         self.catalog = catalog
         self._lock_fd: int | None = None
         self._store_stamp = self._vectors_stamp()
+        self._refresh_lock = threading.Lock()
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -96,11 +102,13 @@ class Index:
         Raises:
             EncoderMismatch: the index was built with another encoder and ``reindex`` is off.
             IndexLocked: another process is writing.
+            DiskFull: no room for the manifest, the catalog or the reserve.
         """
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         lock_fd = _take_lock(root)
         try:
+            _make_reserve(root)
             if reindex:
                 # the manifest goes last: a crash midway leaves the old manifest over an empty
                 # or partial index (reconcile repairs it), never a new manifest over old vectors
@@ -114,11 +122,18 @@ class Index:
                 manifest = Manifest(encoder, dim, backend, factory, time.time())
                 manifest.write(root / MANIFEST)
             index = cls(root, manifest, _load_or_create_store(root, manifest), Catalog(root / CATALOG))
-        except BaseException:
+        except BaseException as exc:
             os.close(lock_fd)
+            if is_disk_full(exc):
+                _remove_temps(root)
+                raise DiskFull.writing(root) from exc
             raise
         index._lock_fd = lock_fd
-        index.reconcile()
+        try:
+            index.reconcile()
+        except BaseException:
+            index.close()
+            raise
         return index
 
     def close(self) -> None:
@@ -154,9 +169,48 @@ class Index:
         return {"orphan_vectors": int(len(orphan_vectors)), "rows_without_vectors": dropped_rows}
 
     def checkpoint(self) -> None:
-        """Write the store file atomically."""
-        self.store.save(self.root / VECTORS)
+        """Write the store file atomically.
+
+        Raises:
+            DiskFull: no room for it; its temp file is removed and the last file stays.
+        """
+        try:
+            self.store.save(self.root / VECTORS)
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            _remove_temps(self.root)
+            raise DiskFull.writing(self.root) from exc
         self._store_stamp = self._vectors_stamp()
+
+    def rollback(self) -> dict[str, int]:
+        """Return to the last checkpoint after a write failed for lack of space (writers only).
+
+        The store is reloaded from its file and the catalog rows whose vectors it lacks are
+        deleted (the next run embeds those files again), in room freed from the reserve. Rows
+        deleted since the checkpoint may leave their vectors in the file: readers never return
+        a vector without its row, and the next writer's ``reconcile`` drops them.
+
+        Raises:
+            DiskFull: not even the reserve made room for the deletes.
+        """
+        (self.root / RESERVE).unlink(missing_ok=True)
+        _remove_temps(self.root)
+        self.store = _load_or_create_store(self.root, self.manifest)
+        self._store_stamp = self._vectors_stamp()
+        try:
+            missing = np.setdiff1d(self.catalog.segment_ids(), self.store.ids())
+            dropped = 0
+            if len(missing):
+                contents = {i.content_id for i in self.catalog.segments(missing.tolist()).values()}
+                dropped = len(self.catalog.remove_contents(contents))
+        except Exception as exc:
+            if is_disk_full(exc):
+                raise DiskFull.writing(self.root) from exc
+            raise
+        with contextlib.suppress(OSError):  # still full: the next writer asks for the reserve when it opens
+            _make_reserve(self.root)
+        return {"rows_without_vectors": dropped}
 
     # -- writes -------------------------------------------------------------------------------
     def add_vectors(self, segment_ids: list[int], vectors: np.ndarray) -> None:
@@ -171,12 +225,17 @@ class Index:
         """Reload the store if a writer saved a newer file (readers only). True if reloaded."""
         if self._lock_fd is not None:
             return False
-        stamp = self._vectors_stamp()
-        if stamp == self._store_stamp:
+        if self._vectors_stamp() == self._store_stamp:
             return False
-        self.store = _load_or_create_store(self.root, self.manifest)
-        self._store_stamp = stamp
-        return True
+        # concurrent searches all see the new file at once: one loads it, the others wait for
+        # that copy instead of each reading the whole file again
+        with self._refresh_lock:
+            stamp = self._vectors_stamp()
+            if stamp == self._store_stamp:
+                return False
+            self.store = _load_or_create_store(self.root, self.manifest)
+            self._store_stamp = stamp
+            return True
 
     def _vectors_stamp(self) -> tuple[int, int, int]:
         """Identity of the store file. Each save renames a new file into place, so the inode
@@ -253,6 +312,31 @@ def _load_or_create_store(root: Path, manifest: Manifest) -> VectorStore:
             f"{manifest.dim}-d; rebuild the index with --reindex"
         )
     return store
+
+
+def _remove_temps(root: Path) -> None:
+    """The temp files of atomic writes that failed (a full disk leaves them partial)."""
+    for name in (VECTORS, MANIFEST):
+        temp_path(root / name).unlink(missing_ok=True)
+
+
+def _make_reserve(root: Path) -> None:
+    """Hold ``RESERVE_BYTES`` of the disk, written out (random bytes: a compressing file
+    system keeps zeros in no space), so that ``rollback`` has room when the disk fills."""
+    path = root / RESERVE
+    try:
+        if path.stat().st_size >= RESERVE_BYTES:
+            return
+    except FileNotFoundError:
+        pass
+    try:
+        with open(path, "wb") as fh:
+            fh.write(os.urandom(RESERVE_BYTES))
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
 
 
 def _take_lock(root: Path) -> int:

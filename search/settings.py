@@ -50,6 +50,9 @@ class Settings(BaseSettings):
     open_reads: bool = True
     max_upload_mb: float = 20.0
     request_timeout_s: float = 30.0
+    # an audio query part is embedded from its first this-many seconds (the rest is ignored and
+    # the response says so): a query's cost stays bounded whatever the recording's length
+    max_query_audio_s: float = Field(30.0, gt=0)
     roots: list[Path] = Field(default_factory=list, description="folders POST /api/index indexes")
     # ONNX Runtime intra-op threads; None: up to 2 (the cores). `crossfind serve` sets 1
     onnx_threads: int | None = None

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import faiss
 import numpy as np
 
+from search.atomic import write_atomically
 from search.store.base import VectorStore
 
 # below this many allowed ids a filtered query is answered exactly from the stored vectors,
@@ -151,13 +151,10 @@ class FaissStore(VectorStore):
         return int(self.index.ntotal)
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        faiss.write_index(self.index, str(tmp))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        # through Python's file: a full disk raises OSError there, where FAISS's own file
+        # writer only prints its failed fclose and leaves a truncated file to rename
+        writer = faiss.PyCallbackIOWriter  # type: ignore[attr-defined]  # absent from faiss's hints
+        write_atomically(Path(path), lambda fh: faiss.write_index(self.index, writer(fh.write)))
 
     @classmethod
     def load(cls, path: Path) -> FaissStore:
@@ -175,11 +172,3 @@ def _describe(index: faiss.IndexIDMap2) -> str:
     """A loaded index's inner type, for ``info`` (the factory string itself is not stored)."""
     name = type(faiss.downcast_index(index.index)).__name__
     return {"IndexFlatIP": "Flat"}.get(name, name)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

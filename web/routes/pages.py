@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from search.errors import CrossfindError
 from search.paths import shown
+from search.query import MAX_TEXT_CHARS
 from web.deps import ReadAccess, ServicesDep
 from web.forms import MAX_ID, FormQuery, SearchForm
 from web.highlight import highlight, query_terms
@@ -99,7 +100,7 @@ def _stats(services: Services) -> dict[str, Any]:
 async def index_page(
     request: Request,
     services: ServicesDep,
-    q: Annotated[str | None, Query(max_length=10_000)] = None,
+    q: Annotated[str | None, Query(max_length=MAX_TEXT_CHARS)] = None,
     modality: Annotated[list[str] | None, Query()] = None,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     like: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
