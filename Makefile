@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DEMO_DB := .cache/demo-index
 
-.PHONY: setup demo test test-fast browser-deps test-deps bench clean
+.PHONY: setup demo lint test test-fast browser-deps test-deps bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,7 +32,12 @@ browser-deps:
 test-deps:
 	@bash scripts/ensure-fonts.sh
 
-test: setup browser-deps test-deps
+# ruff's rules and mypy's settings are in pyproject.toml
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: setup lint browser-deps test-deps
 	$(PY) -m pytest -q
 
 test-fast: setup test-deps

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import csv
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -28,6 +30,7 @@ PHRASES = (
     "Mountain trail closed", "Grand opening sale", "Fire exit keep clear", "Quarterly sales chart",
     "Thank you for shopping",
 )
+T = TypeVar("T")
 _FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"
 
 
@@ -83,7 +86,7 @@ def run(ctx: BenchContext) -> dict[str, object]:
         pixels[dst] = np.asarray(im.resize((round(im.width * scale), round(im.height * scale))))
     ocr.read_text(pixels[texts[0]])  # load the models before the clock
 
-    def timed(fn, items):  # noqa: ANN001, ANN202
+    def timed(fn: Callable[[np.ndarray], T], items: list[Path]) -> tuple[list[T], float]:
         t0 = time.perf_counter()
         out = [fn(pixels[p]) for p in items]
         return out, (time.perf_counter() - t0) / len(items)

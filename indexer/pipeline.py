@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from indexer.discover import resolve_roots
-from indexer.loaders import LoaderConfig, Loaded, Skip, load
+from indexer.loaders import Loaded, LoaderConfig, Skip, load
 from indexer.plan import Pending, scan
 from indexer.report import IndexReport, Skipped
 from indexer.workers import Workers
@@ -137,14 +138,16 @@ class _Writer:
         batched = [x for loaded in unstreamed for x in loaded.inputs]
         kinds = [k for loaded in unstreamed for k in loaded.input_kinds()]
         shared = self.encode_mixed(batched, kinds) if batched else None
-        vectors, start = [], 0
+        parts: list[np.ndarray] = []
+        start = 0
         for _, loaded in batch.items:
             if loaded.streamed:
-                vectors.append(streamed[id(loaded)])
+                parts.append(streamed[id(loaded)])
             else:
-                vectors.append(shared[start : start + len(loaded.inputs)])
+                assert shared is not None  # a non-streamed item was batched
+                parts.append(shared[start : start + len(loaded.inputs)])
                 start += len(loaded.inputs)
-        vectors = np.concatenate(vectors)
+        vectors = np.concatenate(parts)
         written = self.index.catalog.add_contents(
             [
                 NewContent(
@@ -326,9 +329,7 @@ def _tick(bar: object) -> None:
         bar.update(1)  # type: ignore[attr-defined]
 
 
-def _bar(total: int, desc: str) -> object:
-    from tqdm import tqdm
-
+def _bar(total: int, desc: str) -> tqdm:
     return tqdm(
         total=total, desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True,
         leave=desc == "indexing",  # the hashing bar gives way to the indexing one

@@ -8,6 +8,7 @@ import io
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -151,7 +152,7 @@ def full_disk_for_new_files(monkeypatch: pytest.MonkeyPatch) -> None:
 
     real_mkstemp = tempfile.mkstemp
 
-    def full_mkstemp(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def full_mkstemp(*args: Any, **kwargs: Any) -> tuple[int, str]:
         fd, path = real_mkstemp(*args, **kwargs)
         os.close(fd)
         return os.open("/dev/full", os.O_WRONLY), path
