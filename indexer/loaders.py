@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 from PIL import Image as PILImage
 
-from indexer import ocr, video
+import indexer.ocr as ocr
+import indexer.video as video
 from indexer.documents import DocumentError, document_kind, read_document
 from indexer.sniff import HEAD_BYTES, classify
 from search.audio import audio_duration, iter_windows

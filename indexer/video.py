@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from indexer import ocr
+import indexer.ocr as ocr
 from search.audio import SILENCE_PEAK, SR
 from search.text import split_passages
 
