@@ -5,6 +5,7 @@ API (media, thumbnail, item, snippets, page), and names that are not UTF-8 are s
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 
@@ -217,3 +218,96 @@ def test_a_small_file_rewritten_in_place_with_the_same_size_and_time_is_not_serv
         assert c.get(f"/api/items/{item}").status_code == 404
         r = c.get(f"/api/items/{item}/media")
         assert r.status_code == 404 and b"SECRET" not in r.content
+
+
+# -- swaps between the check and the read -----------------------------------------------------
+@pytest.fixture
+def swap_at_send(monkeypatch):
+    """``swap_at_send(fn)``: ``fn()`` runs once, after a route checked its file and as the
+    response starts to send (or, for thumbnails, as the image is decoded): an attacker who swaps
+    a file or folder at that moment (the OS edge, timed)."""
+    from starlette.responses import FileResponse
+
+    import web.thumbnails
+
+    def arm(fn):
+        done = []
+
+        def once():
+            if not done:
+                done.append(fn())
+
+        send, decode = FileResponse.__call__, web.thumbnails.open_image
+
+        async def call(self, *args):
+            once()
+            return await send(self, *args)
+
+        def open_image(*args, **kwargs):
+            once()
+            return decode(*args, **kwargs)
+
+        monkeypatch.setattr(FileResponse, "__call__", call)
+        monkeypatch.setattr(web.thumbnails, "open_image", open_image)
+
+    return arm
+
+
+def _evil_twin(tmp_path, album, names) -> object:
+    """A folder elsewhere with files of the same names, sizes and times as ``album``'s, and a
+    function that swaps ``album`` for a link to it (mv album album.old; ln -s evil album)."""
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    image(evil / "red.png", "blue", size=(16, 16))
+    text(evil / "notes.txt", "SECRET")
+    for name in names:  # padded to the indexed size (PNG ignores a tail)
+        with open(evil / name, "ab") as fh:
+            fh.write(b" " * (os.path.getsize(album / name) - os.path.getsize(evil / name)))
+        _same_stat(album / name, evil / name)
+
+    def swap():
+        os.rename(album, tmp_path / "album.old")
+        os.symlink(evil, album)
+
+    return swap
+
+
+@pytest.mark.parametrize("route", ["media", "thumbnail"])
+def test_a_folder_swapped_between_the_check_and_the_read_is_not_what_is_sent(
+        tmp_path, swap_at_send, route):
+    from PIL import Image
+
+    album = tmp_path / "photos" / "album"
+    text(album / "notes.txt", "notes about the album, public")
+    image(album / "red.png", "red")
+    _index(tmp_path / "db", tmp_path / "photos")
+    with make_client(tmp_path / "db") as c:
+        name = "notes.txt" if route == "media" else "red.png"
+        item = _id_of(c, album / name)
+        swap_at_send(_evil_twin(tmp_path, album, [name]))
+        r = c.get(f"/api/items/{item}/{route}")
+        assert r.status_code == 200
+        if route == "media":
+            assert r.text == "notes about the album, public"
+        else:
+            rgb = Image.open(io.BytesIO(r.content)).convert("RGB").resize((1, 1)).getpixel((0, 0))
+            assert rgb[0] > 150 and rgb[2] < 100  # red, not the swapped-in blue
+
+
+@pytest.mark.parametrize("what", ["fifo", "/dev/zero"])
+def test_a_file_swapped_for_a_fifo_or_device_at_send_time_never_hangs_or_500s(
+        tmp_path, swap_at_send, what):
+    notes = tmp_path / "notes"
+    text(notes / "a.txt", "notes, public")
+    _index(tmp_path / "db", notes, follow_links=True)
+    with make_client(tmp_path / "db") as c:
+        item = _id_of(c, notes / "a.txt")
+
+        def swap():
+            os.rename(notes / "a.txt", tmp_path / "a.old")
+            os.mkfifo(notes / "a.txt") if what == "fifo" else os.symlink(what, notes / "a.txt")
+
+        swap_at_send(swap)
+        r = c.get(f"/api/items/{item}/media")  # was: RuntimeError "is not a file" (500)
+        assert r.status_code == 200 and r.text == "notes, public"
+        assert c.get(f"/api/items/{item}/media").status_code == 404  # checked afresh: refused
