@@ -362,6 +362,25 @@ def test_shown_escapes_bytes_and_control_characters():
     assert shown("/m/bad\udcff.txt") == "/m/bad\\xff.txt"
     assert shown("two\nlines\tx\x1b") == "two\\nlines\\tx\\x1b"
     assert shown("café 🐟") == "café 🐟"
+    assert shown("invoice\u202etxt.exe") == "invoice\\u202etxt.exe"  # shows as "invoiceexe.txt"
+
+
+# names crafted to show as another: the escape text itself, the bytes it stands for, U+FFFF
+# and the catalog's stored form of a surrogate, bidi overrides
+LOOKALIKES = [
+    "bad\udcff.txt", "bad\\xff.txt", "bad\\\\xff.txt", "bad\\\udcff.txt", "bad\\x.txt",
+    "two\nlines.txt", "two\\nlines.txt", "\uffffdcff.txt", "\udcff.txt", "\uffff.txt",
+    "\u202eexe.txt", "exe.txt", "\u202dexe.txt", "a\u2028b.txt", "a\\u2028b.txt", "ansi\x1b[2J.txt",
+]
+
+
+def test_shown_never_shows_two_names_alike():
+    """It was ambiguous: a file named with the four characters \\xff showed as bad\\xff.txt,
+    exactly like the file whose name holds the byte 0xff."""
+    shows = [shown(name) for name in LOOKALIKES]
+    assert len(set(shows)) == len(LOOKALIKES), [s for s in shows if shows.count(s) > 1]
+    for s in shows:
+        assert s.isprintable() and s.encode("utf-8")
 
 
 def test_an_old_catalog_is_migrated_on_open(tmp_path):

@@ -14,6 +14,7 @@ import pytest
 from indexer import index_paths
 from search.catalog import SegmentIn
 from search.index import Index
+from search.paths import shown
 from search.settings import get_settings
 from tests.indexer.corpus import CountingEncoder, image, text
 from tests.web.conftest import API_KEY, make_client
@@ -311,3 +312,40 @@ def test_a_file_swapped_for_a_fifo_or_device_at_send_time_never_hangs_or_500s(
         r = c.get(f"/api/items/{item}/media")  # was: RuntimeError "is not a file" (500)
         assert r.status_code == 200 and r.text == "notes, public"
         assert c.get(f"/api/items/{item}/media").status_code == 404  # checked afresh: refused
+
+
+def test_crafted_names_never_break_the_page_the_json_or_the_cli_table(tmp_path, capsys, monkeypatch):
+    """Names that are markup, script, ANSI escapes, bidi overrides or the escape text itself:
+    the page shows them as text (no element or script made of a name), the JSON and the CLI
+    table show each name as itself, distinct from every other, on one line."""
+    import cli
+    from tests.indexer.test_hostile_fs import LOOKALIKES
+
+    m = tmp_path / "m"
+    m.mkdir()
+    xss = ['<img src=x onerror=alert(1)>.txt', '"><script>alert(1)<\u2215script>.txt',
+           "';alert(1);'.txt", "{{7*7}}.txt"]
+    names = [*LOOKALIKES, *xss]
+    for i, name in enumerate(names):
+        with open(os.path.join(os.fsencode(m), os.fsencode(name)), "w") as fh:
+            fh.write(f"notes number {i}")
+    _index(tmp_path / "db", m)
+    with make_client(tmp_path / "db") as c:
+        hits = _all_hits(c)
+        shown_paths = [h["path"] for h in hits]
+        assert len(hits) == len(names) and len(set(shown_paths)) == len(names)
+        for h in hits:  # each result serves its own file
+            i = int(c.get(h["media_url"]).text.split()[-1])
+            assert h["path"] == f"{m}/{shown(names[i])}"
+        page = c.get("/", params={"q": "notes number", "k": 100}).text
+        assert "<img src=x" not in page and "<script>alert" not in page
+        assert "onerror=alert(1)&gt;" in page and "{{7*7}}" in page
+        assert "\x1b" not in page and "\u202e" not in page
+    monkeypatch.setenv("CROSSFIND_EXTRA_ENCODERS", "tests.fakes:register")
+    capsys.readouterr()
+    assert cli.main(["search", "notes number", "--db", str(tmp_path / "db"), "--k", "100"]) == 0
+    table = capsys.readouterr().out
+    assert "\x1b" not in table and "\u202e" not in table
+    rows = [line for line in table.splitlines() if str(m) in line]
+    assert len(rows) == len(names)
+    assert {row[row.index(str(m)):].split("  ")[0] for row in rows} == set(shown_paths)
