@@ -57,12 +57,14 @@ class Engine:
         encoder: Encoder,
         max_image_pixels: int = 64_000_000,
         max_query_audio_s: float = 30.0,
+        max_query_image_pixels: int | None = 16_000_000,
     ):
         index.require_encoder(encoder.id)
         self.index = index
         self.encoder = encoder
         self.max_image_pixels = max_image_pixels
         self.max_query_audio_s = max_query_audio_s
+        self.max_query_image_pixels = max_query_image_pixels  # decoded pixels (see open_image)
         self._calibration: Calibration | None = None
         self._calibration_lock = threading.Lock()
         self.background_calibration = False  # see ``calibration``
@@ -82,7 +84,10 @@ class Engine:
         if kind == "text":
             return self.encoder.encode_text([part.text])[0]
         if kind == "image":
-            image = open_image(part.media_bytes(), self.max_image_pixels)
+            image = open_image(
+                part.media_bytes(), self.max_image_pixels,
+                max_decoded_pixels=self.max_query_image_pixels,
+            )
             return self.encoder.encode_image([image])[0]
         if kind == "audio":
             from search.audio import SR, decode_audio_prefix, embed_clip
