@@ -349,3 +349,37 @@ def test_crafted_names_never_break_the_page_the_json_or_the_cli_table(tmp_path, 
     rows = [line for line in table.splitlines() if str(m) in line]
     assert len(rows) == len(names)
     assert {row[row.index(str(m)):].split("  ")[0] for row in rows} == set(shown_paths)
+
+
+def test_range_and_head_abuse_on_media_is_answered_within_the_file(tmp_path):
+    notes = tmp_path / "notes"
+    body = "notes " + "x" * 1000
+    text(notes / "a.txt", body)
+    image(notes / "red.png", "red")
+    _index(tmp_path / "db", notes)
+    with make_client(tmp_path / "db") as c:
+        url = f"/api/items/{_id_of(c, notes / 'a.txt')}/media"
+        n = len(body)
+        cases = {  # Range -> (status, bytes sent)
+            "bytes=0-99999999999999999999": (206, n),  # clamped to the file
+            "bytes=-5": (206, 5),
+            "bytes=-99999999999999999999999": (206, n),
+            "bytes=-0": (416, 0),
+            "bytes=5-1": (400, None),
+            "bytes=99999-": (416, 0),
+            "items=0-1": (400, None),
+            "bytes=" + ",".join(["0-"] * 100): (206, n),  # overlapping ranges merged: no x100
+            "bytes=" + ",".join(["0-"] * 101): (200, n),  # too many: the whole file, once
+        }
+        for header, (status, size) in cases.items():
+            r = c.get(url, headers={"Range": header})
+            assert r.status_code == status, header
+            assert size is None or len(r.content) == size, header
+        parts = c.get(url, headers={"Range": "bytes=" + ",".join(f"{i}-{i}" for i in range(0, 200, 2))})
+        assert parts.status_code == 206 and len(parts.content) < 200 * n // 10  # 100 parts at most
+        for route in ("media", "thumbnail"):  # HEAD: headers only, as GET would send them
+            item = _id_of(c, notes / ("a.txt" if route == "media" else "red.png"))
+            head = c.head(f"/api/items/{item}/{route}")
+            get = c.get(f"/api/items/{item}/{route}")
+            assert head.status_code == 200 and head.content == b""  # was 405
+            assert head.headers["content-length"] == get.headers["content-length"]

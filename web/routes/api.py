@@ -91,8 +91,9 @@ def get_item(request: Request, services: ServicesDep, item_id: ItemId) -> dict[s
     return item_json(services.segment(item_id), _prefix(request))
 
 
-@reads.get(
+@reads.api_route(
     "/items/{item_id}/media",
+    methods=["GET", "HEAD"],
     response_class=FileResponse,
     summary="The item's file (supports HTTP Range)",
     responses={200: {"content": {"image/*": {}, "audio/*": {}, "text/plain": {}}}},
@@ -114,8 +115,9 @@ def get_media(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> File
     )
 
 
-@reads.get(
+@reads.api_route(
     "/items/{item_id}/thumbnail",
+    methods=["GET", "HEAD"],
     response_class=FileResponse,
     summary="A JPEG thumbnail of an image item (made once, cached)",
     responses={200: {"content": {"image/jpeg": {}}}},
