@@ -148,6 +148,13 @@ def test_a_search_on_a_full_disk_says_so_and_the_index_is_intact(tmp_path):
         found = _cli(*search)
         assert found.returncode == 0, found.stderr
         assert len(json.loads(found.stdout)["results"]) > 0
+        # --reindex removes the old index first: the message must not claim nothing was lost
+        _fill(mnt)
+        again = _cli("index", str(files), "--db", str(db), "--model", "fake", "--reindex")
+        assert again.returncode == 2
+        assert again.stderr.strip() == (
+            f"crossfind: error: no space left on device writing {db}; --reindex had removed "
+            "the old index: free space and re-run (what this run indexed so far is kept)")
 
 
 # -- injected: each write the indexer makes runs out of space ---------------------------------
