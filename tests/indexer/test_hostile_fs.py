@@ -16,7 +16,7 @@ import pytest
 
 import cli
 from indexer import loaders, plan
-from indexer.discover import LEAVES, Found, walk
+from indexer.discover import LEAVES, OWN_FOLDER, Found, walk
 from indexer.loaders import NOT_REGULAR, LoaderConfig, set_config
 from search.access import recorded_roots
 from search.catalog import Catalog
@@ -115,6 +115,19 @@ def test_cli_follow_links_flag_and_report(tmp_path, outside, capsys, monkeypatch
     assert cli.main([*argv, "--follow-links"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["skipped"] == [] and out["index"]["items"] == 2
+
+
+def test_the_index_folder_under_a_root_is_never_indexed(tmp_path, run_index):
+    """`crossfind index ~/photos --db ~/photos/idx`: the server's thumbnail cache (JPEGs in
+    the index folder) was indexed, and each run added the thumbnails of the last one's."""
+    image(tmp_path / "photos" / "red.png", "red")
+    run_index(CountingEncoder(), tmp_path)  # tmp_path holds the index folder, tmp_path / "db"
+    image(tmp_path / "db" / "thumbnails" / "1.jpg", "red", size=(32, 24))  # as the server makes
+    os.symlink(tmp_path / "db", tmp_path / "photos" / "idx")  # and a link to it
+    report = run_index(CountingEncoder(), tmp_path, follow_links=True)
+    assert sorted((s.path, s.reason) for s in report.skipped) == [
+        (str(tmp_path / "db"), OWN_FOLDER), (str(tmp_path / "photos" / "idx"), OWN_FOLDER)]
+    assert _indexed(tmp_path / "db") == {str(tmp_path / "photos" / "red.png")}
 
 
 # -- swaps between the walk and the read ------------------------------------------------------
