@@ -129,7 +129,11 @@ def _named(windows: Iterator[AudioWindow], fh: BinaryIO, path: str) -> Iterator[
     try:
         yield from windows
     except UnsupportedMedia as exc:
-        exc.message = exc.message.replace(f"{fh.fileno()}: ", f"{os.path.basename(path)}: ")
+        by_fd = reopen_path(fh, path)
+        message = exc.message.replace(by_fd, path)
+        if message.startswith(f"{fh.fileno()}: "):  # the descriptor path's "name"
+            message = os.path.basename(path) + message[len(str(fh.fileno())) :]
+        exc.message = message
         raise
 
 

@@ -226,7 +226,7 @@ def _audioread_blocks(path: Path, first_error: Exception) -> tuple[int, int, Ite
         reader = audioread.audio_open(str(path))
     except Exception as exc:  # noqa: BLE001 - audioread raises many unrelated types
         suffix = path.suffix.lower()
-        if suffix in _SOUNDFILE_EXT or suffix == ".audio":
+        if suffix in _SOUNDFILE_EXT or suffix in (".audio", ""):  # "": /proc/self/fd/N
             reason = f"corrupt or undecodable audio ({first_error})"
         else:
             reason = (

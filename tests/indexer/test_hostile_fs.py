@@ -259,6 +259,11 @@ def test_loaders_refuse_what_leaves_the_roots_and_specials(tmp_path, outside, no
     os.mkfifo(root / "p.wav")
     for modality in ("text", "image", "audio"):
         assert loaders.load(str(root / "p.wav"), modality).reason == NOT_REGULAR
+    # read through its descriptor, a bad file's reason still names the file, not /proc/self/fd/N
+    (root / "bad.wav").write_bytes(b"RIFF\0\0\0\0WAVEjunk" * 40)
+    reason = loaders.load(str(root / "bad.wav"), "audio").reason
+    assert reason.startswith("undecodable audio: bad.wav: corrupt or undecodable audio (")
+    assert str(root / "bad.wav") in reason and "/proc/" not in reason
     # a long recording is decoded later by the writer: it checks again
     streamed = loaders.StreamedAudio(str(root / "s.wav"), 5.0, 2.5, 10, (str(root),))
     with pytest.raises(UnsupportedMedia, match=LEAVES):
