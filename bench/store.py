@@ -10,7 +10,8 @@ Figures: ``query_p50_ms_100k`` / ``query_p95_ms_100k`` (``Engine.search_vector``
 hits looked up in SQLite; ``query_cpu_p50_ms_100k``: its CPU time, what a quiet machine would
 see), ``faiss_p50_ms_100k`` (raw ``index.search``, k=10),
 ``engine_over_faiss_ratio`` (median CPU time of the engine / of raw FAISS, same queries,
-k=10; ``_wall``: the same from wall-clock medians), ``rss_mb_100k`` (process RSS with the index loaded, no model), and with the
+k=10; ``_wall``: the same from wall-clock medians), ``rss_mb_100k`` (process RSS with the index
+loaded, no model), and with the
 bundled model installed ``text_query_p50_ms_100k`` (``Engine.search`` of a text query: MiniLM
 encoding, keyword hits, lookup) and ``text_encode_p50_ms`` (the MiniLM encoding alone).
 """
@@ -224,9 +225,8 @@ def _text_queries(index: object, tag: str, n_queries: int) -> dict[str, object]:
     """End-to-end text queries with the bundled encoder (MiniLM + keyword hits + lookup)."""
     from search.encoders import create_encoder
     from search.engine import Engine
-    from search.query import Query
-
     from search.errors import ModelUnavailable
+    from search.query import Query
 
     try:
         encoder = create_encoder("bundled")

@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
+from PIL import Image as PILImage
 
 from indexer.discover import LEAVES
 from indexer.sniff import HEAD_BYTES, classify
 from search.access import NOT_REGULAR, NotRegular, inside, open_regular, reopen_path
+from search.audio import audio_duration, iter_windows
 from search.errors import PayloadTooLarge, UnsupportedMedia
 from search.media import open_image  # imported before the fork so workers start warm
 from search.text import decode_text, split_passages
@@ -114,8 +116,6 @@ class StreamedAudio:
         Raises:
             UnsupportedMedia: undecodable, or no longer a regular file inside the roots.
         """
-        from search.audio import iter_windows
-
         opened = _open(self.path, self.real_roots)
         if isinstance(opened, Skip):
             raise UnsupportedMedia(opened.reason)
@@ -239,8 +239,6 @@ def _load_image(path: str, cfg: LoaderConfig) -> Loaded | Skip:
 
 def _stored_size(data: bytes, decoded: Image) -> tuple[int, int]:
     """The photo's full size as shown (EXIF-rotated), though it was decoded at a reduced scale."""
-    from PIL import Image as PILImage
-
     try:
         with PILImage.open(io.BytesIO(data)) as header:
             w, h = header.size
@@ -313,8 +311,6 @@ def window_cap_note(stream: StreamedAudio, duration_s: float) -> str | None:
 
 
 def _duration(path: str, seen_end_s: float) -> float:
-    from search.audio import audio_duration
-
     try:
         return audio_duration(path)
     except Exception:  # the header is unreadable but the samples decoded: use what we saw

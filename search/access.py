@@ -17,7 +17,6 @@ and the size and time must still match. Re-running ``crossfind index`` records t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -25,6 +24,7 @@ from dataclasses import asdict, dataclass
 from typing import BinaryIO
 
 from search.catalog import Catalog, SegmentInfo
+from search.hashing import stream_sha256
 
 _ROOTS_KEY = "roots"
 HASH_MAX = 1 << 20  # files up to 1 MiB are hashed when an item is read: ~2 ms at most
@@ -127,7 +127,7 @@ def reopen_path(fh: BinaryIO, path: str) -> str:
 
 
 def _digest(fh: BinaryIO) -> str:
-    digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    digest = stream_sha256(fh)
     fh.seek(0)
     return digest
 

@@ -17,6 +17,7 @@ computed lazily, cached in the catalog's meta table and recomputed when the inde
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable
@@ -178,8 +179,6 @@ def load_or_compute(
         if cal is not None and cal.fingerprint == fp:
             return cal
     cal = compute(store, catalog, encoder_id, embed_text)
-    try:
+    with contextlib.suppress(Exception):
         catalog.set_meta(META_KEY, cal.to_json())
-    except Exception:  # noqa: BLE001 - a read-only or busy catalog just recomputes next time
-        pass
     return cal

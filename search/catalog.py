@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
@@ -35,6 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from search.errors import Conflict
 from search.paths import ESC, from_db, shown, to_db
 
 SCHEMA_VERSION = 1
@@ -179,8 +181,6 @@ class Catalog:
         if version is None:
             self.set_meta("schema_version", str(SCHEMA_VERSION))
         elif int(version) > SCHEMA_VERSION:
-            from search.errors import Conflict
-
             raise Conflict(
                 f"index schema v{version} is newer than this crossfind (v{SCHEMA_VERSION}); "
                 "upgrade crossfind or rebuild with --reindex"
@@ -313,7 +313,7 @@ class Catalog:
         if not paths:
             return []
         with self.session() as s, s.begin():
-            content_ids = set()
+            content_ids: set[int] = set()
             for chunk in _chunks(paths, 500):
                 content_ids.update(s.scalars(select(File.content_id).where(File.path.in_(chunk))))
                 s.execute(delete(File).where(File.path.in_(chunk)))
@@ -397,8 +397,9 @@ class Catalog:
                     .join(Content, Content.id == File.content_id)
                     .where((File.path == root) | (func.substr(File.path, 1, len(prefix)) == prefix))
                 )
-                for path, *rest in rows:
-                    out[from_db(path)] = FileState(from_db(path), *rest)
+                for path, size, mtime_ns, content_id, sha256, modality, created_at in rows:
+                    out[from_db(path)] = FileState(from_db(path), size, mtime_ns, content_id, sha256, modality,
+                                                   created_at)
         return out
 
     def files_of(self, content_ids: Sequence[int]) -> dict[int, list[tuple[str, int, int]]]:
@@ -479,7 +480,7 @@ class Catalog:
                 self._readers.append(con)
         return con
 
-    def counts(self) -> dict[str, object]:
+    def counts(self) -> dict[str, Any]:
         """Item (file), content and segment counts, per modality."""
         with self.session() as s:
             by_mod_files = dict(
@@ -520,7 +521,7 @@ ORDER BY s.id, f.path
 """
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI hook signature
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")

@@ -17,6 +17,7 @@ in reserve (``RESERVE``) for the catalog deletes that takes.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -207,10 +208,8 @@ class Index:
             if is_disk_full(exc):
                 raise DiskFull.writing(self.root) from exc
             raise
-        try:
+        with contextlib.suppress(OSError):  # still full: the next writer asks for the reserve when it opens
             _make_reserve(self.root)
-        except OSError:
-            pass  # still full: the next writer asks for the reserve when it opens
         return {"rows_without_vectors": dropped}
 
     # -- writes -------------------------------------------------------------------------------

@@ -10,11 +10,11 @@ JSON, HTML and terminals cannot show. So:
   prefix of its stored form (folder queries stay plain SQL prefix tests), and every valid
   UTF-8 path is stored exactly as before.
 - ``shown``: the path for people and JSON: undecodable bytes as ``\\xff``, control
-  characters (newline, tab, ANSI escapes ...) as ``\\n``, ``\\t``, ``\\x1b``, and the
+  characters (newline, tab, ANSI escapes ...) as ``\\n``, ``\\t``, ``\\x1b``, the
   bidirectional and line-separator controls that make a name display as another
-  (``evil\\u202etxt.exe``) as ``\\u202e``, and the noncharacters U+FFFE, U+FFFF. A backslash shows doubled, so no two names show
-  alike (a name holding the four characters ``\\xff`` shows as ``\\\\xff``). Display only:
-  open files with the original path.
+  (``evil\\u202etxt.exe``) as ``\\u202e``, and the noncharacters U+FFFE, U+FFFF. A
+  backslash shows doubled, so no two names show alike (a name holding the four characters
+  ``\\xff`` shows as ``\\\\xff``). Display only: open files with the original path.
 """
 
 from __future__ import annotations

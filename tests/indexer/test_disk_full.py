@@ -30,7 +30,7 @@ from tests.indexer.conftest import assert_consistent
 from tests.indexer.corpus import CountingEncoder, image, text
 
 REPO = Path(__file__).resolve().parents[2]
-WORDS = "river stone cloud forest lamp window garden bridge candle harbour meadow".split()
+WORDS = ["river", "stone", "cloud", "forest", "lamp", "window", "garden", "bridge", "candle", "harbour", "meadow"]
 
 
 def _message(db: Path) -> str:
@@ -141,7 +141,7 @@ def test_a_search_on_a_full_disk_says_so_and_the_index_is_intact(tmp_path):
         assert full.stdout == ""
         from search.errors import is_disk_full
 
-        with pytest.raises(Exception) as opening:  # noqa: PT011 - SQLAlchemy's, checked below
+        with pytest.raises(Exception) as opening:  # SQLAlchemy's error: checked below
             Index.open(db)  # the server's engine: answered 507 (web/errors.py), not 500
         assert is_disk_full(opening.value)
         os.unlink(mnt / "filler")
@@ -179,7 +179,7 @@ def _sqlite_full(index: Index, spare_pages: int = 2) -> None:
         pages = con.exec_driver_sql("PRAGMA page_count").scalar()
 
     @event.listens_for(engine, "connect")
-    def cap(dbapi_conn, _record):  # noqa: ANN001
+    def cap(dbapi_conn, _record):
         dbapi_conn.execute(f"PRAGMA max_page_count={pages + spare_pages}")
 
     engine.dispose()
@@ -236,7 +236,7 @@ def test_no_room_for_the_manifest(tmp_path, monkeypatch):
     encoder = CountingEncoder()
     real_replace = os.replace
 
-    def replace(src, dst, *args, **kwargs):  # noqa: ANN001, ANN202
+    def replace(src, dst, *args, **kwargs):
         if str(dst).endswith("index.json"):
             _enospc()
         return real_replace(src, dst, *args, **kwargs)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from datetime import datetime, timezone
+from fnmatch import fnmatchcase
 
 import numpy as np
 import pytest
@@ -38,7 +38,7 @@ def corpus(tmp_path_factory):
     index.close()
 
 
-def _brute(vectors: np.ndarray, meta: dict, q: np.ndarray, keep, k: int) -> list[int]:  # noqa: ANN001
+def _brute(vectors: np.ndarray, meta: dict, q: np.ndarray, keep, k: int) -> list[int]:
     segs = [s for s, (i, p) in meta.items() if keep(i, p)]
     return sorted(segs, key=lambda s: -float(vectors[meta[s][0]] @ q))[:k]
 
