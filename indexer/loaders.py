@@ -12,16 +12,19 @@ import io
 import itertools
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import numpy as np
 from PIL import Image as PILImage
 
 import indexer.ocr as ocr
 import indexer.video as video
+from indexer.discover import LEAVES
 from indexer.documents import DocumentError, document_kind, read_document
-from indexer.sniff import HEAD_BYTES, classify
+from indexer.sniff import DOCUMENT_EXTS, HEAD_BYTES, classify
+from search.access import NOT_REGULAR, NotRegular, inside, open_regular, reopen_path
 from search.audio import audio_duration, iter_windows
 from search.errors import PayloadTooLarge, UnsupportedMedia
 from search.media import open_image  # imported before the fork so workers start warm
@@ -59,6 +62,9 @@ class LoaderConfig:
     ocr: str = "off"
     video_min_frame_s: float = 1.0
     video_max_frame_s: float = 10.0
+    # the real paths of the roots: a file whose opened descriptor leads elsewhere (swapped for
+    # a link after the walk) is not read. None: anywhere (--follow-links)
+    real_roots: tuple[str, ...] | None = None
 
 
 _config: LoaderConfig | None = None
@@ -127,25 +133,91 @@ class StreamedAudio:
     window_s: float
     hop_s: float
     max_windows: int
+    real_roots: tuple[str, ...] | None = None
 
     def windows(self) -> Iterator[AudioWindow]:
-        return itertools.islice(iter_windows(self.path, self.window_s, self.hop_s), self.max_windows)
+        """The recording's windows, decoded from the file checked on opening (see ``_open``).
+
+        Raises:
+            UnsupportedMedia: undecodable, or no longer a regular file inside the roots.
+        """
+        opened = _open(self.path, self.real_roots)
+        if isinstance(opened, Skip):
+            raise UnsupportedMedia(opened.reason)
+        with opened as fh:
+            windows = iter_windows(reopen_path(fh, self.path), self.window_s, self.hop_s)
+            yield from itertools.islice(_named(windows, fh, self.path), self.max_windows)
 
     def inputs(self) -> Iterator[tuple[str, Any, dict]]:
         for w in self.windows():
             yield "audio", w.samples, {"start_s": w.start_s, "end_s": w.end_s}
 
 
+def _named(windows: Iterator[AudioWindow], fh: BinaryIO, path: str) -> Iterator[AudioWindow]:
+    """``windows`` with errors naming the file rather than the descriptor path it was read by."""
+    try:
+        yield from windows
+    except UnsupportedMedia as exc:
+        by_fd = reopen_path(fh, path)
+        message = exc.message.replace(by_fd, path)
+        if message.startswith(f"{fh.fileno()}: "):  # the descriptor path's "name"
+            message = os.path.basename(path) + message[len(str(fh.fileno())) :]
+        exc.message = message
+        raise
+
+
+def _open(path: str, real_roots: tuple[str, ...] | None) -> BinaryIO | Skip:
+    """``path`` opened for reading if it is still a regular file inside ``real_roots`` (any
+    file when None). The walk checked the names; this checks the file actually opened, so a
+    file or folder swapped for a link (or a FIFO, or a device) after the walk is never read."""
+    try:
+        fh, real = open_regular(path)
+    except NotRegular:
+        return Skip(path, NOT_REGULAR)
+    except OSError as exc:
+        return Skip(path, f"unreadable: {exc.strerror or exc}")
+    if real_roots is not None and not any(inside(real, r) for r in real_roots):
+        fh.close()
+        return Skip(path, LEAVES)
+    return fh
+
+
+def _roots() -> tuple[str, ...] | None:
+    return _config.real_roots if _config is not None else None
+
+
+@contextmanager
+def checked_path(path: str) -> Iterator[str]:
+    """A path by which to decode ``path`` (its open descriptor's), checked on opening as
+    ``_open`` does, for decoders that want a path (PyAV).
+
+    Raises:
+        UnsupportedMedia: no longer a regular file inside the roots, or unreadable.
+    """
+    opened = _open(path, _roots())
+    if isinstance(opened, Skip):
+        raise UnsupportedMedia(opened.reason)
+    with opened as fh:
+        yield reopen_path(fh, path)
+
+
 def probe(path: str) -> Probe | Skip:
     """Read a file once: its sha256 and the kind of its first bytes."""
     digest = hashlib.sha256()
     head = b""
+    opened = _open(path, _roots())
+    if isinstance(opened, Skip):
+        return opened
     try:
-        with open(path, "rb") as fh:
+        with opened as fh:
+            left = os.fstat(fh.fileno()).st_size
             while chunk := fh.read(_CHUNK):
                 if not head:
                     head = chunk[:HEAD_BYTES]
                 digest.update(chunk)
+                left -= len(chunk)
+                if left < 0:  # growing as we read (appended to): never chase it
+                    return Skip(path, CHANGED)
     except OSError as exc:
         return Skip(path, f"unreadable: {exc.strerror or exc}")
     verdict = classify(path, head)
@@ -184,9 +256,18 @@ def _load(path: str, modality: str, cfg: LoaderConfig) -> Loaded | Skip:
     return Skip(path, f"no loader for {modality}")
 
 
-def _read(path: str) -> bytes | Skip:
+CHANGED = "the file changed while being indexed; run again"
+
+
+def _read(path: str, max_bytes: int | None = None) -> bytes | Skip:
+    """The bytes of ``path`` (checked on opening, see ``_open``); a Skip over ``max_bytes``."""
+    opened = _open(path, _roots())
+    if isinstance(opened, Skip):
+        return opened
     try:
-        with open(path, "rb") as fh:
+        with opened as fh:
+            if max_bytes is not None and os.fstat(fh.fileno()).st_size > max_bytes:
+                return Skip(path, f"text over the cap of {max_bytes // 4:,} characters")
             return fh.read()
     except OSError as exc:
         return Skip(path, f"unreadable: {exc.strerror or exc}")
@@ -244,16 +325,13 @@ def _stored_size(data: bytes, decoded: Image) -> tuple[int, int]:
 
 
 def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as fh:
-            kind = document_kind(path, fh.read(HEAD_BYTES))
-    except OSError as exc:
-        return Skip(path, f"unreadable: {exc.strerror or exc}")
+    # UTF-8 spends at most 4 bytes a character: a larger text file is surely over
+    ext = os.path.splitext(path)[1].lower()
+    data = _read(path, None if ext in DOCUMENT_EXTS else 4 * cfg.max_text_chars)
+    if isinstance(data, Skip):
+        return data
+    kind = document_kind(path, data[:HEAD_BYTES])
     if kind is not None:
-        data = _read(path)
-        if isinstance(data, Skip):
-            return data
         try:
             segments, note = read_document(
                 kind, data, cfg.max_text_chars, cfg.passage_words, cfg.passage_overlap,
@@ -265,9 +343,6 @@ def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:
             path, "text", hashlib.sha256(data).hexdigest(), [s["text"] for s in segments],
             segments, note=note,
         )
-    if size > 4 * cfg.max_text_chars:  # UTF-8 spends at most 4 bytes a character: surely over
-        return Skip(path, f"text over the cap of {cfg.max_text_chars:,} characters")
-    data = _read(path)
     if isinstance(data, Skip):
         return data
     try:
@@ -287,16 +362,24 @@ def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:
 
 
 def _load_audio(path: str, cfg: LoaderConfig) -> Loaded | Skip:
-    stream = StreamedAudio(path, cfg.audio_window_s, cfg.audio_hop_s, cfg.max_audio_windows)
-    try:
-        windows = list(itertools.islice(stream.windows(), cfg.stream_audio_after + 1))  # capped
-    except UnsupportedMedia as exc:
-        return Skip(path, f"undecodable audio: {exc.message}")
-    except OSError as exc:
-        return Skip(path, f"unreadable: {exc.strerror or exc}")
-    if not windows:
-        return Skip(path, "no audio to index (silent or empty)")
-    duration = _duration(path, windows[-1].end_s)
+    stream = StreamedAudio(
+        path, cfg.audio_window_s, cfg.audio_hop_s, cfg.max_audio_windows, cfg.real_roots
+    )
+    opened = _open(path, cfg.real_roots)  # held while decoding: the duration reads it too
+    if isinstance(opened, Skip):
+        return opened
+    with opened as fh:
+        try:
+            windows = list(itertools.islice(stream.windows(), cfg.stream_audio_after + 1))
+        except UnsupportedMedia as exc:
+            if exc.message in (LEAVES, NOT_REGULAR):  # swapped since it was opened above
+                return Skip(path, exc.message)
+            return Skip(path, f"undecodable audio: {exc.message}")
+        except OSError as exc:
+            return Skip(path, f"unreadable: {exc.strerror or exc}")
+        if not windows:
+            return Skip(path, "no audio to index (silent or empty)")
+        duration = _duration(reopen_path(fh, path), windows[-1].end_s)
     note = window_cap_note(stream, duration)
     if len(windows) > cfg.stream_audio_after:  # long: the writer streams it
         return Loaded(path, "audio", None, duration_s=duration, streamed=stream, note=note)
@@ -317,15 +400,19 @@ def _load_video(path: str, cfg: LoaderConfig) -> Loaded | Skip:
         cfg.passage_overlap,
     )
     try:
-        info = video.probe_video(path)
-        items = list(itertools.islice(video.iter_inputs(params), cfg.stream_audio_after + 1))
+        with checked_path(path) as readable:
+            info = video.probe_video(readable)
+            opened = replace(params, path=readable)
+            items = list(itertools.islice(video.iter_inputs(opened), cfg.stream_audio_after + 1))
     except video.VideoError as exc:
         return Skip(path, str(exc))
+    except UnsupportedMedia as exc:
+        return Skip(path, exc.message)
     loaded = Loaded(
         path, "video", None, width=info.width, height=info.height, duration_s=info.duration_s
     )
     if len(items) > cfg.stream_audio_after:  # long: the writer streams it
-        loaded.streamed = video.VideoStream(params)
+        loaded.streamed = video.VideoStream(params, checked_path)
         return loaded
     if not items:
         return Skip(path, "no video to index (no frames, silent sound)")

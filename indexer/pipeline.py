@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 import time
 from collections import deque
@@ -24,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from indexer.discover import resolve_roots
-from indexer.loaders import Loaded, LoaderConfig, Skip, load
+from indexer.loaders import CHANGED, Loaded, LoaderConfig, Skip, load
 from indexer.plan import Pending, scan
 from indexer.report import IndexReport, Skipped
 from indexer.workers import Workers
@@ -220,6 +221,7 @@ def index_paths(
         ocr=settings.ocr,
         video_min_frame_s=settings.video_min_frame_s,
         video_max_frame_s=settings.video_max_frame_s,
+        real_roots=None if settings.follow_links else tuple(os.path.realpath(r) for r in roots),
     )
     stale_before = _stale_before(index, encoder)
     writer = _Writer(
@@ -299,7 +301,7 @@ def _embed_all(pending: list[Pending], workers: Workers, writer: _Writer, bar: o
         if isinstance(result, Skip):
             _skip_all(writer.report, item, result.reason)
         elif result.sha256 is not None and result.sha256 != item.sha256:
-            _skip_all(writer.report, item, "the file changed while being indexed; run again")
+            _skip_all(writer.report, item, CHANGED)
         else:
             batch = batches.setdefault(item.modality, _Batch())
             batch.add(item, result)

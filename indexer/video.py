@@ -13,7 +13,8 @@ videos stream through the model in the writer (``VideoStream``).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -94,12 +95,17 @@ def probe_video(path: str) -> VideoInfo:
 
 @dataclass(frozen=True)
 class VideoStream:
-    """A long video the writer decodes and embeds a batch at a time (``Streamed``)."""
+    """A long video the writer decodes and embeds a batch at a time (``Streamed``).
+
+    ``opener``: gives the path to decode, checked on opening (a module-level function, so the
+    stream travels from a worker to the writer by pickling)."""
 
     params: VideoParams
+    opener: Callable[[str], AbstractContextManager[str]]
 
     def inputs(self) -> Iterator[tuple[str, Any, dict]]:
-        return iter_inputs(self.params)
+        with self.opener(self.params.path) as readable:
+            yield from iter_inputs(replace(self.params, path=readable))
 
 
 def iter_inputs(p: VideoParams) -> Iterator[tuple[str, Any, dict]]:
