@@ -179,8 +179,11 @@ def rank(engine: Engine, query: Query, vectors: np.ndarray, *, fused: bool = Fal
             ids, fused, matched = rrf_merge(ids, keyword)
             cos_of = dict(zip(vector_ids.tolist(), cos.tolist()))
             extra = [i for i in ids.tolist() if i not in cos_of]
-            if extra:
-                cos_of.update(zip(extra, (store.reconstruct(np.array(extra)) @ qvec).tolist()))
+            if extra:  # keyword hits the vector search did not return; one deleted since drops
+                held, vecs = store.vectors(np.array(extra, dtype=np.int64))
+                cos_of.update(zip(held.tolist(), (vecs @ qvec).tolist()))
+                keep = np.array([i in cos_of for i in ids.tolist()], dtype=bool)
+                ids, fused = ids[keep], fused[keep]
             cos = np.array([cos_of[i] for i in ids.tolist()], dtype=np.float32)
         # with a threshold some hits drop out after lookup, so none can be skipped
         hit_limit = want if query.min_score is None else None
