@@ -491,6 +491,7 @@ def _migrate(root: Path, manifest: Manifest, catalog: Catalog) -> None:
                 f"the vectors in {legacy} cannot be read back ({old.factory}); rebuild the index "
                 "with --reindex"
             ) from None
+    _reconcile_rows(catalog)  # rows schema 1 left without vectors (its crash state)
     catalog.set_meta("schema_version", "2")
     legacy.unlink(missing_ok=True)
     log.info("migrated %s to stored vectors", root)

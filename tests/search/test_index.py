@@ -210,3 +210,54 @@ def test_hit_lookup_joins_content_and_all_paths_and_sees_new_writes(writer, tmp_
     assert seen == [True]  # another thread gets its own connection
     reader.close()
     assert Index.open(tmp_path).catalog.segments(ids)[ids[0]].path == "/d/a.txt"  # after close
+
+
+def _as_schema_1(root, vectors_of: dict[int, np.ndarray]) -> None:
+    """Turn an index into what crossfind wrote before vectors moved into the catalog: a
+    ``vectors.faiss`` (IndexIDMap2 over Flat) beside a catalog without vector tables."""
+    import sqlite3
+
+    from search.store import create_store
+
+    store = create_store(ENC.dim)
+    ids = np.array(sorted(vectors_of), dtype=np.int64)
+    store.add(ids, np.stack([vectors_of[i] for i in ids.tolist()]))
+    store.save(root / VECTORS)
+    for path in root.glob("ann-*"):
+        path.unlink()
+    with sqlite3.connect(root / CATALOG) as con:
+        for trigger in ("segments_ad", "segments_ai", "vectors_ai", "files_ai", "files_ad", "files_au"):
+            con.execute(f"DROP TRIGGER {trigger}")
+        for table in ("vectors", "tombstones", "counters"):
+            con.execute(f"DROP TABLE {table}")
+        con.execute("DELETE FROM meta WHERE key = 'ann'")
+        con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+
+
+def test_an_index_from_before_stored_vectors_opens_and_migrates(writer, tmp_path):
+    a = add_text(writer, "a", "red apples", "green pears")
+    b = add_text(writer, "b", "blue sky")
+    lost = add_text(writer, "c", "yellow bananas")
+    vectors_of = dict(zip(a + b, ENC.encode_text(["red apples", "green pears", "blue sky"])))
+    writer.close()
+    # schema 1's crash state too: c's rows committed, its vector never reached the file
+    _as_schema_1(tmp_path, vectors_of)
+    reader = Index.open(tmp_path, encoder=ENC.id)  # a reader migrates (under the write lock)
+    hits = Engine(reader, ENC).search(Query.text("blue sky")).hits
+    assert hits[0].id == b[0] and {h.path for h in hits} == {"/d/a.txt", "/d/b.txt"}
+    assert not (tmp_path / VECTORS).exists() and reader.catalog.schema_version == 2
+    assert lost[0] not in reader.catalog.segment_ids()  # dropped: the next run embeds c again
+    got_ids, got = reader.catalog.get_vectors(a + b, ENC.dim)
+    assert got_ids.tolist() == a + b and np.allclose(got, np.stack([vectors_of[i] for i in a + b]))
+    reader.close()
+    with Index.open_for_write(tmp_path, ENC.id, ENC.dim) as index:
+        consistent(index)
+
+
+def test_an_unreadable_old_vector_file_names_reindex(writer, tmp_path):
+    ids = add_text(writer, "a", "x")
+    writer.close()
+    _as_schema_1(tmp_path, {ids[0]: ENC.encode_text(["x"])[0]})
+    (tmp_path / VECTORS).write_bytes(b"garbage" * 20)
+    with pytest.raises(Conflict, match="--reindex"):
+        Index.open(tmp_path)
