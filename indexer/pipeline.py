@@ -209,12 +209,11 @@ def index_paths(
             _embed_all(pending, workers, writer, bar)
             if bar is not None:
                 bar.close()
+        # also when nothing changed: a new --store rebuilds the vector index here
+        index.finish()
         if writer.dirty:
-            writer.checkpoint()
             _calibrate(index, encoder)
-    finally:
-        if writer.dirty:  # also on Ctrl-C: keep what was done
-            writer.checkpoint()
+    finally:  # on Ctrl-C too, every batch written so far is already committed
         report.seconds = time.perf_counter() - t0
     return report
 

@@ -171,14 +171,23 @@ def tune(base: AnnBase, vectors: np.ndarray, options: StoreOptions, rng: np.rand
         return
     nq = min(TUNE_QUERIES, base.n)
     qpos = rng.choice(base.n, nq, replace=False)
-    queries = np.ascontiguousarray(vectors[qpos], dtype=np.float32)
+    queries = np.array(vectors[qpos], dtype=np.float32)
+    # half the queries are stored items (left out of their own answers), half lie between two
+    # items: user queries rarely sit on an item, and those are the harder ones for ANN
+    half = nq // 2
+    other = np.asarray(vectors[rng.choice(base.n, half)], dtype=np.float32)
+    queries[:half] += other
+    queries[:half] /= np.linalg.norm(queries[:half], axis=1, keepdims=True) + 1e-12
+    qpos[:half] = -1  # no query of this half is a stored item
     truth = _exact_top(queries, vectors, K_TUNE + 1)
     truth_sets = [set(row[row != q].tolist()[:K_TUNE]) for row, q in zip(truth, qpos)]
     if knob == "nprobe":
         nlist = base._ivf.nlist  # type: ignore[union-attr]
         values = sorted({min(nlist, 2**i) for i in range(0, int(math.log2(nlist)) + 1)})
     else:
-        values = [16, 32, 64, 128, 256, 512, 1024]
+        # never below 64: queries far from every item (most user queries) need more than the
+        # stored-item sample shows (recall@10 0.85 at 16, 0.99 at 64 on the indexer tests)
+        values = [64, 128, 256, 512, 1024]
     chosen = values[-1]
     for value in values:
         base.params[knob] = value
