@@ -98,3 +98,23 @@ def test_cached_allowed_set_follows_catalog_changes(tmp_path):
     index.catalog.remove_paths(["/b/two.jpg"])
     assert len(allowed_segment_ids(index.catalog, f)) == 0
     index.close()
+
+
+def test_path_prefix_is_a_range_with_unicode_edges_and_the_cache_follows_the_version(tmp_path):
+    from search.filters import _next_prefix
+
+    assert _next_prefix("/a/") == "/a0" and _next_prefix("/\U0010ffff") == "0"
+    assert _next_prefix("/x\ud7ff") == "/y"
+    engine, index, _ = engine_over(tmp_path, DIM)
+    vec = l2_normalize(np.ones((1, DIM)))[0]
+    paths = ["/p/a.jpg", "/p/b/c.jpg", "/p0/d.jpg", "/p\u00e9/e.jpg", "/q/f.jpg"]
+    ids = {p: add_item(index, vec, p, "image") for p in paths}
+    prefix = Filters(path_prefix="/p/")
+    assert allowed_segment_ids(index.catalog, prefix).tolist() == [ids["/p/a.jpg"], ids["/p/b/c.jpg"]]
+    before = index.catalog.version()
+    # a re-pointed path moves the version, so the cached allowed set is not reused
+    index.catalog.link_file("/p/z.jpg", index.catalog.file("/q/f.jpg").content_id, 1, 1)
+    assert index.catalog.version() > before
+    assert ids["/q/f.jpg"] in allowed_segment_ids(index.catalog, prefix).tolist()
+    index.catalog.remove_paths(["/p/a.jpg"])
+    assert ids["/p/a.jpg"] not in allowed_segment_ids(index.catalog, prefix).tolist()
