@@ -24,6 +24,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     LargeBinary,
+    Select,
     String,
     Text,
     create_engine,
@@ -33,6 +34,7 @@ from sqlalchemy import (
     select,
     text,
 )
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 # 2: vectors live in the catalog (table ``vectors``, written in the rows' transaction), deletes
@@ -613,6 +615,15 @@ class Catalog:
                     info.paths.append(path)
                     info.mtime_ns = max(info.mtime_ns, mtime_ns)
         return out
+
+    def ids_where(self, query: Select[tuple[int]]) -> np.ndarray:
+        """The integer column ``query`` selects, as int64, in one round trip: SQLite joins the
+        ids into one string that numpy parses (500k ids in ~0.1 s, row by row took ~1 s)."""
+        compiled = query.compile(dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True})
+        row = self._reader().execute(f"SELECT group_concat(id) FROM ({compiled})").fetchone()
+        if not row or not row[0]:
+            return np.zeros(0, dtype=np.int64)
+        return np.array(row[0].split(","), dtype=np.int64)
 
     def _reader(self) -> sqlite3.Connection:
         """This thread's plain sqlite3 connection for hot reads. Each statement runs in

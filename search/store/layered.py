@@ -215,10 +215,12 @@ class LayeredStore(VectorStore):
         lossy = base.lossy and self.rerank
         fetch = max(k * RERANK_FACTOR, k + RERANK_MIN) if lossy else k
         scores, pos = base.search(queries, fetch, bitmap, fraction)
-        found = np.where(pos >= 0, base.ids[np.clip(pos, 0, None)], -1)
+        found = base.ids.take(pos, mode="clip")
+        found[pos < 0] = -1
         if lossy:
             scores, found = self._rerank(queries, found, k)
-        scores, found = _pad(scores, found, k)
+        if found.shape[1] != k or (found < 0).any():
+            scores, found = _pad(scores, found, k)
         short = (found < 0).any(axis=1)
         if positions is not None and short.any() and not base.exact and len(positions) <= EXACT_FALLBACK_MAX:
             # graph/cluster search can run dry under a tight filter; the exact path cannot
