@@ -582,13 +582,10 @@ class Catalog:
             return s.scalar(select(Content.id).where(Content.modality == modality).limit(1)) is not None
 
     def segment_ids(self, modality: str | None = None) -> np.ndarray:
-        with self.session() as s:
-            q = select(Segment.id)
-            if modality is not None:
-                q = q.join(Content, Content.id == Segment.content_id).where(
-                    Content.modality == modality
-                )
-            return np.fromiter(s.scalars(q), dtype=np.int64)
+        q = select(Segment.id)
+        if modality is not None:
+            q = q.join(Content, Content.id == Segment.content_id).where(Content.modality == modality)
+        return self.ids_where(q)
 
     def segments(self, ids: Sequence[int]) -> dict[int, SegmentInfo]:
         """Segments by id, joined with content and all file paths; unknown ids are absent.
