@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,10 +54,17 @@ def clustered(n: int, dim: int = DIM, clusters: int = 256, seed: int = 0) -> np.
     return out
 
 
-def build_index(root: Path, vectors: np.ndarray, encoder_id: str = ENCODER_ID) -> None:
-    """A real index whose segment i+1 holds ``vectors[i]``; half text passages, half images."""
+def build_index(
+    root: Path, vectors: np.ndarray, encoder_id: str = ENCODER_ID, files_dir: Path | None = None
+) -> None:
+    """A real index whose segment i+1 holds ``vectors[i]``; half text passages, half images.
+
+    With ``files_dir`` the files exist there (sparse, of the recorded size and time) and it is
+    the index's recorded root, so the server's read check (``search.access``) passes them.
+    """
     from sqlalchemy import insert, text
 
+    from search.access import record_roots
     from search.catalog import Content, File, Segment
     from search.index import Index
 
@@ -71,7 +79,9 @@ def build_index(root: Path, vectors: np.ndarray, encoder_id: str = ENCODER_ID) -
     for cid in range(1, n_text // 2 + (n - n_text) + 1):
         is_text = cid <= n_text // 2
         modality, ext = ("text", "txt") if is_text else ("image", "jpg")
-        path = f"/bench/{modality}/{cid:06d}.{ext}"
+        path = f"{files_dir or '/bench'}/{modality}/{cid:06d}.{ext}"
+        if files_dir is not None:
+            _sparse_file(path, 1000 + cid, 1_700_000_000_000_000_000 + cid)
         contents.append(
             {"id": cid, "sha256": f"{cid:064x}", "modality": modality, "size": 1000 + cid,
              "width": None if is_text else 640, "height": None if is_text else 480,
@@ -92,6 +102,8 @@ def build_index(root: Path, vectors: np.ndarray, encoder_id: str = ENCODER_ID) -
             fts.append({"id": seg_id, "body": body or "", "name": Path(path).name})
     assert seg_id == n
     index = Index.open_for_write(root, encoder_id, DIM)
+    if files_dir is not None:
+        record_roots(index.catalog, [str(files_dir)], follow_links=False)
     with index.catalog.engine.begin() as conn:
         conn.execute(insert(Content), contents)
         conn.execute(insert(File), files)
@@ -105,6 +117,13 @@ def build_index(root: Path, vectors: np.ndarray, encoder_id: str = ENCODER_ID) -
     # the derived vector index, as the end of an indexing run builds it (faiss:auto's choice)
     with Index.open_for_write(root, encoder_id, DIM) as index:
         index.compact(force=True)
+
+
+def _sparse_file(path: str, size: int, mtime_ns: int) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as fh:
+        fh.truncate(size)
+    os.utime(path, ns=(mtime_ns, mtime_ns))
 
 
 class _VectorsOnly:

@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--include-hidden", action="store_true",
                    help="also index hidden files and folders (names starting with '.')")
+    p.add_argument("--follow-links", action="store_true",
+                   help="also follow links that lead outside the given folders (recorded in "
+                   "the index: the server then serves files those links reach)")
     p.add_argument("--quiet", action="store_true", help="no progress bar, one summary line")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=run_index)
@@ -84,6 +87,8 @@ def run_index(args: argparse.Namespace) -> int:
     spec = StoreSpec.parse(store) if store else None  # a bad spec fails before any work
     if args.include_hidden:
         settings.include_hidden = True
+    if args.follow_links:
+        settings.follow_links = True
     _check_db(settings.db)
     encoder = create_encoder(_encoder_name(args, settings.model, settings.db), settings.cache_dir)
     with Index.open_for_write(
@@ -109,6 +114,8 @@ def run_index(args: argparse.Namespace) -> int:
 
 
 def _print_table(report, info: dict) -> None:  # noqa: ANN001 - indexer.IndexReport
+    from search.paths import shown
+
     cols = ("added", "updated", "unchanged", "linked", "removed", "vectors")
     if report.totals().refreshed:  # re-embedded because the model that made them was replaced
         cols = (*cols[:5], "refreshed", "vectors")
@@ -122,11 +129,11 @@ def _print_table(report, info: dict) -> None:  # noqa: ANN001 - indexer.IndexRep
     if report.skipped:
         print(f"\nskipped {len(report.skipped)} file(s):")
         for s in report.skipped[:_SHOW_SKIPPED]:
-            print(f"  {s.path}: {s.reason}")
+            print(f"  {shown(s.path)}: {s.reason}")
         if len(report.skipped) > _SHOW_SKIPPED:
             print(f"  ... and {len(report.skipped) - _SHOW_SKIPPED} more (--json lists all)")
     for s in report.partial:
-        print(f"  partly indexed {s.path}: {s.reason}")
+        print(f"  partly indexed {shown(s.path)}: {s.reason}")
     if report.ignored:
         print(f"\nignored {report.ignored} file(s) of types crossfind does not index")
     print(

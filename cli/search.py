@@ -91,7 +91,7 @@ def _open_engine(args: argparse.Namespace):  # noqa: ANN202 - returns (engine, s
     settings = settings_from(args)
     index = Index.open(settings.db, encoder=args.model)
     encoder = create_encoder(index.manifest.encoder, settings.cache_dir)
-    return Engine(index, encoder, settings.max_image_pixels), settings
+    return Engine(index, encoder, settings.max_image_pixels, settings.max_query_audio_s), settings
 
 
 def _size(value: str) -> int:
@@ -186,6 +186,8 @@ def run_search(args: argparse.Namespace) -> int:
 
 
 def _print_table(result) -> None:  # noqa: ANN001
+    from search.paths import shown
+
     if not result.hits:
         print("no results")
         return
@@ -198,7 +200,7 @@ def _print_table(result) -> None:  # noqa: ANN001
             where += "  (keyword match)"
         rel = hit.extra.get("relevance")
         rel_s = f"{rel:4.2f}" if rel is not None else "   -"
-        print(f"{rank:>3}  {hit.score:6.3f}  {rel_s}  {hit.id:>7}  {hit.modality:<8}  {hit.path}{where}")
+        print(f"{rank:>3}  {hit.score:6.3f}  {rel_s}  {hit.id:>7}  {hit.modality:<8}  {shown(hit.path)}{where}")
         if hit.snippet:
             snippet = hit.snippet if len(hit.snippet) <= 100 else hit.snippet[:97] + "..."
             print(f"{'':>38}{snippet}")

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from search.access import inside
 from search.errors import NotFound
 
 
@@ -41,17 +42,36 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".")
 
 
-def walk(roots: Iterable[str], include_hidden: bool = False) -> Iterator[Found | tuple[str, str]]:
+LEAVES = "link leaves the indexed folders"
+
+
+def walk(
+    roots: Iterable[str], include_hidden: bool = False, follow_links: bool = False
+) -> Iterator[Found | tuple[str, str]]:
     """Regular files under ``roots``, each once, in sorted order.
 
     Yields ``Found`` for files and ``(path, reason)`` for entries that cannot be read (an
     unreadable folder, a broken symlink). A folder reached twice (a symlink loop, or two links
     to one folder) is walked once: real folders are tracked by (st_dev, st_ino).
+
+    Unless ``follow_links``, a link (to a file or a folder) whose real path is outside the real
+    paths of every root is not followed: it is reported with ``LEAVES``. Links within the roots
+    are followed (a linked file is one more path to content indexed once).
     """
+    roots = list(roots)
+    real_roots = None if follow_links else [os.path.realpath(r) for r in roots]
     seen_dirs: set[tuple[int, int]] = set()
     seen_files: set[str] = set()
     for root in roots:
-        yield from _walk_one(root, include_hidden, seen_dirs, seen_files, top=True)
+        yield from _walk_one(root, include_hidden, seen_dirs, seen_files, real_roots, top=True)
+
+
+def _leaves(path: str, real_roots: list[str] | None) -> bool:
+    """Whether ``path`` is a link leading outside every real root (never when following)."""
+    if real_roots is None or not os.path.islink(path):
+        return False
+    real = os.path.realpath(path)
+    return not any(inside(real, r) for r in real_roots)
 
 
 def _walk_one(
@@ -59,8 +79,12 @@ def _walk_one(
     include_hidden: bool,
     seen_dirs: set[tuple[int, int]],
     seen_files: set[str],
+    real_roots: list[str] | None,
     top: bool = False,
 ) -> Iterator[Found | tuple[str, str]]:
+    if not top and _leaves(path, real_roots):
+        yield path, LEAVES
+        return
     try:
         st = os.stat(path)  # follows symlinks
     except FileNotFoundError:
@@ -82,7 +106,9 @@ def _walk_one(
         for name in names:
             if is_hidden(name) and not include_hidden:
                 continue
-            yield from _walk_one(os.path.join(path, name), include_hidden, seen_dirs, seen_files)
+            yield from _walk_one(
+                os.path.join(path, name), include_hidden, seen_dirs, seen_files, real_roots
+            )
     elif stat.S_ISREG(st.st_mode):
         if path not in seen_files:
             seen_files.add(path)

@@ -29,6 +29,7 @@ from indexer.loaders import LoaderConfig, Loaded, Skip, load
 from indexer.plan import Pending, scan
 from indexer.report import IndexReport, Skipped
 from indexer.workers import Workers
+from search.access import record_roots
 from search.catalog import NewContent, SegmentIn
 from search.encoders.base import Encoder
 from search.index import Index
@@ -181,6 +182,8 @@ def index_paths(
     t0 = time.perf_counter()
     index.require_encoder(encoder.id)
     roots = resolve_roots(paths)
+    # before any file: the server checks every read against these (search.access)
+    record_roots(index.catalog, roots, settings.follow_links)
     report = IndexReport(roots=roots, workers=max(0, settings.workers))
     config = LoaderConfig(
         preprocess_image=encoder.preprocess_image,

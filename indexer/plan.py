@@ -65,7 +65,7 @@ def scan(
         return state.created_at < stale_before(state.modality)
     to_probe: list[Found] = []
     cap = int(settings.max_file_mb * 1024 * 1024)
-    for entry in walk(roots, settings.include_hidden):
+    for entry in walk(roots, settings.include_hidden, settings.follow_links):
         if isinstance(entry, tuple):
             report.skip(*entry)
             continue

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 
+from search.paths import shown
+
 MODALITIES = ("image", "text", "audio")
 
 
@@ -27,6 +29,9 @@ class ModalityCounts:
 class Skipped:
     path: str
     reason: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"path": shown(self.path), "reason": self.reason}
 
 
 @dataclass
@@ -72,11 +77,11 @@ class IndexReport:
 
     def to_json(self) -> dict[str, object]:
         return {
-            "roots": self.roots,
+            "roots": [shown(r) for r in self.roots],
             "by_modality": {m: asdict(c) for m, c in self.by_modality.items()},
             "totals": asdict(self.totals()),
-            "skipped": [asdict(s) for s in self.skipped],
-            "partial": [asdict(s) for s in self.partial],
+            "skipped": [s.to_json() for s in self.skipped],
+            "partial": [s.to_json() for s in self.partial],
             "ignored": self.ignored,
             "workers": self.workers,
             "seconds": round(self.seconds, 3),

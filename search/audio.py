@@ -28,12 +28,14 @@ import math
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from search.deadline import NO_DEADLINE, Deadline
 from search.encoders.base import AUDIO_SAMPLE_RATE, l2_normalize
 from search.errors import UnsupportedMedia
 
@@ -60,21 +62,65 @@ class AudioWindow:
 
 
 # -- whole-clip decoding ----------------------------------------------------------------------
-def decode_audio_bytes(data: bytes) -> np.ndarray:
-    """Encoded audio bytes -> float32 16 kHz mono (untrimmed).
+def decode_audio_bytes(data: bytes, max_s: float | None = None) -> np.ndarray:
+    """Encoded audio bytes -> float32 16 kHz mono (untrimmed); only the first ``max_s``
+    seconds when given (see ``decode_audio_prefix``).
 
     Raises:
         UnsupportedMedia: empty, corrupt or undecodable data.
+    """
+    return decode_audio_prefix(data, max_s)[0]
+
+
+def decode_audio_prefix(
+    data: bytes, max_s: float | None, deadline: Deadline = NO_DEADLINE
+) -> tuple[np.ndarray, bool]:
+    """(float32 16 kHz mono of at most the first ``max_s`` seconds, True if there was more).
+
+    Decoding stops at the cap: a one-hour file costs what its first ``max_s`` seconds cost,
+    whichever decoder reads it (libsndfile frame by frame, audioread's ffmpeg process closed
+    as soon as enough blocks came). ``deadline`` is checked between blocks.
+
+    Raises:
+        UnsupportedMedia: empty, corrupt or undecodable data.
+        RequestTimeout: the deadline passed.
     """
     if not data:
         raise UnsupportedMedia("the audio is empty (0 bytes)")
     import soundfile as sf
 
     try:
-        samples, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with sf.SoundFile(io.BytesIO(data)) as fh:
+            sr, channels = fh.samplerate, fh.channels
+            blocks = fh.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True)
+            samples, more = _read_prefix(blocks, sr, channels, max_s, deadline)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        samples, sr = _audioread_bytes(data, exc)
-    return _finish(samples, sr)
+        samples, sr, more = _audioread_bytes(data, exc, max_s, deadline)
+    return _finish(samples, sr), more
+
+
+def _read_prefix(
+    blocks: Iterator[np.ndarray], sr: int, channels: int, max_s: float | None, deadline: Deadline
+) -> tuple[np.ndarray, bool]:
+    """Concatenate blocks up to ``max_s`` seconds; (samples, whether the source had more)."""
+    limit = None if max_s is None else max(1, int(round(max_s * sr)))
+    parts: list[np.ndarray] = []
+    total = 0
+    more = False
+    with closing(blocks):  # closes the decoder (e.g. audioread's ffmpeg) when cut short
+        for block in blocks:
+            deadline.check()
+            if limit is not None and total + len(block) > limit:
+                parts.append(block[: limit - total])
+                more = True
+                break
+            parts.append(block)
+            total += len(block)
+            if limit is not None and total == limit:
+                more = next(blocks, None) is not None
+                break
+    samples = np.concatenate(parts) if parts else np.zeros((0, channels), np.float32)
+    return samples, more
 
 
 def load_audio(path: str | Path) -> np.ndarray:
@@ -120,18 +166,20 @@ def _resample(mono: np.ndarray, sr: int) -> np.ndarray:
     return soxr.resample(mono, sr, SR).astype(np.float32, copy=False)
 
 
-def _audioread_bytes(data: bytes, first_error: Exception) -> tuple[np.ndarray, int]:
+def _audioread_bytes(
+    data: bytes, first_error: Exception, max_s: float | None, deadline: Deadline
+) -> tuple[np.ndarray, int, bool]:
     with tempfile.NamedTemporaryFile(suffix=".audio", delete=False) as fh:
         fh.write(data)
         tmp = Path(fh.name)
     try:
         sr, channels, blocks = _audioread_blocks(tmp, first_error)
-        parts = list(blocks)
+        samples, more = _read_prefix(blocks, sr, channels, max_s, deadline)
     except UnsupportedMedia:
         raise UnsupportedMedia(f"not decodable audio ({first_error}); send wav, flac, ogg or mp3") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return (np.concatenate(parts) if parts else np.zeros((0, channels), np.float32)), sr
+    return samples, sr, more
 
 
 # -- streaming --------------------------------------------------------------------------------
@@ -329,14 +377,25 @@ def normalize_loudness(waveform: np.ndarray, max_gain_db: float = MAX_GAIN_DB) -
 
 
 def embed_clip(
-    encoder: Encoder, waveform: np.ndarray, window_s: float = 5.0, hop_s: float = 2.5
+    encoder: Encoder,
+    waveform: np.ndarray,
+    window_s: float = 5.0,
+    hop_s: float = 2.5,
+    deadline: Deadline = NO_DEADLINE,
+    batch: int = 2,
 ) -> np.ndarray:
-    """One vector for a whole clip (a query): window it, encode, mean, renormalise.
+    """One vector for a whole clip (a query): window it, encode ``batch`` windows at a time
+    (``deadline`` checked between batches), mean, renormalise.
 
     Raises:
         UnsupportedMedia: zero-length or silent clip.
         ModalityNotSupported: the encoder has no audio head.
+        RequestTimeout: the deadline passed.
     """
-    windows = windows_of(waveform, window_s, hop_s)
-    vectors = encoder.encode_audio([w.samples for w in windows])
-    return l2_normalize(vectors.mean(axis=0))[0]
+    windows = [w.samples for w in windows_of(waveform, window_s, hop_s)]
+    total = np.zeros(0, np.float32)
+    for i in range(0, len(windows), batch):
+        deadline.check()
+        vectors = encoder.encode_audio(windows[i : i + batch])
+        total = vectors.sum(axis=0) if i == 0 else total + vectors.sum(axis=0)
+    return l2_normalize(total / len(windows))[0]

@@ -132,7 +132,12 @@ def compute(
 ) -> Calibration:
     """Probe the index and build the per-modality-pair scales (a second or two at 100k)."""
     rng = np.random.default_rng(seed)
-    by_modality = {m: catalog.segment_ids(m) for m in ("text", "image", "audio")}
+    # rows commit before their vectors reach the store file: while an index is written, a
+    # reader's catalog can name segments its store does not hold yet
+    stored = store.ids()
+    by_modality = {
+        m: np.intersect1d(catalog.segment_ids(m), stored) for m in ("text", "image", "audio")
+    }
     by_modality = {m: ids for m, ids in by_modality.items() if len(ids)}
     probes: dict[str, tuple[np.ndarray, np.ndarray]] = {
         "text": (embed_text(list(TEXT_PROBES)), np.full(len(TEXT_PROBES), -1, dtype=np.int64))
@@ -158,7 +163,7 @@ def compute(
     return Calibration(fingerprint(store, encoder_id), scales)
 
 
-def _current(stored: list[object], now: list[object]) -> bool:
+def current(stored: list[object], now: list[object]) -> bool:
     """Whether a calibration made at ``stored`` still serves the index at ``now``."""
     if stored == now:
         return True
@@ -177,7 +182,7 @@ def load_or_compute(
 ) -> Calibration:
     """The index's calibration: ``cached`` or the meta table's if still current, else fresh."""
     fp = fingerprint(store, encoder_id)
-    if cached is not None and _current(cached.fingerprint, fp):
+    if cached is not None and current(cached.fingerprint, fp):
         return cached
     stored = catalog.get_meta(META_KEY)
     if stored:
@@ -185,7 +190,7 @@ def load_or_compute(
             cal = Calibration.from_json(stored)
         except (ValueError, KeyError, TypeError):
             cal = None
-        if cal is not None and _current(cal.fingerprint, fp):
+        if cal is not None and current(cal.fingerprint, fp):
             return cal
     cal = compute(store, catalog, encoder_id, embed_text)
     try:

@@ -15,7 +15,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +35,10 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from search.paths import ESC, from_db, shown, to_db
 
 # 2: vectors live in the catalog (table ``vectors``, written in the rows' transaction), deletes
 # leave tombstones, a version counter moves on every change, filter columns are indexed
@@ -176,6 +179,8 @@ class SegmentInfo:
     height: int | None
     duration_s: float | None
     mtime_ns: int
+    stats: list[tuple[int, int]] = field(default_factory=list)  # (size, mtime_ns) per path
+    sha256: str = ""  # of the content
 
     @property
     def path(self) -> str:
@@ -218,6 +223,7 @@ class Catalog:
             for trigger in _TRIGGERS:
                 conn.exec_driver_sql(trigger)
         self._check_schema()
+        self._escape_paths()
 
     # -- meta ---------------------------------------------------------------------------------
     def _check_schema(self) -> None:
@@ -246,6 +252,23 @@ class Catalog:
         """The change counter: moves on every write that a reader or a filter cache must see."""
         row = self._reader().execute("SELECT value FROM counters WHERE name = 'catalog'").fetchone()
         return int(row[0]) if row else 0
+
+    def _escape_paths(self) -> None:
+        """Catalogs made before paths were escaped (``search.paths``) hold every path as it
+        is; the only ones whose stored form now differs hold U+FFFF: double it, once."""
+        if self.get_meta("path_encoding") == "ffff-escape":
+            return
+        try:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql(
+                    "UPDATE files SET path = replace(path, ?, ?) WHERE instr(path, ?) > 0",
+                    (ESC, ESC + ESC, ESC),
+                )
+                conn.exec_driver_sql(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('path_encoding', 'ffff-escape')"
+                )
+        except OperationalError:  # a read-only index: readers manage, the next writer migrates
+            return
 
     def get_meta(self, key: str) -> str | None:
         with self.session() as s:
@@ -323,10 +346,10 @@ class Catalog:
                         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET"
                         " content_id = excluded.content_id, size = excluded.size,"
                         " mtime_ns = excluded.mtime_ns, indexed_at = excluded.indexed_at",
-                        [(p, cid, fsize, mtime, now) for p, fsize, mtime in item.files],
+                        [(to_db(p), cid, fsize, mtime, now) for p, fsize, mtime in item.files],
                     )
                 if seg_ids:
-                    name = " ".join(Path(p).name for p, _, _ in item.files)
+                    name = " ".join(shown(os.path.basename(p)) for p, _, _ in item.files)
                     run(
                         "INSERT INTO passages_fts (rowid, body, name) VALUES (?, ?, ?)",
                         [(sid, seg.text or "", name) for sid, seg in zip(seg_ids, item.segments)],
@@ -445,13 +468,13 @@ class Catalog:
                     "UPDATE passages_fts SET name = name || ' ' || :n WHERE rowid IN "
                     "(SELECT id FROM segments WHERE content_id = :c) AND instr(name, :n) = 0"
                 ),
-                {"n": Path(path).name, "c": content_id},
+                {"n": shown(os.path.basename(path)), "c": content_id},
             )
 
     def _upsert_file(self, s: Session, path: str, content_id: int, size: int, mtime: int) -> None:
-        row = s.scalar(select(File).where(File.path == path))
+        row = s.scalar(select(File).where(File.path == to_db(path)))
         if row is None:
-            s.add(File(path=path, content_id=content_id, size=size, mtime_ns=mtime))
+            s.add(File(path=to_db(path), content_id=content_id, size=size, mtime_ns=mtime))
         else:
             row.content_id, row.size, row.mtime_ns, row.indexed_at = (
                 content_id,
@@ -464,7 +487,7 @@ class Catalog:
     def remove_paths(self, paths: Iterable[str]) -> list[int]:
         """Forget these paths; contents no file points to any more are deleted with their
         segments. Returns the segment ids whose vectors must now leave the store."""
-        paths = list(paths)
+        paths = [to_db(p) for p in paths]
         if not paths:
             return []
         with self.session() as s, s.begin():
@@ -501,8 +524,9 @@ class Catalog:
 
     # -- reads --------------------------------------------------------------------------------
     def file(self, path: str) -> File | None:
+        """The row of an indexed path (its ``path`` attribute is the stored form)."""
         with self.session() as s:
-            return s.scalar(select(File).where(File.path == path))
+            return s.scalar(select(File).where(File.path == to_db(path)))
 
     def content_by_sha(self, sha256: str) -> Content | None:
         with self.session() as s:
@@ -525,10 +549,10 @@ class Catalog:
         """Indexed paths at or below any of ``roots`` (absolute path strings)."""
         out: list[str] = []
         with self.session() as s:
-            for root in roots:
+            for root in map(to_db, roots):
                 prefix = root.rstrip("/") + "/"
                 out.extend(
-                    s.scalars(
+                    from_db(p) for p in s.scalars(
                         select(File.path).where(
                             (File.path == root) | (func.substr(File.path, 1, len(prefix)) == prefix)
                         )
@@ -541,7 +565,7 @@ class Catalog:
         (size, mtime, content sha256 and modality), in one query per root."""
         out: dict[str, FileState] = {}
         with self.session() as s:
-            for root in roots:
+            for root in map(to_db, roots):
                 prefix = root.rstrip("/") + "/"
                 rows = s.execute(
                     select(
@@ -551,8 +575,8 @@ class Catalog:
                     .join(Content, Content.id == File.content_id)
                     .where((File.path == root) | (func.substr(File.path, 1, len(prefix)) == prefix))
                 )
-                for row in rows:
-                    out[row[0]] = FileState(*row)
+                for path, *rest in rows:
+                    out[from_db(path)] = FileState(from_db(path), *rest)
         return out
 
     def files_of(self, content_ids: Sequence[int]) -> dict[int, list[tuple[str, int, int]]]:
@@ -563,7 +587,7 @@ class Catalog:
                 rows = s.execute(select(File.content_id, File.path, File.size, File.mtime_ns)
                                  .where(File.content_id.in_(chunk)).order_by(File.id))
                 for cid, path, size, mtime in rows:
-                    out.setdefault(int(cid), []).append((path, int(size), int(mtime)))
+                    out.setdefault(int(cid), []).append((from_db(path), int(size), int(mtime)))
         return out
 
     def contents_info(self, content_ids: Sequence[int]) -> dict[int, tuple[str, str, int]]:
@@ -600,16 +624,18 @@ class Catalog:
         con = self._reader()
         for chunk in _chunks(ids, 5000):
             for row in con.execute(_SEGMENTS_SQL, (json.dumps(chunk),)).fetchall():
-                seg_id, path, mtime_ns = row[0], row[12], row[13]
+                seg_id, (path, mtime_ns, file_size, sha256) = row[0], row[12:16]
                 info = out.get(seg_id)
                 if info is None:
                     info = out[seg_id] = SegmentInfo(
                         id=seg_id, content_id=row[1], modality=row[2], paths=[], text=row[3],
                         char_start=row[4], char_end=row[5], start_s=row[6], end_s=row[7],
                         size=row[8], width=row[9], height=row[10], duration_s=row[11], mtime_ns=0,
+                        sha256=sha256,
                     )
                 if path is not None:
-                    info.paths.append(path)
+                    info.paths.append(from_db(path))
+                    info.stats.append((file_size, mtime_ns))
                     info.mtime_ns = max(info.mtime_ns, mtime_ns)
         return out
 
@@ -669,7 +695,7 @@ class Catalog:
 # so the statement text never changes and sqlite3 keeps it prepared
 _SEGMENTS_SQL = """
 SELECT s.id, s.content_id, c.modality, s.text, s.char_start, s.char_end, s.start_s, s.end_s,
-       c.size, c.width, c.height, c.duration_s, f.path, f.mtime_ns
+       c.size, c.width, c.height, c.duration_s, f.path, f.mtime_ns, f.size, c.sha256
 FROM segments s
 JOIN contents c ON c.id = s.content_id
 LEFT JOIN files f ON f.content_id = s.content_id

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from search.calibration import current, fingerprint
+from search.deadline import NO_DEADLINE, Deadline
 from search.encoders.base import Encoder
 from search.errors import NotFound
 from search.index import Index
@@ -17,6 +22,8 @@ from search.types import Hit
 
 if TYPE_CHECKING:
     from search.calibration import Calibration
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -33,20 +40,44 @@ class SearchResult:
         }
 
 
+def echo(query: Query, notes: list[dict]) -> dict[str, object]:
+    """The query's JSON echo, each part with what embedding it reported (e.g. audio cut)."""
+    out = query.describe()
+    for part, note in zip(out["parts"], notes):  # type: ignore[call-overload]
+        part.update(note)
+    return out
+
+
 class Engine:
     """Answers queries over one index with the encoder that built it."""
 
-    def __init__(self, index: Index, encoder: Encoder, max_image_pixels: int = 64_000_000):
+    def __init__(
+        self,
+        index: Index,
+        encoder: Encoder,
+        max_image_pixels: int = 64_000_000,
+        max_query_audio_s: float = 30.0,
+    ):
         index.require_encoder(encoder.id)
         self.index = index
         self.encoder = encoder
         self.max_image_pixels = max_image_pixels
+        self.max_query_audio_s = max_query_audio_s
         self._calibration: Calibration | None = None
+        self._calibration_lock = threading.Lock()
+        self.background_calibration = False  # see ``calibration``
         self._neighbour_sample: tuple | None = None  # see search.ranking
 
     # -- embedding ----------------------------------------------------------------------------
-    def embed_part(self, part: QueryPart) -> np.ndarray:
-        """One query part -> one L2-normalised vector."""
+    def embed_part(
+        self, part: QueryPart, deadline: Deadline = NO_DEADLINE, notes: dict | None = None
+    ) -> np.ndarray:
+        """One query part -> one L2-normalised vector.
+
+        An audio part longer than ``max_query_audio_s`` is embedded from its first
+        ``max_query_audio_s`` seconds only (decoding stops there); ``notes`` then gets
+        ``audio_used_s`` and ``audio_truncated`` for the response's echo of the part.
+        """
         kind = part.kind
         if kind == "text":
             return self.encoder.encode_text([part.text])[0]
@@ -54,9 +85,13 @@ class Engine:
             image = open_image(part.media_bytes(), self.max_image_pixels)
             return self.encoder.encode_image([image])[0]
         if kind == "audio":
-            from search.audio import decode_audio_bytes, embed_clip
+            from search.audio import SR, decode_audio_prefix, embed_clip
 
-            return embed_clip(self.encoder, decode_audio_bytes(part.media_bytes()))
+            cap = self.max_query_audio_s
+            waveform, cut = decode_audio_prefix(part.media_bytes(), cap, deadline)
+            if cut and notes is not None:
+                notes.update(audio_used_s=round(len(waveform) / SR, 3), audio_truncated=True)
+            return embed_clip(self.encoder, waveform, deadline=deadline)
         return self.item_vector(int(part.item_id))
 
     def item_vector(self, item_id: int) -> np.ndarray:
@@ -65,12 +100,29 @@ class Engine:
         return self.index.store.reconstruct(np.array([item_id]))[0]
 
     # -- searching ----------------------------------------------------------------------------
-    def search(self, query: Query) -> SearchResult:
+    def embed_query(
+        self,
+        query: Query,
+        deadline: Deadline = NO_DEADLINE,
+        embed: Callable[[QueryPart, dict], np.ndarray] | None = None,
+    ) -> tuple[np.ndarray, list[dict]]:
+        """(vectors[i] of part i, notes[i] embedding reported about part i), the deadline
+        checked between parts. ``embed`` replaces ``embed_part`` (the server's cache)."""
+        embed = embed or (lambda part, note: self.embed_part(part, deadline, note))
+        notes: list[dict] = [{} for _ in query.parts]
+        vectors = []
+        for part, note in zip(query.parts, notes):
+            deadline.check()
+            vectors.append(embed(part, note))
+        deadline.check()
+        return np.stack(vectors), notes
+
+    def search(self, query: Query, deadline: Deadline = NO_DEADLINE) -> SearchResult:
         t0 = time.perf_counter()
         self.index.refresh()
-        vectors = np.stack([self.embed_part(p) for p in query.parts])
+        vectors, notes = self.embed_query(query, deadline)
         hits = self.search_embedded(query, vectors)
-        return SearchResult(hits, (time.perf_counter() - t0) * 1000, query.describe())
+        return SearchResult(hits, (time.perf_counter() - t0) * 1000, echo(query, notes))
 
     def search_embedded(self, query: Query, vectors: np.ndarray) -> list[Hit]:
         """Search with the parts already embedded (``vectors[i]`` is part i): fusion, filters,
@@ -92,17 +144,46 @@ class Engine:
         return allowed_segment_ids(self.index.catalog, query.filters)
 
     def calibration(self) -> Calibration:
-        """The index's relevance calibration, computed once per index state (cached)."""
+        """The index's relevance calibration, computed once per index state (cached).
+
+        With ``background_calibration`` (the server), a calibration of an earlier state is
+        served while one background thread computes the new one: an indexing run changes the
+        index at every checkpoint, and each change would otherwise make every concurrent
+        search recompute the probes at once (16 searches, 10+ s each, measured).
+        """
+        cached = self._calibration
+        if cached is not None and self.background_calibration:
+            if not current(cached.fingerprint, fingerprint(self.index.store, self.encoder.id)):
+                self._recalibrate_in_background()
+            return cached
+        with self._calibration_lock:  # one computation; the others wait for its result
+            self._calibration = self._load_or_compute_calibration()
+            return self._calibration
+
+    def _load_or_compute_calibration(self) -> Calibration:
         from search.calibration import load_or_compute
 
-        self._calibration = load_or_compute(
+        return load_or_compute(
             self.index.store,
             self.index.catalog,
             self.encoder.id,
             lambda texts: self.encoder.encode_text(texts),
             self._calibration,
         )
-        return self._calibration
+
+    def _recalibrate_in_background(self) -> None:
+        if not self._calibration_lock.acquire(blocking=False):
+            return  # already being computed
+
+        def work() -> None:
+            try:
+                self._calibration = self._load_or_compute_calibration()
+            except Exception:  # the next search tries again; this one keeps the old scale
+                log.exception("recomputing the relevance calibration failed")
+            finally:
+                self._calibration_lock.release()
+
+        threading.Thread(target=work, name="crossfind-calibration", daemon=True).start()
 
     def _to_hits(
         self, scores: np.ndarray, ids: np.ndarray, group: bool, limit: int | None = None

@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, func, or_, select
 
 from search.catalog import Catalog, Content, File, Segment
+from search.paths import to_db
 from search.query import Filters
 
 
@@ -35,14 +36,14 @@ def _file_conditions(filters: Filters) -> list[ColumnElement[bool]]:
     if filters.path_prefix:
         # a plain string prefix: "/photos/" is a folder, "/photos/IMG_" a name prefix; as a
         # range on the path index (UTF-8 byte order is code point order), not a table scan
-        prefix = filters.path_prefix
+        prefix = to_db(filters.path_prefix)
         upper = _next_prefix(prefix)
         if upper is None:
             conds.append(func.substr(File.path, 1, len(prefix)) == prefix)
         else:
             conds.append((File.path >= prefix) & (File.path < upper))
     if filters.path_glob:
-        conds.append(File.path.op("GLOB")(filters.path_glob))
+        conds.append(File.path.op("GLOB")(to_db(filters.path_glob)))
     if filters.ext:
         exts = [_normalise_ext(e) for e in filters.ext if e.strip(". ")]
         if exts:

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,7 @@ class Index:
         self.options = options
         self._lock_fd: int | None = None
         self.store, self._state = self._load_store()
+        self._refresh_lock = threading.Lock()
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -235,14 +237,20 @@ class Index:
             return False
         if self.catalog.version() == self._state.version:
             return False
-        changes = self.catalog.vector_changes(self.manifest.dim, self.store.max_id, self._state.seq)
-        if changes.ann != self._state.ann_raw:  # a new base was written: load it
-            self.store, self._state = self._load_store()
+        # concurrent searches (the server) go on over the current store while one thread
+        # catches a copy up and swaps it in; the others wait for that copy
+        with self._refresh_lock:
+            if self.catalog.version() == self._state.version:
+                return False
+            changes = self.catalog.vector_changes(self.manifest.dim, self.store.max_id, self._state.seq)
+            if changes.ann != self._state.ann_raw:  # a new base was written: load it
+                self.store, self._state = self._load_store()
+                return True
+            store = self.store.clone()
+            store.add(changes.ids, changes.vectors)
+            store.remove(changes.deleted)
+            self.store, self._state = store, _Loaded(changes.ann, changes.last_seq, changes.version)
             return True
-        self.store.add(changes.ids, changes.vectors)
-        self.store.remove(changes.deleted)
-        self._state = _Loaded(changes.ann, changes.last_seq, changes.version)
-        return True
 
     def compact(self, *, force: bool = False) -> str | None:
         """Fold the exact tail into the base, or rebuild the base, when the policy says so

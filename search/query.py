@@ -13,6 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from search.errors import BadRequest
 
+# a text part's length cap: MiniLM reads 256 tokens anyway, and every word is a keyword term
+MAX_TEXT_CHARS = 10_000
 FusionName = Literal["weighted", "attention", "attention_learned", "rrf", "score_sum"]
 
 
@@ -21,9 +23,24 @@ class QueryPart(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    text: str | None = Field(None, min_length=1, max_length=10_000, examples=["a dog on a beach"])
-    image_b64: str | None = Field(None, description="base64 image bytes (JPEG, PNG, ...)")
-    audio_b64: str | None = Field(None, description="base64 audio bytes (WAV, FLAC, OGG, ...)")
+    text: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_TEXT_CHARS,
+        examples=["a dog on a beach"],
+        description=f"at most {MAX_TEXT_CHARS:,} characters (longer: 422)",
+    )
+    image_b64: str | None = Field(
+        None,
+        description="base64 image bytes (JPEG, PNG, ...); at most CROSSFIND_MAX_IMAGE_PIXELS "
+        "pixels (more: 413)",
+    )
+    audio_b64: str | None = Field(
+        None,
+        description="base64 audio bytes (WAV, FLAC, OGG, MP3, ...); only the first "
+        "CROSSFIND_MAX_QUERY_AUDIO_S seconds (default 30) are decoded and used, and the query "
+        "echo of a longer part says so (audio_used_s, audio_truncated)",
+    )
     item_id: int | None = Field(None, ge=0, le=2**63 - 1, description="an indexed result id: more like this")
     image_path: str | None = Field(None, exclude=True, description="local image file (CLI)")
     audio_path: str | None = Field(None, exclude=True, description="local audio file (CLI)")

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     max_image_pixels: int = 64_000_000
     max_text_chars: int = 5_000_000
     include_hidden: bool = False
+    # follow links that lead outside the roots (recorded in the index; see README "Security model")
+    follow_links: bool = False
     # indexing saves the vector store this often (and at the end); a crash loses at most this
     checkpoint_every_s: float = 30.0
     # the vector index: "backend:spec" (faiss:auto, faiss:Flat, faiss:HNSW32, faiss:IVF4096,PQ48);
@@ -51,6 +53,9 @@ class Settings(BaseSettings):
     open_reads: bool = True
     max_upload_mb: float = 20.0
     request_timeout_s: float = 30.0
+    # an audio query part is embedded from its first this-many seconds (the rest is ignored and
+    # the response says so): a query's cost stays bounded whatever the recording's length
+    max_query_audio_s: float = Field(30.0, gt=0)
     roots: list[Path] = Field(default_factory=list, description="folders POST /api/index indexes")
 
 

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from search.paths import shown
+
 
 class Modality(str, Enum):
     TEXT = "text"
@@ -37,7 +39,7 @@ class Hit:
         """The JSON contract: id, path, modality, score always; the rest when known."""
         out: dict[str, Any] = {
             "id": self.id,
-            "path": self.path,
+            "path": shown(self.path),
             "modality": self.modality,
             "score": round(float(self.score), 6),
         }
@@ -46,6 +48,6 @@ class Hit:
             if value is not None:
                 out[key] = value
         if len(self.paths) > 1:
-            out["paths"] = self.paths
+            out["paths"] = [shown(p) for p in self.paths]
         out.update(self.extra)
         return out

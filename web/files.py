@@ -1,17 +1,16 @@
 """Which file on disk an item may serve, and with what content type.
 
 Only files the index holds are ever served: the path comes from the catalog (never from the
-URL), a file swapped for a symlink is served only if the link leads to an indexed file (folders on
-the way may be links), and it must still be a regular file of the indexed size.
+URL), and ``search.access`` decides whether it may still be read (inside the recorded roots,
+the same file that was indexed).
 """
 
 from __future__ import annotations
 
 import mimetypes
-import os
-import stat
 from pathlib import Path
 
+from search.access import Gate
 from search.catalog import Catalog, SegmentInfo
 from search.errors import NotFound
 
@@ -34,27 +33,15 @@ _FALLBACK = {"image": "application/octet-stream", "audio": "application/octet-st
 
 
 def media_path(catalog: Catalog, info: SegmentInfo) -> Path:
-    """The on-disk file to serve for ``info``.
+    """The on-disk file to serve for ``info``: the real path of its first path that passes
+    ``search.access`` (inside the recorded roots, the same size and time as indexed).
 
     Raises:
         NotFound: none of the item's paths is still the file that was indexed.
     """
-    for path in info.paths:
-        try:
-            is_link = stat.S_ISLNK(os.lstat(path).st_mode)
-        except OSError:
-            continue
-        # the file itself swapped for a link: serve only if the link leads to an indexed file.
-        # Folders on the way may be links: users index through them (~/Pictures -> /mnt/photos).
-        real = os.path.realpath(path) if is_link else path
-        if is_link and catalog.file(real) is None:
-            continue  # now points outside what was indexed
-        try:
-            st = os.stat(real)
-        except OSError:
-            continue
-        if stat.S_ISREG(st.st_mode) and st.st_size == info.size:
-            return Path(real)
+    readable = Gate(catalog).readable(info, hash_small=True)
+    if readable:
+        return Path(readable[0][1])
     raise NotFound(
         f"the file of item {info.id} is gone or changed since it was indexed; "
         "re-run `crossfind index` on its folder"

@@ -11,7 +11,7 @@ from fastapi import Depends, File, Form, UploadFile
 from pydantic import ValidationError
 
 from search.errors import BadRequest, PayloadTooLarge, UnsupportedMedia
-from search.query import Filters, Query, QueryPart
+from search.query import MAX_TEXT_CHARS, Filters, Query, QueryPart
 from web.deps import ServicesDep
 from web.errors import Unprocessable, validation_message
 
@@ -118,7 +118,7 @@ Weight = Annotated[float, Form(ge=-10.0, le=10.0)]
 
 async def search_form(
     services: ServicesDep,
-    text: Annotated[str | None, Form(max_length=10_000, examples=["a dog on a beach"])] = None,
+    text: Annotated[str | None, Form(max_length=MAX_TEXT_CHARS, examples=["a dog on a beach"])] = None,
     text_weight: Weight = 1.0,
     image: Annotated[UploadFile | None, File(description="image query file")] = None,
     image_weight: Weight = 1.0,

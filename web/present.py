@@ -6,6 +6,7 @@ from typing import Any
 
 from search.catalog import SegmentInfo
 from search.engine import SearchResult
+from search.paths import shown
 
 
 def item_urls(item_id: int, modality: str, prefix: str = "") -> dict[str, str]:
@@ -32,8 +33,8 @@ def item_json(info: SegmentInfo, prefix: str = "") -> dict[str, Any]:
     return {
         "id": info.id,
         "content_id": info.content_id,
-        "path": info.path,
-        "paths": info.paths,
+        "path": shown(info.path),
+        "paths": [shown(p) for p in info.paths],
         "modality": info.modality,
         "size": info.size,
         "modified": info.mtime_ns / 1e9 if info.mtime_ns else None,

@@ -23,7 +23,8 @@ class QueryVectorCache:
 
     def __init__(self, size: int = 512) -> None:
         self.size = size
-        self._items: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        # part -> (vector, what embedding reported about the part, e.g. an audio cut)
+        self._items: OrderedDict[tuple[str, str], tuple[np.ndarray, dict]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
@@ -37,22 +38,31 @@ class QueryVectorCache:
             return (part.kind, hashlib.sha256(data.encode("ascii", "replace")).hexdigest())
         return None
 
-    def get(self, part: QueryPart, embed: Callable[[QueryPart], np.ndarray]) -> np.ndarray:
-        """The vector of ``part``, from the cache or from ``embed`` (then remembered)."""
+    def get(
+        self,
+        part: QueryPart,
+        embed: Callable[[QueryPart, dict], np.ndarray],
+        notes: dict | None = None,
+    ) -> np.ndarray:
+        """The vector of ``part``, from the cache or from ``embed`` (then remembered).
+        ``embed`` may fill in notes about the part; they are kept with the vector and copied
+        into ``notes`` on every hit."""
+        notes = {} if notes is None else notes
         key = self.key(part)
         if key is None:
-            return embed(part)
+            return embed(part, notes)
         with self._lock:
-            vector = self._items.get(key)
-            if vector is not None:
+            cached = self._items.get(key)
+            if cached is not None:
                 self._items.move_to_end(key)
                 self.hits += 1
-                return vector
+                notes.update(cached[1])
+                return cached[0]
             self.misses += 1
-        vector = embed(part)  # outside the lock: other requests keep going meanwhile
+        vector = embed(part, notes)  # outside the lock: other requests keep going meanwhile
         vector.setflags(write=False)  # shared between requests: nobody may change it
         with self._lock:
-            self._items[key] = vector
+            self._items[key] = (vector, dict(notes))
             if len(self._items) > self.size:
                 self._items.popitem(last=False)
         return vector

@@ -15,15 +15,18 @@ import anyio
 import anyio.to_thread
 import numpy as np
 
+from search.access import Gate
 from search.catalog import SegmentInfo
+from search.deadline import Deadline
 from search.encoders.base import AUDIO_SAMPLE_RATE, Encoder
-from search.engine import Engine, SearchResult
-from search.errors import CrossfindError, NotFound
+from search.engine import Engine, SearchResult, echo
+from search.errors import CrossfindError, NotFound, RequestTimeout
 from search.index import Index
 from search.query import Query, QueryPart
 from search.settings import Settings
+from search.types import Hit
 from web.batching import TextBatcher
-from web.errors import RequestTimeout, ServiceUnavailable
+from web.errors import ServiceUnavailable
 from web.indexing import IndexFn, IndexJob
 from web.query_cache import QueryVectorCache
 from web.thumbnails import Thumbnails
@@ -44,6 +47,8 @@ class Services:
     ) -> None:
         self.settings = settings
         self.engine = engine
+        if engine is not None:
+            engine.background_calibration = True  # see Engine.calibration
         self.encoder = encoder or (engine.encoder if engine else None)
         self.db = Path(engine.index.root) if engine else Path(settings.db)
         self.job = IndexJob(self, index_fn)
@@ -62,6 +67,11 @@ class Services:
             self.open_engine()
         if self.encoder is not None:
             self.warm_up(self.encoder)
+        if self.engine is not None:
+            try:  # the first search should not pay for probing the index
+                self.engine.calibration()
+            except Exception:  # searches retry it; the server starts anyway
+                log.exception("relevance calibration failed")
 
     @staticmethod
     def warm_up(encoder: Encoder) -> None:
@@ -82,7 +92,14 @@ class Services:
             if self.engine is None:
                 index = Index.open(self.db)
                 encoder = self.load_encoder(index.manifest.encoder)
-                self.engine = Engine(index, encoder, self.settings.max_image_pixels)
+                engine = Engine(
+                    index,
+                    encoder,
+                    self.settings.max_image_pixels,
+                    self.settings.max_query_audio_s,
+                )
+                engine.background_calibration = True
+                self.engine = engine
             return self.engine
 
     def load_encoder(self, name: str | None = None) -> Encoder:
@@ -110,48 +127,67 @@ class Services:
         return self.engine
 
     async def search(self, query: Query) -> SearchResult:
-        """Run a search in a worker thread, bounded by the request timeout."""
+        """Run a search in a worker thread, bounded by the request timeout. On timeout the
+        thread is told to stop (``Deadline``): it gives up at its next check, between audio
+        blocks, window batches or parts, instead of working on for nobody."""
         engine = self.require_engine()
+        timeout = self.settings.request_timeout_s
+        deadline = Deadline(timeout)
         try:
             return await asyncio.wait_for(
-                anyio.to_thread.run_sync(self._search, engine, query, limiter=self.limiter),
-                timeout=self.settings.request_timeout_s,
+                anyio.to_thread.run_sync(
+                    self._search, engine, query, deadline, limiter=self.limiter
+                ),
+                timeout=timeout,
             )
-        except TimeoutError:
+        except (TimeoutError, RequestTimeout):
             raise RequestTimeout(
-                f"the search took longer than {self.settings.request_timeout_s:g} s; "
+                f"the search took longer than {timeout:g} s; "
                 "ask for fewer results or raise CROSSFIND_REQUEST_TIMEOUT_S"
             ) from None
+        finally:
+            deadline.cancel()  # the request is over (answered, timed out or dropped)
 
-    def _search(self, engine: Engine, query: Query) -> SearchResult:
+    def _search(self, engine: Engine, query: Query, deadline: Deadline) -> SearchResult:
         """``Engine.search`` with part vectors taken from the cache where it has them."""
         t0 = time.perf_counter()
         engine.index.refresh()
-        embed = self._embedder(engine)
-        vectors = np.stack([self.vectors.get(p, embed) for p in query.parts])
-        hits = engine.search_embedded(query, vectors)
-        return SearchResult(hits, (time.perf_counter() - t0) * 1000, query.describe())
+        embed = self._embedder(engine, deadline)
+        vectors, notes = engine.embed_query(
+            query, deadline, lambda part, note: self.vectors.get(part, embed, note)
+        )
+        hits = _readable_hits(engine, engine.search_embedded(query, vectors))
+        return SearchResult(hits, (time.perf_counter() - t0) * 1000, echo(query, notes))
 
-    def _embedder(self, engine: Engine) -> Callable[[QueryPart], np.ndarray]:
+    def _embedder(
+        self, engine: Engine, deadline: Deadline
+    ) -> Callable[[QueryPart, dict], np.ndarray]:
         """The engine's ``embed_part``, with text parts batched across concurrent requests."""
         batcher = self._batchers.get(id(engine.encoder))
         if batcher is None:
             batcher = TextBatcher(engine.encoder.encode_text)
             self._batchers = {id(engine.encoder): batcher}  # one engine at a time
 
-        def embed(part: QueryPart) -> np.ndarray:
+        def embed(part: QueryPart, notes: dict) -> np.ndarray:
             if part.text is not None:
                 return batcher.encode(part.text)
-            return engine.embed_part(part)
+            return engine.embed_part(part, deadline, notes)
 
         return embed
 
-    def segment(self, item_id: int) -> SegmentInfo:
-        """A segment that is in the index now (rows deleted while indexing are gone)."""
+    def segment(self, item_id: int, readable: bool = True) -> SegmentInfo:
+        """A segment that is in the index now (rows deleted while indexing are gone), with
+        only the paths that may still be read (``search.access``) unless ``readable`` is off."""
         engine = self.require_engine()
-        info = engine.index.catalog.segments([item_id]).get(item_id) if item_id >= 0 else None
+        catalog = engine.index.catalog
+        info = catalog.segments([item_id]).get(item_id) if item_id >= 0 else None
         if info is None or not info.paths:
             raise NotFound(f"no indexed item with id {item_id}")
+        if readable and Gate(catalog).restrict(info) is None:
+            raise NotFound(
+                f"the file of item {item_id} is gone, changed or now outside the indexed "
+                "folders since it was indexed; re-run `crossfind index` on its folder"
+            )
         return info
 
     def index_bytes(self) -> int:
@@ -164,7 +200,7 @@ class Services:
     # -- writes -------------------------------------------------------------------------------
     def delete_item(self, item_id: int) -> tuple[list[str], int]:
         """Forget the files of this item (not on disk). Returns (paths, vectors removed)."""
-        info = self.segment(item_id)
+        info = self.segment(item_id, readable=False)  # a vanished file can still be forgotten
         engine = self.require_engine()
         with Index.open_for_write(
             self.db, engine.index.manifest.encoder, engine.index.manifest.dim
@@ -174,3 +210,24 @@ class Services:
             w.checkpoint()
         self.thumbnails.forget(info.content_id)
         return info.paths, len(dropped)
+
+
+def _readable_hits(engine: Engine, hits: list[Hit]) -> list[Hit]:
+    """The hits whose files may still be read (``search.access``), each with only those paths:
+    no snippet or path of a file that is gone, changed or now leads outside the roots."""
+    if not hits:
+        return hits
+    catalog = engine.index.catalog
+    gate = Gate(catalog)
+    infos = catalog.segments([h.id for h in hits])
+    out = []
+    for hit in hits:
+        info = infos.get(hit.id)
+        ok = {path for path, _ in gate.readable(info)} if info is not None else set()
+        if not ok:
+            continue
+        hit.paths = [p for p in hit.paths if p in ok]
+        if hit.path not in ok:
+            hit.path = hit.paths[0]
+        out.append(hit)
+    return out

@@ -51,6 +51,15 @@ class LayeredStore(VectorStore):
         self._live_bitmap: np.ndarray | None = None
         self._ids: np.ndarray | None = None
 
+    def clone(self) -> LayeredStore:
+        """A copy to apply a reader's catch-up to while searches go on over this one: the base
+        is shared (immutable), the tail arrays too (appends write past this store's end, which
+        it never reads), the masks are copied."""
+        twin = LayeredStore(self.dim, self.base, self.source, self.rerank)
+        twin._tail, twin._tail_ids, twin._n_tail = self._tail, self._tail_ids, self._n_tail
+        twin.masked = set(self.masked)
+        return twin
+
     # -- layout -------------------------------------------------------------------------------
     @property
     def tail_ids(self) -> np.ndarray:

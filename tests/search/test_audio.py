@@ -148,3 +148,59 @@ def test_long_file_streams_with_bounded_memory(tmp_path):
     assert count == (minutes * 60 - 5) / 2.5 + 1
     assert last_end == pytest.approx(minutes * 60, abs=0.05)
     assert peak < 12e6, f"peak {peak / 1e6:.1f} MB while streaming"
+
+
+def test_query_decoding_stops_at_the_cap_and_says_so(tmp_path):
+    from search.audio import decode_audio_prefix
+
+    path = tmp_path / "long.mp3"
+    sf.write(path, tone(180.0, 8000), 8000, format="MP3")
+    wave, more = decode_audio_prefix(path.read_bytes(), 10.0)
+    assert more and len(wave) == 10 * SR
+    wave, more = decode_audio_prefix(path.read_bytes(), 200.0)
+    assert not more and abs(len(wave) / SR - 180.0) < 0.2  # MP3 frames pad the end a little
+    short = tmp_path / "short.flac"
+    sf.write(short, tone(4.0, 16_000), 16_000)
+    wave, more = decode_audio_prefix(short.read_bytes(), 4.0)  # exactly the cap: nothing cut
+    assert not more and len(wave) == 4 * SR
+
+
+def test_a_cut_decoder_is_closed_not_drained():
+    """audioread's ffmpeg process ends when its block generator is closed: the prefix reader
+    must close it rather than read an hour it will not use."""
+    from search.audio import _read_prefix
+    from search.deadline import NO_DEADLINE
+
+    pulled, closed = [], []
+
+    def endless():
+        try:
+            while True:
+                pulled.append(1)
+                yield np.ones((1000, 2), np.float32)
+        finally:
+            closed.append(True)
+
+    samples, more = _read_prefix(endless(), 1000, 2, 2.5, NO_DEADLINE)
+    assert more and samples.shape == (2500, 2)
+    assert len(pulled) == 3 and closed == [True]
+
+
+def test_cancelled_query_audio_stops_between_batches():
+    from search.audio import embed_clip
+    from search.deadline import Deadline
+    from search.errors import RequestTimeout
+    from tests.fakes import FakeEncoder
+
+    calls = []
+
+    class Counting(FakeEncoder):
+        def encode_audio(self, waveforms):  # noqa: ANN001, ANN202
+            calls.append(len(waveforms))
+            deadline.cancel()  # the web layer gave up while this batch ran
+            return super().encode_audio(waveforms)
+
+    deadline = Deadline(None)
+    with pytest.raises(RequestTimeout):
+        embed_clip(Counting(), tone(120.0, SR), deadline=deadline)
+    assert calls == [2]  # one batch of 2 windows, not the clip's 47

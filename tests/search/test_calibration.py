@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -72,3 +73,20 @@ def test_cached_in_meta_and_recomputed_when_the_index_changes(skewed):
     second = engine.calibration()
     assert second.fingerprint != first.fingerprint
     assert json.loads(index.catalog.get_meta(META_KEY))["fingerprint"] == second.fingerprint
+
+
+def test_a_server_engine_keeps_answering_with_the_old_scale_while_recomputing(skewed):
+    """Each indexing checkpoint changes the index; concurrent searches must not each stop to
+    recompute the probes: the old calibration answers while one background thread works."""
+    engine, index, _ = skewed
+    engine.background_calibration = True
+    first = engine.calibration()
+    add_item(index, np.ones(DIM), "/i/new.jpg", "image")
+    index.checkpoint()
+    with engine._calibration_lock:  # hold the computation back: searches go on meanwhile
+        assert engine.calibration() is first
+    deadline = time.monotonic() + 30
+    while engine.calibration() is first:
+        assert time.monotonic() < deadline, "the calibration was never refreshed"
+        time.sleep(0.01)
+    assert engine.calibration().fingerprint != first.fingerprint

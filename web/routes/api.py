@@ -8,6 +8,7 @@ from fastapi import APIRouter, Body, Form, Path, Request
 from fastapi.responses import FileResponse
 
 from search.errors import NotFound
+from search.paths import shown
 from search.query import Query
 from web.deps import EngineDep, ReadAccess, ServicesDep, WriteAccess
 from web.errors import ServiceUnavailable
@@ -102,7 +103,7 @@ def get_media(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> File
             "Cache-Control": "private, max-age=3600",
         },
         content_disposition_type="inline",
-        filename=path.name,
+        filename=shown(path.name),
     )
 
 
@@ -116,9 +117,10 @@ def get_thumbnail(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> 
     info = services.segment(item_id)
     if info.modality != "image":
         raise NotFound(f"item {item_id} is {info.modality}; only image items have thumbnails")
+    source = media_path(engine.index.catalog, info)  # checked even when a thumbnail is cached
     cached = services.thumbnails.path(info.content_id)
     if not cached.exists():
-        cached = services.thumbnails.get(info.content_id, media_path(engine.index.catalog, info))
+        cached = services.thumbnails.get(info.content_id, source)
     return FileResponse(
         cached,
         media_type="image/jpeg",
@@ -175,7 +177,7 @@ def start_index(services: ServicesDep) -> dict[str, Any]:
 )
 def delete_item(services: ServicesDep, item_id: ItemId) -> dict[str, Any]:
     paths, removed = services.delete_item(item_id)
-    return {"deleted": item_id, "paths": paths, "segments": removed}
+    return {"deleted": item_id, "paths": [shown(p) for p in paths], "segments": removed}
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness")

@@ -11,6 +11,8 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse
 
 from search.errors import CrossfindError
+from search.paths import shown
+from search.query import MAX_TEXT_CHARS
 from web.deps import ReadAccess, ServicesDep
 from web.forms import MAX_ID, FormQuery, SearchForm
 from web.highlight import highlight, query_terms
@@ -60,7 +62,7 @@ async def _results(services: Services, form: FormQuery, page: int) -> dict[str, 
         info = services.segment(form.item_id)
         ctx["like"] = {
             "id": info.id,
-            "name": os.path.basename(info.path),
+            "name": shown(os.path.basename(info.path)),
             "modality": info.modality,
             **item_urls(info.id, info.modality),
         }
@@ -98,7 +100,7 @@ def _stats(services: Services) -> dict[str, Any]:
 async def index_page(
     request: Request,
     services: ServicesDep,
-    q: Annotated[str | None, Query(max_length=10_000)] = None,
+    q: Annotated[str | None, Query(max_length=MAX_TEXT_CHARS)] = None,
     modality: Annotated[list[str] | None, Query()] = None,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     like: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
