@@ -34,7 +34,14 @@ import numpy as np
 
 from bench.context import REPO, BenchContext, percentile_ms, rss_mb
 from bench.store import (
-    DIM, ENCODER_ID, K, _bundled_installed, build_index, clustered, text_encoder, vocabulary,
+    DIM,
+    ENCODER_ID,
+    K,
+    _bundled_installed,
+    build_index,
+    clustered,
+    text_encoder,
+    vocabulary,
 )
 
 CACHE = REPO / ".cache"
@@ -256,7 +263,7 @@ def run(ctx: BenchContext) -> dict[str, object]:
     np.save(qpath, queries)
     proc = subprocess.run(
         [sys.executable, "-m", "bench.scale", "--probe", str(root), str(qpath)],
-        cwd=REPO, capture_output=True, text=True, timeout=1800,
+        cwd=REPO, capture_output=True, text=True, timeout=1800, check=False,
     )
     if proc.returncode != 0:
         raise RuntimeError(f"scale probe failed: {proc.stderr[-2000:]}")

@@ -28,7 +28,6 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -443,7 +442,7 @@ def _reconcile_rows(catalog: Catalog) -> dict[str, int]:
     orphans = catalog.vectors_without_rows()
     if len(orphans):
         catalog.delete_vectors(orphans.tolist())
-    return {"orphan_vectors": int(len(orphans)), "rows_without_vectors": dropped}
+    return {"orphan_vectors": len(orphans), "rows_without_vectors": dropped}
 
 
 def _migrate_locked(root: Path, manifest: Manifest, catalog: Catalog) -> None:

@@ -183,7 +183,7 @@ def tune(base: AnnBase, vectors: np.ndarray, options: StoreOptions, rng: np.rand
     truth_sets = [set(row[row != q].tolist()[:K_TUNE]) for row, q in zip(truth, qpos)]
     if knob == "nprobe":
         nlist = base._ivf.nlist  # type: ignore[union-attr]
-        values = sorted({min(nlist, 2**i) for i in range(0, int(math.log2(nlist)) + 1)})
+        values = sorted({min(nlist, 2**i) for i in range(int(math.log2(nlist)) + 1)})
     else:
         # never below 64: queries far from every item (most user queries) need more than the
         # stored-item sample shows (recall@10 0.85 at 16, 0.99 at 64 on the indexer tests)

@@ -121,7 +121,7 @@ def test_cli_store_flag_setting_and_info_json(tmp_path):
 
     def cli(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "cli", *args], env={**env, **extra}, cwd=REPO,
-                              capture_output=True, text=True, timeout=120)
+                              capture_output=True, text=True, timeout=120, check=False)
 
     bad = cli("index", str(root), "--db", str(db), "--model", "fake", "--store", "faiss:NoSuch12")
     assert bad.returncode != 0 and "faiss:auto" in bad.stderr and not db.joinpath("index.json").exists()
