@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 
 from cli.common import load_extra_encoders
-from search.errors import CrossfindError
+from search.errors import CrossfindError, DiskFull, is_disk_full
 
 # modules under cli/ that register subcommands, in help order
 _COMMAND_MODULES = ("index", "search", "evaluate", "audio", "serve", "bench", "models", "fusion")
@@ -33,12 +34,29 @@ def build_parser() -> argparse.ArgumentParser:
                 continue
             raise
         module.register(sub)
+    for command in {id(p): p for p in sub.choices.values()}.values():
+        # also after the command (`crossfind index --verbose`); SUPPRESS keeps a -v given
+        # before the command from being reset by this flag's default
+        command.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                             help="debug logging, with what libraries print (progress bars, "
+                             "decoder warnings)")
     return parser
+
+
+def _quiet_libraries() -> None:
+    """Keep libraries' chatter off the terminal: the text model loader's "Loading weights"
+    bar (transformers through huggingface_hub) and transformers' warnings. Set before they are
+    imported; a value the user set wins. Decoder text on fd 2 goes to the log on its own
+    (search.native_output)."""
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if not args.verbose:
+        _quiet_libraries()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
@@ -48,6 +66,13 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except CrossfindError as exc:
         print(f"crossfind: error: {exc.message}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise
+        # a write the library did not expect to fill the disk (it names its own otherwise)
+        where = getattr(args, "db", None) or "the index"
+        print(f"crossfind: error: {DiskFull.writing(where).message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("crossfind: interrupted", file=sys.stderr)

@@ -32,6 +32,7 @@ from indexer.workers import Workers
 from search.access import record_roots
 from search.catalog import NewContent, SegmentIn
 from search.encoders.base import Encoder
+from search.errors import DiskFull, is_disk_full
 from search.index import Index
 from search.settings import Settings
 
@@ -178,12 +179,11 @@ def index_paths(
     Raises:
         NotFound: a path does not exist (nothing is changed then).
         EncoderMismatch: ``index`` was built with another encoder.
+        DiskFull: a write ran out of space; ``index`` is back at its last checkpoint.
     """
     t0 = time.perf_counter()
     index.require_encoder(encoder.id)
     roots = resolve_roots(paths)
-    # before any file: the server checks every read against these (search.access)
-    record_roots(index.catalog, roots, settings.follow_links)
     report = IndexReport(roots=roots, workers=max(0, settings.workers))
     config = LoaderConfig(
         preprocess_image=encoder.preprocess_image,
@@ -200,6 +200,8 @@ def index_paths(
         stale_before,
     )
     try:
+        # before any file: the server checks every read against these (search.access)
+        record_roots(index.catalog, roots, settings.follow_links)
         with Workers(settings.workers, config) as workers:
             pending, changed = scan(
                 roots, index, settings, workers, report,
@@ -216,7 +218,12 @@ def index_paths(
         index.finish()
         if writer.dirty:
             _calibrate(index, encoder)
-    finally:  # on Ctrl-C too, every batch written so far is already committed
+    except BaseException as exc:
+        if is_disk_full(exc):  # a batch's commit or the vector index file: nothing else is lost
+            index.rollback()
+            raise DiskFull.writing(index.root) from exc
+        raise  # Ctrl-C or a bug: every batch written so far is already committed
+    finally:
         report.seconds = time.perf_counter() - t0
     return report
 

@@ -38,6 +38,7 @@ import numpy as np
 from search.deadline import NO_DEADLINE, Deadline
 from search.encoders.base import AUDIO_SAMPLE_RATE, l2_normalize
 from search.errors import UnsupportedMedia
+from search.native_output import native_stderr_to_log
 
 if TYPE_CHECKING:
     from search.encoders.base import Encoder
@@ -90,7 +91,8 @@ def decode_audio_prefix(
     import soundfile as sf
 
     try:
-        with sf.SoundFile(io.BytesIO(data)) as fh:
+        # libmpg123 prints to fd 2 on opening a truncated MP3 and on its bad frames
+        with native_stderr_to_log(), sf.SoundFile(io.BytesIO(data)) as fh:
             sr, channels = fh.samplerate, fh.channels
             blocks = fh.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True)
             samples, more = _read_prefix(blocks, sr, channels, max_s, deadline)
@@ -136,7 +138,8 @@ def audio_duration(path: str | Path) -> float:
     import soundfile as sf
 
     try:
-        info = sf.info(str(path))
+        with native_stderr_to_log():
+            info = sf.info(str(path))
         if info.frames > 0 or info.duration:
             return float(info.frames / info.samplerate)
     except (sf.LibsndfileError, RuntimeError, TypeError):
@@ -192,14 +195,23 @@ def _open_blocks(path: Path) -> tuple[int, int, Iterator[np.ndarray]]:
     if os.path.getsize(path) == 0:
         raise UnsupportedMedia(f"{path.name} is empty (0 bytes)")
     try:
-        info = sf.info(str(path))
+        with native_stderr_to_log():
+            info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         return _audioread_blocks(path, exc)
 
     def blocks() -> Iterator[np.ndarray]:
         try:
-            for block in sf.blocks(str(path), blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True):
-                yield block
+            reader = sf.blocks(str(path), blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True)
+            try:
+                while True:
+                    with native_stderr_to_log():  # around each block only: the caller may print
+                        block = next(reader, None)
+                    if block is None:
+                        return
+                    yield block
+            finally:
+                reader.close()
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise UnsupportedMedia(f"{path.name}: corrupt audio data ({exc})") from None
 

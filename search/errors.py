@@ -6,6 +6,8 @@ them into JSON (datasette's ``Base400`` style). Messages name the fix where ther
 
 from __future__ import annotations
 
+import errno
+
 
 class CrossfindError(Exception):
     """Base class; ``status`` is the HTTP status a web client should see."""
@@ -81,3 +83,40 @@ class RequestTimeout(CrossfindError):
     """A search ran past the configured request timeout."""
 
     status = 504
+
+
+class DiskFull(CrossfindError):
+    """A write ran out of space (ENOSPC, EDQUOT, SQLite's "database or disk is full")."""
+
+    status = 507  # Insufficient Storage
+
+    @classmethod
+    def writing(cls, root: object) -> DiskFull:
+        return cls(
+            f"no space left on device writing {root}; free space and re-run: nothing indexed "
+            "so far is lost"
+        )
+
+
+_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+_SQLITE_FULL = 13
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or an exception it was raised from, is a full disk: an OSError with
+    ENOSPC/EDQUOT/EFBIG, FAISS's RuntimeError naming "No space left on device", or SQLite's
+    SQLITE_FULL (also wrapped in SQLAlchemy's OperationalError as ``.orig``)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, DiskFull):
+            return True
+        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+            return True
+        if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
+            return True
+        text = str(exc)
+        if "No space left on device" in text or "database or disk is full" in text:
+            return True
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
+    return False

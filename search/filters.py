@@ -13,7 +13,7 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 
 import numpy as np
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import ColumnElement, exists, func, or_, select
 
 from search.catalog import Catalog, Content, File, Segment
 from search.paths import to_db
@@ -110,7 +110,11 @@ def _query_ids(catalog: Catalog, filters: Filters, within: np.ndarray | None = N
     if filters.max_duration_s is not None:
         q = q.where(Content.duration_s <= filters.max_duration_s)
     file_conds = _file_conditions(filters)
-    if file_conds:
+    if file_conds and within is not None:
+        # a few candidates: each looks its files up by content id, no list of every file
+        # passing the filter (that list took ~1 s under a broad size range)
+        q = q.where(exists().where(File.content_id == Content.id, *file_conds))
+    elif file_conds:
         # one pass over the files table (IN subquery), not a correlated lookup per segment
         q = q.where(Content.id.in_(select(File.content_id).where(*file_conds)))
     return np.sort(catalog.ids_where(q))

@@ -15,6 +15,10 @@ moves to a bigger index. Readers catch up from the catalog on open and on ``refr
 
 Indexes made before vectors moved into the catalog (``vectors.faiss``, schema 1) are migrated
 on first open.
+
+A full disk is a write that fails, not a crash: SQLite rolls the batch's transaction back, a
+vector index file is written under a temp name that is removed, and ``rollback`` reloads the
+writer's in-memory store from what is durable. Nothing committed before is lost.
 """
 
 from __future__ import annotations
@@ -31,8 +35,17 @@ from pathlib import Path
 
 import numpy as np
 
+from search.atomic import temp_path, write_atomically
 from search.catalog import Catalog, NewContent
-from search.errors import BadRequest, Conflict, EncoderMismatch, IndexLocked, NotFound
+from search.errors import (
+    BadRequest,
+    Conflict,
+    DiskFull,
+    EncoderMismatch,
+    IndexLocked,
+    NotFound,
+    is_disk_full,
+)
 from search.store import ann
 from search.store.layered import LayeredStore
 from search.store.spec import DEFAULT_SPEC, StoreOptions, StoreSpec, auto_factory, min_train
@@ -59,12 +72,7 @@ class Manifest:
         return cls(**json.loads(path.read_text()))
 
     def write(self, path: Path) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w") as fh:
-            fh.write(json.dumps(self.__dict__, indent=2))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, lambda fh: fh.write(json.dumps(self.__dict__, indent=2).encode()))
 
     @property
     def spec(self) -> StoreSpec:
@@ -140,6 +148,7 @@ class Index:
             EncoderMismatch: the index was built with another encoder and ``reindex`` is off.
             IndexLocked: another process is writing.
             BadRequest: ``store`` is not a valid spec.
+            DiskFull: no room for the manifest, the catalog or the reserve.
         """
         root = Path(root)
         spec = StoreSpec.parse(store) if isinstance(store, str) else store
@@ -173,8 +182,11 @@ class Index:
             except BaseException:
                 catalog.close()
                 raise
-        except BaseException:
+        except BaseException as exc:
             os.close(lock_fd)
+            if is_disk_full(exc):
+                _remove_temps(root)
+                raise DiskFull.writing(root) from exc
             raise
         index._lock_fd = lock_fd
         index._repaired = repaired
@@ -254,7 +266,11 @@ class Index:
     def compact(self, *, force: bool = False) -> str | None:
         """Fold the exact tail into the base, or rebuild the base, when the policy says so
         (see the module docstring); ``force``: whenever anything is pending. Writers only.
-        Returns what was done ("rebuilt" / "folded") or None."""
+        Returns what was done ("rebuilt" / "folded") or None.
+
+        Raises:
+            DiskFull: (from ``checkpoint``) no room for the new file; the last one stays.
+        """
         if self._lock_fd is None:
             raise Conflict("only the writer compacts the index")
         store, options = self.store, self.options
@@ -331,12 +347,26 @@ class Index:
         """Rows and vectors are durable at each commit already; this folds the exact tail into
         the base when it has grown past ``compact_fraction`` of it (writes proportional to
         the change in between)."""
-        if self._lock_fd is not None:
+        if self._lock_fd is None:
+            return
+        try:
             self.compact()
+        except Exception as exc:
+            if not is_disk_full(exc):
+                raise
+            self.rollback()
+            raise DiskFull.writing(self.root) from exc
 
     def finish(self) -> None:
         """End of a writing run: compact by the same policy (readers then open fast)."""
         self.checkpoint()
+
+    def rollback(self) -> None:
+        """After a write failed for lack of space (writers only): drop temp files and reload
+        the in-memory store from what is durable (the failed batch's transaction was rolled
+        back by SQLite; a half-folded base is discarded). Nothing committed before is lost."""
+        _remove_temps(self.root)
+        self.store, self._state = self._load_store()
 
     # -- writes -------------------------------------------------------------------------------
     def add_contents(self, items: list[NewContent], vectors: np.ndarray) -> list[tuple[int, list[int]]]:
@@ -502,6 +532,13 @@ def _migrate(root: Path, manifest: Manifest, catalog: Catalog) -> None:
     catalog.set_meta("schema_version", "2")
     legacy.unlink(missing_ok=True)
     log.info("migrated %s to stored vectors", root)
+
+
+def _remove_temps(root: Path) -> None:
+    """The temp files of atomic writes that failed (a full disk leaves them partial)."""
+    temp_path(root / MANIFEST).unlink(missing_ok=True)
+    for path in root.glob("ann-*.tmp"):
+        path.unlink(missing_ok=True)
 
 
 def _take_lock(root: Path) -> int:

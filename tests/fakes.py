@@ -91,3 +91,16 @@ def register() -> None:
 
     register_encoder("fake", factory, "tests only: deterministic bag-of-words/colour vectors")
 
+
+
+def register_bundled_torch() -> None:
+    """Register ``bundled-torch``: the real bundled encoder with its text model loaded through
+    sentence-transformers every time (as where the ONNX export is unavailable), so a CLI run
+    in a subprocess meets that loader's output."""
+    from search.encoders import register_encoder
+    from search.encoders.bundled import BundledEncoder
+
+    def factory(_spec: str, cache_dir: object) -> BundledEncoder:
+        return BundledEncoder(cache_dir=cache_dir, text_backend="torch")
+
+    register_encoder("bundled-torch", factory, "tests only: bundled, text model on torch")

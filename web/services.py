@@ -20,7 +20,7 @@ from search.catalog import SegmentInfo
 from search.deadline import Deadline
 from search.encoders.base import AUDIO_SAMPLE_RATE, Encoder
 from search.engine import Engine, SearchResult, echo
-from search.errors import CrossfindError, NotFound, RequestTimeout
+from search.errors import CrossfindError, DiskFull, NotFound, RequestTimeout, is_disk_full
 from search.index import Index
 from search.query import Query, QueryPart
 from search.settings import Settings
@@ -205,7 +205,12 @@ class Services:
         with Index.open_for_write(
             self.db, engine.index.manifest.encoder, engine.index.manifest.dim
         ) as w:
-            dropped = w.catalog.remove_paths(info.paths)
+            try:
+                dropped = w.catalog.remove_paths(info.paths)
+            except Exception as exc:  # the delete rolled back: nothing changed
+                if is_disk_full(exc):
+                    raise DiskFull.writing(self.db) from exc
+                raise
             w.remove_segments(dropped)
             w.checkpoint()
         self.thumbnails.forget(info.content_id)

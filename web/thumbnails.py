@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
 
+from search.errors import DiskFull, is_disk_full
 from search.media import open_image
 
 SIZE = 384  # long side in pixels: sharp on a 2x screen in a ~190 px grid cell
@@ -27,23 +29,35 @@ class Thumbnails:
 
         Raises:
             UnsupportedMedia / PayloadTooLarge: the image cannot be decoded safely.
+            DiskFull: no room to cache it (``render`` still makes it, in memory).
         """
         out = self.path(content_id)
         if out.exists():
             return out
-        image = open_image(source, self.max_pixels)
-        image.thumbnail((SIZE, SIZE))
-        self.root.mkdir(parents=True, exist_ok=True)
+        data = self.render(source)
         # write then rename: two requests making the same thumbnail never see half a file
-        fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
+        tmp: str | None = None
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.root, suffix=".tmp")
             with os.fdopen(fd, "wb") as fh:
-                image.save(fh, "JPEG", quality=QUALITY, optimize=True)
+                fh.write(data)
             os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+        except BaseException as exc:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise DiskFull.writing(self.root) from exc
             raise
         return out
+
+    def render(self, source: Path) -> bytes:
+        """The JPEG bytes of ``source``'s thumbnail, not cached."""
+        image = open_image(source, self.max_pixels)
+        image.thumbnail((SIZE, SIZE))
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=QUALITY, optimize=True)
+        return buf.getvalue()
 
     def forget(self, content_id: int) -> None:
         self.path(content_id).unlink(missing_ok=True)

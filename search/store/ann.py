@@ -9,7 +9,6 @@ Positions instead of an ``IndexIDMap`` keep filter selectors cheap bitmaps over 
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
+from search.atomic import write_atomically
 from search.store.spec import StoreOptions, min_train
 
 K_TUNE = 10
@@ -87,24 +87,10 @@ class AnnBase:
             self.ids = np.concatenate([self.ids, ids.astype(np.int64)])
 
     def save(self, path: Path) -> None:
-        """``path`` (FAISS) and ``path.ids.npy``, each written to a temp file, fsynced, renamed."""
-        faiss_tmp = path.with_name(path.name + ".tmp")
-        ids_path = ids_file(path)
-        ids_tmp = ids_path.with_name(ids_path.name + ".tmp")
-        try:
-            faiss.write_index(self.index, str(faiss_tmp))
-            with open(ids_tmp, "wb") as fh:
-                np.save(fh, self.ids)
-            for tmp in (faiss_tmp, ids_tmp):
-                with open(tmp, "rb") as fh:
-                    os.fsync(fh.fileno())
-        except BaseException:
-            faiss_tmp.unlink(missing_ok=True)
-            ids_tmp.unlink(missing_ok=True)
-            raise
-        os.replace(faiss_tmp, path)
-        os.replace(ids_tmp, ids_path)
-        fsync_dir(path.parent)
+        """``path`` (FAISS) and ``path.ids.npy``, each atomically (``search.atomic``): through
+        Python's file, so a full disk raises instead of leaving a truncated file."""
+        write_atomically(path, lambda fh: faiss.write_index(self.index, faiss.PyCallbackIOWriter(fh.write)))
+        write_atomically(ids_file(path), lambda fh: np.save(fh, self.ids))
 
     @classmethod
     def load(cls, path: Path, factory: str, params: dict[str, int]) -> AnnBase:
@@ -244,11 +230,3 @@ def chunks_to_arrays(chunks: Iterable[tuple[np.ndarray, np.ndarray]], dim: int) 
     if not parts:
         return np.zeros(0, np.int64), np.zeros((0, dim), np.float32)
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
-
-
-def fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

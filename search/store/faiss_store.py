@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import faiss
 import numpy as np
 
-from search.store.ann import fsync_dir, prepare_queries
+from search.atomic import write_atomically
+from search.store.ann import prepare_queries
 from search.store.base import VectorStore
 
 # below this many allowed ids a filtered query is answered exactly from the stored vectors,
@@ -158,13 +158,11 @@ class FaissStore(VectorStore):
         return int(self.index.ntotal)
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        faiss.write_index(self.index, str(tmp))
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+        # through Python's file: a full disk raises OSError there, where FAISS's own file
+        # writer only prints its failed fclose and leaves a truncated file to rename
+        write_atomically(
+            Path(path), lambda fh: faiss.write_index(self.index, faiss.PyCallbackIOWriter(fh.write))
+        )
 
     @classmethod
     def load(cls, path: Path) -> FaissStore:

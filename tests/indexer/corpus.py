@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from collections.abc import Sequence
@@ -39,6 +40,23 @@ def wav(path: Path, freq: float = 440.0, seconds: float = 1.0, sr: int = 16_000)
     t = np.arange(int(seconds * sr)) / sr
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), sr)
+    return path
+
+
+def truncated_mp3(path: Path, seconds: float = 10.0, sr: int = 16_000) -> Path:
+    """The first half of an MP3 whose Xing header still counts the whole stream (libmpg123
+    warns on it). Skips the test where libsndfile cannot write MP3 (it can from 1.1)."""
+    import pytest
+    import soundfile as sf
+
+    if "MP3" not in sf.available_formats():
+        pytest.skip(f"libsndfile {sf.__libsndfile_version__} cannot write MP3 (needs >= 1.1)")
+    t = np.arange(int(seconds * sr)) / sr
+    buf = io.BytesIO()
+    sf.write(buf, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr, format="MP3")
+    data = buf.getvalue()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data[: len(data) // 2])
     return path
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Form, Path, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 
-from search.errors import NotFound
+from search.errors import DiskFull, NotFound
 from search.paths import shown
 from search.query import Query
 from web.deps import EngineDep, ReadAccess, ServicesDep, WriteAccess
@@ -26,6 +27,8 @@ from web.schemas import (
     SearchResponse,
     StatsPublic,
 )
+
+log = logging.getLogger(__name__)
 
 # SQLite integers are signed 64-bit: larger ids cannot exist
 ItemId = Annotated[int, Path(ge=0, le=MAX_ID, description="an item (segment) id from a result")]
@@ -113,19 +116,21 @@ def get_media(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> File
     summary="A JPEG thumbnail of an image item (made once, cached)",
     responses={200: {"content": {"image/jpeg": {}}}},
 )
-def get_thumbnail(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> FileResponse:
+def get_thumbnail(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> Response:
     info = services.segment(item_id)
     if info.modality != "image":
         raise NotFound(f"item {item_id} is {info.modality}; only image items have thumbnails")
+    headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
     source = media_path(engine.index.catalog, info)  # checked even when a thumbnail is cached
     cached = services.thumbnails.path(info.content_id)
     if not cached.exists():
-        cached = services.thumbnails.get(info.content_id, source)
-    return FileResponse(
-        cached,
-        media_type="image/jpeg",
-        headers={"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"},
-    )
+        try:
+            cached = services.thumbnails.get(info.content_id, source)
+        except DiskFull:  # no room to cache it: serve it made afresh
+            log.warning("thumbnail cache is full; serving %s uncached", info.content_id)
+            data = services.thumbnails.render(source)
+            return Response(data, media_type="image/jpeg", headers=headers)
+    return FileResponse(cached, media_type="image/jpeg", headers=headers)
 
 
 @reads.get("/stats", response_model=StatsPublic, summary="What the index holds")
