@@ -152,7 +152,7 @@ def _broad_filter(engine: Engine, query: Query, qvec: np.ndarray, strategy: str,
             or strategy in ("rrf", "score_sum")):
         return None
     probe = max(BROAD_PROBE, 8 * need)
-    _, ids = engine.index.store.search(qvec[None, :], probe)
+    _, ids = engine.index.store.search(qvec[None, :], probe, rerank=False)
     candidates = ids[0][ids[0] >= 0]
     if len(candidates) < probe:  # a small index: listing the allowed ids is cheap
         return None

@@ -23,8 +23,8 @@ from search.store.spec import StoreOptions, min_train
 K_TUNE = 10
 TUNE_QUERIES = 200
 # candidates re-scored exactly per wanted hit when the codes are lossy
-RERANK_FACTOR = 4
-RERANK_MIN = 32
+RERANK_FACTOR = 2
+RERANK_MIN = 16
 # FAISS's default efSearch 16 gave recall@10 ~0.6 on clustered inner-product data
 HNSW_EF_DEFAULT = 128
 

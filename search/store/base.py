@@ -35,11 +35,13 @@ class VectorStore(ABC):
 
     @abstractmethod
     def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, *, rerank: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k by inner product: (scores float32[nq, k], ids int64[nq, k]); missing = -1.
 
         ``allowed`` restricts the search to those ids (a filter), returning up to k of them.
+        ``rerank=False``: a store with lossy codes may skip re-scoring them exactly (a cheap
+        candidate probe); others ignore it.
         """
 
     @abstractmethod

@@ -94,7 +94,7 @@ class FaissStore(VectorStore):
         return int(len(held) - len(keep))
 
     def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, *, rerank: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         queries, k = prepare_queries(queries, k)
         if self.index.ntotal == 0:

@@ -183,7 +183,7 @@ class LayeredStore(VectorStore):
         return vecs
 
     def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, *, rerank: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
         queries, k = prepare_queries(queries, k)
         if self.count() <= 0:
@@ -196,14 +196,15 @@ class LayeredStore(VectorStore):
                 return _empty(len(queries), k)
         parts = []
         if self.base is not None and self.base.n:
-            parts.append(self._search_base(queries, k, allowed))
+            parts.append(self._search_base(queries, k, allowed, rerank))
         if self._n_tail:
             parts.append(self._search_tail(queries, k, allowed))
         if len(parts) == 1:
             return parts[0]
         return _merge(parts, k)
 
-    def _search_base(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _search_base(self, queries: np.ndarray, k: int, allowed: np.ndarray | None,
+                     rerank: bool = True) -> tuple[np.ndarray, np.ndarray]:
         base = self.base
         assert base is not None
         bitmap, fraction, positions = None, 1.0, None
@@ -220,7 +221,7 @@ class LayeredStore(VectorStore):
                 live = np.nonzero(~np.isin(base.ids, self.masked_array()))[0]
                 self._live_bitmap = _bitmap(live, base.n)
             bitmap = self._live_bitmap
-        lossy = base.lossy and self.rerank
+        lossy = base.lossy and self.rerank and rerank
         fetch = max(k * RERANK_FACTOR, k + RERANK_MIN) if lossy else k
         scores, pos = base.search(queries, fetch, bitmap, fraction)
         found = base.ids.take(pos, mode="clip")
