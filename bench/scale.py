@@ -106,7 +106,7 @@ def _cached_index(n: int, seeds: np.ndarray | None) -> tuple[Path, dict[str, obj
     vectors = _vectors(n, seeds, seed=0)
     build_index(root, vectors)
     del vectors
-    built = {"n": n, "build_s": round(time.perf_counter() - t0, 1),
+    built: dict[str, object] = {"n": n, "build_s": round(time.perf_counter() - t0, 1),
              "vectors": "minilm-replicated" if seeds is not None else "clustered"}
     marker.write_text(json.dumps(built))
     return root, built
@@ -169,13 +169,13 @@ def probe(root: Path, queries_path: Path) -> dict[str, object]:
         for label, hybrid, batch in (("text_query_p50_ms", False, texts[1:]),
                                      ("text_query_hybrid_p50_ms", True, texts[1:9])):
             text_times = []
-            for t in batch:
+            for phrase in batch:
                 t1 = time.perf_counter()
-                engine.search(Query.text(t, k=K, hybrid=hybrid))
+                engine.search(Query.text(phrase, k=K, hybrid=hybrid))
                 text_times.append(time.perf_counter() - t1)
             out[label] = percentile_ms(text_times, 50)
             print(f"{label} done {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
-    n_contents = int(index.catalog.counts()["contents"])
+    n_contents = int(str(index.catalog.counts()["contents"]))
     for label, share in (("1pct", 0.01), ("50pct", 0.5)):
         width = int(n_contents * share)
         samples = []

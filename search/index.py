@@ -102,6 +102,7 @@ class Index:
             options = StoreOptions.from_settings(get_settings())
         self.options = options
         self._lock_fd: int | None = None
+        self._repaired = {"orphan_vectors": 0, "rows_without_vectors": 0}
         self.store, self._state = self._load_store()
         self._refresh_lock = threading.Lock()
 
@@ -327,17 +328,18 @@ class Index:
         gen = (old["gen"] + 1) if old else 1
         name = f"ann-{gen:06d}.faiss"
         base.save(self.root / name)
+        # every vector up to here is in the base or was deleted (masked by tombstones)
+        upto = max(self.store.max_id, int(base.ids[-1]) if base.n else 0)
         meta = {
             "gen": gen, "file": name, "factory": base.factory, "params": base.params,
-            # every vector up to here is in the base or was deleted (masked by tombstones)
-            "upto_id": max(self.store.max_id, int(base.ids[-1]) if base.n else 0),
+            "upto_id": upto,
             "tomb_seq": int(tomb_seq), "count": base.n, "rerank": self.options.rerank,
             "built_at": time.time(),
         }
         raw = json.dumps(meta, sort_keys=True)
         self.catalog.set_meta_and_bump(ANN_META, raw)
         self.store.rerank = self.options.rerank
-        self.store.replace_base(base, keep_tail_after=meta["upto_id"])
+        self.store.replace_base(base, keep_tail_after=upto)
         self._state = _Loaded(raw, self._state.seq, self._state.version)
         for path in _derived_files(self.root):
             if path.name not in (name, ann.ids_file(self.root / name).name):
@@ -392,7 +394,7 @@ class Index:
 
     def reconcile(self) -> dict[str, int]:
         """What opening for write repaired (rows without vectors, vectors without rows)."""
-        return dict(getattr(self, "_repaired", {"orphan_vectors": 0, "rows_without_vectors": 0}))
+        return dict(self._repaired)
 
     # -- readers ------------------------------------------------------------------------------
     def stale_before(self, modality: str, fingerprint: str) -> float:

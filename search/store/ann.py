@@ -89,7 +89,9 @@ class AnnBase:
     def save(self, path: Path) -> None:
         """``path`` (FAISS) and ``path.ids.npy``, each atomically (``search.atomic``): through
         Python's file, so a full disk raises instead of leaving a truncated file."""
-        write_atomically(path, lambda fh: faiss.write_index(self.index, faiss.PyCallbackIOWriter(fh.write)))
+        write_atomically(
+            path, lambda fh: faiss.write_index(self.index, faiss.PyCallbackIOWriter(fh.write))  # type: ignore[attr-defined]
+        )
         write_atomically(ids_file(path), lambda fh: np.save(fh, self.ids))
 
     @classmethod
