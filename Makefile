@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DEMO_DB := .cache/demo-index
 
-.PHONY: setup demo test test-fast browser-deps bench clean
+.PHONY: setup demo lint test test-fast browser-deps bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ demo: setup
 browser-deps:
 	@bash scripts/ensure-chromium.sh
 
-test: setup browser-deps
+# ruff's rules and mypy's settings are in pyproject.toml
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: setup lint browser-deps
 	$(PY) -m pytest -q
 
 test-fast: setup

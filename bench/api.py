@@ -41,6 +41,7 @@ import numpy as np
 
 from bench.context import REPO, BenchContext, percentile_ms
 from bench.store import _bundled_installed, build_index, clustered, vocabulary
+from search.settings import get_settings
 
 ITEMS = 10_000
 CLIENTS = 16
@@ -288,7 +289,7 @@ def run(ctx: BenchContext) -> dict[str, object]:
     files = ctx.scratch / "api-files"  # real (sparse) files: every hit passes the read check
     build_index(db, clustered(ITEMS, seed=3), encoder_id=encoder, files_dir=files)
     gate_us = _gate_us_per_hit(db)
-    workers = max(1, int(os.environ.get("CROSSFIND_BENCH_API_WORKERS", "1")))
+    workers = max(1, get_settings().bench_api_workers)
     with serving(db, workers) as (base, pid):
         if workers > 1:
             _settle(pid)

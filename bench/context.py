@@ -8,8 +8,9 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from search.settings import get_settings
+
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
 
 
 @dataclass
@@ -19,7 +20,8 @@ class BenchContext:
 
     @property
     def shared_data(self) -> Path | None:
-        return SHARED_DATA if SHARED_DATA.is_dir() else None
+        data = get_settings().shared_data
+        return data if data.is_dir() else None
 
     def cleanup(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)

@@ -6,7 +6,8 @@ search runs too, and one indexed item), so the figures measure fusion, search, k
 calibration lookup and SQLite, not the text model.
 
 Figures: ``fused_query_p50_ms_100k`` (the default strategy, attention_learned),
-``..._<strategy>`` for the others, ``filtered_query_p50_ms_100k`` (the 3-part query under a filter passing ~1% of items),
+``..._<strategy>`` for the others, ``filtered_query_p50_ms_100k`` (the 3-part query under a
+filter passing ~1% of items),
 ``calibration_s_100k`` (the one-off calibration of a fresh index).
 """
 
@@ -71,7 +72,7 @@ def run(ctx: BenchContext) -> dict[str, float]:
     cases["fused_query_p50_ms_100k"] = (STRATEGIES[0], None)
     cases["filtered_query_p50_ms_100k"] = (STRATEGIES[0], selective)
     samples: dict[str, list[float]] = {name: [] for name in cases}
-    for name, (fusion, filters) in cases.items():  # warm-up (learned weights, FTS pages)
+    for fusion, filters in cases.values():  # warm-up (learned weights, FTS pages)
         engine.search_embedded(*make(fusion, filters))
     for _ in range(rounds):  # interleaved, so background load hits every case alike
         for name, (fusion, filters) in cases.items():

@@ -25,7 +25,7 @@ import numpy as np
 from bench.context import BenchContext
 
 
-def _index(paths: list[Path], db: Path, encoder):  # noqa: ANN001, ANN202 - IndexReport
+def _index(paths: list[Path], db: Path, encoder):
     from indexer import index_paths
     from search.index import Index
     from search.settings import get_settings
@@ -42,7 +42,7 @@ def _copy(files: list[Path], dest: Path) -> Path:
     return dest
 
 
-def _model_only_rate(encoder, photos: list[Path]) -> float:  # noqa: ANN001
+def _model_only_rate(encoder, photos: list[Path]) -> float:
     """Images/s of the encoder alone on preprocessed batches: the ceiling for the pipeline."""
     from search.media import open_image
 

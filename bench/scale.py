@@ -14,8 +14,9 @@ Figures (suffix ``_1m``): ``scale_items``, ``scale_store`` (what auto chose) and
 same vectors); ``ann_query_p50_ms`` (``Engine.search_vector``, k=10, hits looked up) and
 ``exact_query_p50_ms`` (raw FAISS Flat over the same vectors, same queries, same run) and their
 ratio; ``text_query_p50_ms`` (``Engine.search`` of a text query, MiniLM encoding included, no
-keyword tier) and ``text_query_hybrid_p50_ms`` (with the FTS5 keyword tiers, 8 queries); ``filtered_query_p50_ms_1pct`` / ``_50pct`` (a file-size range passing ~1% /
-~50% of items, a new range each query so no cached allowed set helps); ``first_query_s``
+keyword tier) and ``text_query_hybrid_p50_ms`` (with the FTS5 keyword tiers, 8 queries);
+``filtered_query_p50_ms_1pct`` / ``_50pct`` (a file-size range passing ~1% / ~50% of items,
+a new range each query so no cached allowed set helps); ``first_query_s``
 (a fresh process: imports, index open, model load, first answer) and ``rss_mb`` (that
 process after its queries); ``checkpoint_mb_per_10k_new`` / ``checkpoint_s_per_10k_new``
 (10k new vectors made durable in batches of 256 plus ``Index.checkpoint``: bytes this process

@@ -1,7 +1,8 @@
 """Store figures: the engine against raw FAISS over 100k synthetic 384-d vectors.
 
-The index is a real one (SQLite catalog with 100k segments and their vectors + the derived FAISS file: text documents of two
-passages each, with FTS rows, and single-segment images), built by bulk SQL inserts so the
+The index is a real one (SQLite catalog with 100k segments and their vectors + the derived
+FAISS file: text documents of two passages each, with FTS rows, and single-segment images),
+built by bulk SQL inserts so the
 benchmark spends its time measuring, not indexing. Vectors are normalised Gaussian clusters,
 closer to real embeddings than uniform noise. Raw FAISS and the engine answer the same queries
 interleaved, so load from other processes hits both alike.
@@ -10,7 +11,8 @@ Figures: ``query_p50_ms_100k`` / ``query_p95_ms_100k`` (``Engine.search_vector``
 hits looked up in SQLite; ``query_cpu_p50_ms_100k``: its CPU time, what a quiet machine would
 see), ``faiss_p50_ms_100k`` (raw ``index.search``, k=10),
 ``engine_over_faiss_ratio`` (median CPU time of the engine / of raw FAISS, same queries,
-k=10; ``_wall``: the same from wall-clock medians), ``rss_mb_100k`` (process RSS with the index loaded, no model), and with the
+k=10; ``_wall``: the same from wall-clock medians), ``rss_mb_100k`` (process RSS with the index
+loaded, no model), and with the
 bundled model installed ``text_query_p50_ms_100k`` (``Engine.search`` of a text query: MiniLM
 encoding, keyword hits, lookup) and ``text_encode_p50_ms`` (the MiniLM encoding alone).
 """
@@ -239,7 +241,6 @@ def run(ctx: BenchContext) -> dict[str, object]:
 
 def _text_queries(index: object, tag: str, n_queries: int) -> dict[str, object]:
     """End-to-end text queries with the bundled encoder (MiniLM + keyword hits + lookup)."""
-    from search.encoders import create_encoder
     from search.engine import Engine
     from search.query import Query
 

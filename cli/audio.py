@@ -6,7 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from cli.common import add_model_arg, print_json, print_mapping, settings_from
+from cli.common import add_model_arg, config_default, print_json, print_mapping, settings_from
+from training.config import TrainConfig
+
+
+def _default(name: str) -> object:
+    return config_default(TrainConfig, name)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,19 +21,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "full every epoch, later ones are subsampled")
     p.add_argument("--val-split", help="split used for validation (default: a stratified 10%% "
                                         "held out of the training rows)")
-    p.add_argument("--epochs", type=int, default=6, help="most epochs (early stopping may end sooner)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, default=_default("epochs"), help="most epochs (early stopping may end sooner)")
+    p.add_argument("--seed", type=int, default=_default("seed"))
     p.add_argument("--val-seed", type=int,
                    help="seed of the held-out validation rows (default: --seed); runs that share it "
                         "are compared on the same clips")
-    p.add_argument("--threads", type=int, default=1,
+    p.add_argument("--threads", type=int, default=_default("threads"),
                    help="torch CPU threads (1 trained fastest on a loaded 2-core machine)")
     p.add_argument("--init", type=Path, help="continue from this checkpoint (same label vocabulary)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    p.add_argument("--crop-s", type=float, default=2.5, help="training crop length in seconds")
-    p.add_argument("--per-epoch-clips", type=int, default=320,
+    p.add_argument("--lr", type=float, default=_default("lr"), help="peak learning rate")
+    p.add_argument("--crop-s", type=float, default=_default("crop_s"), help="training crop length in seconds")
+    p.add_argument("--per-epoch-clips", type=int, default=_default("per_epoch_clips"),
                    help="clips per epoch from each manifest after the first")
-    p.add_argument("--max-gain-db", type=float, default=None,
+    p.add_argument("--max-gain-db", type=float, default=_default("max_gain_db"),
                    help="normalise each clip's loudness with at most this gain (default: keep "
                         "recorded levels; the first checkpoints used 30)")
     p.add_argument("--no-noise-floor", dest="noise_floor", action="store_false",
@@ -62,12 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from search.training.audio import TrainConfig, combine_runs, train_audio
+    from training.audio import combine_runs, train_audio
 
     settings = settings_from(args)
     cfg = TrainConfig(manifests=args.manifest, out=args.out, model=settings.model,
                       cache_dir=settings.cache_dir, epochs=args.epochs, seed=args.seed,
-                      val_split=args.val_split, val_seed=args.val_seed, threads=args.threads, init=args.init, lr=args.lr,
+                      val_split=args.val_split, val_seed=args.val_seed, threads=args.threads, init=args.init,
+                      lr=args.lr,
                       crop_s=args.crop_s, per_epoch_clips=args.per_epoch_clips,
                       max_gain_db=args.max_gain_db, digits_from=args.digits_from,
                       floor=args.noise_floor,
@@ -76,10 +82,7 @@ def run_train(args: argparse.Namespace) -> int:
     def report(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    if args.combine:
-        summary = combine_runs(cfg, args.combine, report)
-    else:
-        summary = train_audio(cfg, report)
+    summary = combine_runs(cfg, args.combine, report) if args.combine else train_audio(cfg, report)
     if args.json:
         print_json(summary)
     else:
@@ -92,7 +95,7 @@ def run_eval(args: argparse.Namespace) -> int:
     from search.encoders import create_encoder
     from search.encoders.audio import load_audio_head
     from search.errors import ModelUnavailable
-    from search.training.audio_eval import evaluate_manifest
+    from training.audio_eval import evaluate_manifest
 
     settings = settings_from(args)
     encoder = create_encoder(settings.model, settings.cache_dir)
@@ -115,7 +118,7 @@ def _column_value(text: str) -> tuple[str, str]:
     return col, value
 
 
-def _with_head(encoder, head):  # noqa: ANN001, ANN202 - any Encoder, any AudioHead
+def _with_head(encoder, head):
     """A shallow copy of ``encoder`` that uses ``head`` for audio (the cached one stays as is)."""
     import copy
 

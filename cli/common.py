@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import json
 import sys
 from typing import Any
 
+from search.errors import BadRequest
 from search.settings import Settings, get_settings
 
 
@@ -27,6 +30,23 @@ def settings_from(args: argparse.Namespace) -> Settings:
     return get_settings(**{k: getattr(args, k, None) for k in keys})
 
 
+def config_default(config: type, name: str) -> Any:
+    """The default of dataclass field ``name`` of ``config`` (flags take their defaults from
+    the training configs, so each is written once)."""
+    f = next(f for f in dataclasses.fields(config) if f.name == name)
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    raise KeyError(f"{config.__name__}.{name} has no default")
+
+
+def config_kwargs(args: argparse.Namespace, config: type) -> dict[str, Any]:
+    """The flags of ``args`` that name fields of dataclass ``config`` and were given (not None)."""
+    names = {f.name for f in dataclasses.fields(config)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
 def print_json(obj: Any, *, indent: int | None = None) -> None:
     sys.stdout.write(json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")
     sys.stdout.flush()
@@ -34,14 +54,9 @@ def print_json(obj: Any, *, indent: int | None = None) -> None:
 
 def load_extra_encoders() -> None:
     """Call the ``module:function`` hooks listed (comma-separated) in
-    $CROSSFIND_EXTRA_ENCODERS, each registering encoder families; the tests register their
+    ``settings.extra_encoders`` ($CROSSFIND_EXTRA_ENCODERS), each registering encoder families; the tests register their
     fake encoder this way (``tests.fakes:register``) to drive the real CLI in a subprocess."""
-    import importlib
-    import os
-
-    from search.errors import BadRequest
-
-    for spec in filter(None, os.environ.get("CROSSFIND_EXTRA_ENCODERS", "").split(",")):
+    for spec in filter(None, get_settings().extra_encoders.split(",")):
         module, _, func = spec.strip().partition(":")
         try:
             hook = getattr(importlib.import_module(module), func or "register")

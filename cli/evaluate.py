@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run_eval(args: argparse.Namespace) -> int:
     from search.encoders import create_encoder
-    from search.evaluation import evaluate_captions
+    from training.evaluation import evaluate_captions
 
     settings = settings_from(args)
     encoder = create_encoder(settings.model, settings.cache_dir)

@@ -1,14 +1,13 @@
-"""``crossfind eval-fusion``: the composed-query benchmark (see ``search.composed_eval``)."""
+"""``crossfind eval-fusion``: the composed-query benchmark (see ``training.composed_eval``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from cli.common import add_model_arg, print_json, settings_from
-
-_DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval-fusion",
         help="composed-query benchmark: R@1/5/10 per fusion strategy vs the best single part",
     )
-    p.add_argument("--data", type=Path, default=_DEFAULT_DATA, help="the shared data folder")
+    p.add_argument("--data", type=Path, help="the shared data folder (default: settings.shared_data)")
     p.add_argument("--dataset", default="flickr8k_1k", help="captioned set (default flickr8k_1k)")
     p.add_argument("--split", default="test",
                    help="split(s) joined by '+' (default test; coco_mini: val2017+train2017)")
@@ -29,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from collections import Counter
 
-    from search.composed_eval import build_queries, evaluate, load_corpora
     from search.encoders import create_encoder
+    from training.composed_eval import build_queries, evaluate, load_corpora
 
     settings = settings_from(args)
     encoder = create_encoder(settings.model, settings.cache_dir)
@@ -38,9 +37,10 @@ def run(args: argparse.Namespace) -> int:
         from search.errors import BadRequest
 
         raise BadRequest("eval-fusion needs the bundled encoder's cached backbone: pass --model bundled")
-    corpus = load_corpora(encoder, args.data, settings.cache_dir, args.dataset, args.split.split("+"))
+    corpus = load_corpora(encoder, args.data or settings.shared_data, settings.cache_dir, args.dataset,
+                          args.split.split("+"))
     queries = build_queries(corpus, args.seed)
-    out = {
+    out: dict[str, Any] = {
         "dataset": corpus.name,
         "encoder": encoder.id,
         "n_photos": len(corpus.images),

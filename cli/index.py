@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 from cli.common import add_db_arg, add_model_arg, print_json, settings_from
+from search.paths import shown
+from search.settings import get_settings
 
 # skipped files listed in the table; --json lists all
 _SHOW_SKIPPED = 40
@@ -51,7 +53,7 @@ def _encoder_name(args: argparse.Namespace, default: str, db: Path) -> str:
     from search.errors import Conflict
     from search.index import MANIFEST, Index, Manifest
 
-    if args.model or os.environ.get("CROSSFIND_MODEL"):
+    if args.model or "model" in get_settings().model_fields_set:
         return default  # settings already hold the flag or the environment's choice
     if not args.reindex and Index.exists(db):
         try:
@@ -113,10 +115,8 @@ def run_index(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(report, info: dict) -> None:  # noqa: ANN001 - indexer.IndexReport
-    from search.paths import shown
-
-    cols = ("added", "updated", "unchanged", "linked", "removed", "vectors")
+def _print_table(report, info: dict) -> None:
+    cols: tuple[str, ...] = ("added", "updated", "unchanged", "linked", "removed", "vectors")
     if report.totals().refreshed:  # re-embedded because the model that made them was replaced
         cols = (*cols[:5], "refreshed", "vectors")
     print(f"{'modality':<9}" + "".join(f"{c:>10}" for c in cols))

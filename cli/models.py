@@ -32,8 +32,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def report(archs: bool = False) -> dict[str, Any]:
     """What ``crossfind models --json`` prints."""
-    from search.encoders import list_encoders
     from search.encoders import clip as clip_module
+    from search.encoders import list_encoders
     from search.settings import get_settings
 
     load_extra_encoders()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from cli.common import add_db_arg, add_model_arg, print_json, print_mapping, settings_from
-
+from search.paths import shown
 
 _PART_HELP = (
     "Query parts: the positional TEXT and repeatable --text/--image/--audio/--like; "
@@ -28,14 +29,14 @@ _SIZE_UNITS = {"k": 1_000, "m": 1_000_000, "g": 1_000_000_000}
 class _Part(argparse.Action):
     """Appends (kind, value, weight) to ``args.parts`` in command-line order."""
 
-    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
         parts = list(getattr(namespace, "parts", None) or [])
         parts.append([self.dest, values, 1.0])
         namespace.parts = parts
 
 
 class _Weight(argparse.Action):
-    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
         parts = getattr(namespace, "parts", None) or []
         if parts:
             parts[-1][2] = values
@@ -83,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_info)
 
 
-def _open_engine(args: argparse.Namespace):  # noqa: ANN202 - returns (engine, settings)
+def _open_engine(args: argparse.Namespace):
     from search.encoders import create_encoder
     from search.engine import Engine
     from search.index import Index
@@ -100,14 +101,14 @@ def _size(value: str) -> int:
     return int(float(value[:-1] if unit > 1 else value) * unit)
 
 
-def parse_filters(items: list[str], modality: list[str] | None = None):  # noqa: ANN201
+def parse_filters(items: list[str], modality: list[str] | None = None):
     """``KEY=VALUE`` strings (and --modality) -> ``Filters``."""
     import os
 
     from search.errors import BadRequest
     from search.query import Filters
 
-    fields: dict[str, object] = {"modality": list(modality) if modality else None}
+    fields: dict[str, Any] = {"modality": list(modality) if modality else None}
     for item in items:
         key, sep, value = item.partition("=")
         name = _FILTER_KEYS.get(key.strip().lower().replace("-", "_"))
@@ -128,7 +129,7 @@ def parse_filters(items: list[str], modality: list[str] | None = None):  # noqa:
     return Filters(**fields)
 
 
-def build_query(args: argparse.Namespace, text: str | None = None):  # noqa: ANN201
+def build_query(args: argparse.Namespace, text: str | None = None):
     from search.errors import BadRequest
     from search.query import Query, QueryPart
 
@@ -185,9 +186,7 @@ def run_search(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(result) -> None:  # noqa: ANN001
-    from search.paths import shown
-
+def _print_table(result) -> None:
     if not result.hits:
         print("no results")
         return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 
 from cli.common import add_db_arg, settings_from
@@ -54,12 +55,12 @@ def run_serve(args: argparse.Namespace) -> int:
     # better than two (see search.encoders.onnx_text.default_threads)
     os.environ.setdefault("CROSSFIND_ONNX_THREADS", "1")
     workers = max(1, args.http_workers or 1)
-    common = {"host": settings.host, "port": settings.port, "log_level": "warning",
-              "timeout_keep_alive": 5}
+    common = functools.partial(uvicorn.run, host=settings.host, port=settings.port, log_level="warning",
+                               timeout_keep_alive=5)
     if workers == 1:
-        uvicorn.run(create_app(settings), **common)
+        common(create_app(settings))
         return 0
     # worker processes build their own app from the environment: pass the flags on there
     os.environ["CROSSFIND_DB"] = str(settings.db)
-    uvicorn.run("web.app:create_app", factory=True, workers=workers, **common)
+    common("web.app:create_app", factory=True, workers=workers)
     return 0

@@ -16,8 +16,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
+from PIL import Image as PILImage
 
 from indexer.sniff import HEAD_BYTES, classify
+from search.audio import audio_duration, iter_windows
 from search.errors import PayloadTooLarge, UnsupportedMedia
 from search.media import open_image  # imported before the fork so workers start warm
 from search.text import decode_text, split_passages
@@ -103,8 +105,6 @@ class StreamedAudio:
     max_windows: int
 
     def windows(self) -> Iterator[AudioWindow]:
-        from search.audio import iter_windows
-
         return itertools.islice(iter_windows(self.path, self.window_s, self.hop_s), self.max_windows)
 
 
@@ -174,8 +174,6 @@ def _load_image(path: str, cfg: LoaderConfig) -> Loaded | Skip:
 
 def _stored_size(data: bytes, decoded: Image) -> tuple[int, int]:
     """The photo's full size as shown (EXIF-rotated), though it was decoded at a reduced scale."""
-    from PIL import Image as PILImage
-
     try:
         with PILImage.open(io.BytesIO(data)) as header:
             w, h = header.size
@@ -245,8 +243,6 @@ def window_cap_note(stream: StreamedAudio, duration_s: float) -> str | None:
 
 
 def _duration(path: str, seen_end_s: float) -> float:
-    from search.audio import audio_duration
-
     try:
         return audio_duration(path)
     except Exception:  # the header is unreadable but the samples decoded: use what we saw

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from indexer.discover import resolve_roots
-from indexer.loaders import LoaderConfig, Loaded, Skip, load
+from indexer.loaders import Loaded, LoaderConfig, Skip, load
 from indexer.plan import Pending, scan
 from indexer.report import IndexReport, Skipped
 from indexer.workers import Workers
@@ -117,14 +118,16 @@ class _Writer:
             return
         batched = [x for _, loaded in batch.items if not loaded.streamed for x in loaded.inputs]
         shared = self.encode(modality, batched) if batched else None
-        vectors, start = [], 0
+        parts: list[np.ndarray] = []
+        start = 0
         for _, loaded in batch.items:
             if loaded.streamed:
-                vectors.append(streamed[id(loaded)])
+                parts.append(streamed[id(loaded)])
             else:
-                vectors.append(shared[start : start + len(loaded.inputs)])
+                assert shared is not None  # a non-streamed item was batched
+                parts.append(shared[start : start + len(loaded.inputs)])
                 start += len(loaded.inputs)
-        vectors = np.concatenate(vectors)
+        vectors = np.concatenate(parts)
         # rows and vectors in one transaction: see search/index.py
         written = self.index.add_contents(
             [
@@ -293,9 +296,7 @@ def _tick(bar: object) -> None:
         bar.update(1)  # type: ignore[attr-defined]
 
 
-def _bar(total: int, desc: str) -> object:
-    from tqdm import tqdm
-
+def _bar(total: int, desc: str) -> tqdm:
     return tqdm(
         total=total, desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True,
         leave=desc == "indexing",  # the hashing bar gives way to the indexing one

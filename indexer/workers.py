@@ -70,7 +70,7 @@ class Workers:
             future: Future = Future()
             try:
                 future.set_result(fn(*args))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller through the future
+            except BaseException as exc:
                 future.set_exception(exc)
             return future
         return self._start().submit(fn, *args)

@@ -17,13 +17,13 @@ and the size and time must still match. Re-running ``crossfind index`` records t
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
 from dataclasses import asdict, dataclass
 
 from search.catalog import Catalog, SegmentInfo
+from search.hashing import file_sha256
 
 _ROOTS_KEY = "roots"
 HASH_MAX = 1 << 20  # files up to 1 MiB are hashed when an item is read: ~2 ms at most
@@ -80,8 +80,7 @@ def _resolve(path: str) -> tuple[str, os.stat_result]:
 
 def _sha256(path: str) -> str | None:
     try:
-        with open(path, "rb") as fh:
-            return hashlib.file_digest(fh, "sha256").hexdigest()
+        return file_sha256(path)
     except OSError:
         return None
 

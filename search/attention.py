@@ -8,7 +8,7 @@ weight total, so the user's weights act as priors. Negative parts keep their wei
 
 ``g`` is either a fixed formula (``HeuristicAttention``) or a tiny MLP trained on composed
 queries from flickr8k_1k train (``LearnedAttention``, weights in
-``search/encoders/weights/attention_fusion.npz``; see ``search.attention_train``).
+``search/encoders/weights/attention_fusion.npz``; see ``training.attention``).
 With one positive part the softmax is 1, so the result equals plain weighted averaging.
 """
 
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from search.checkpoints import AttentionWeights
 from search.encoders.base import l2_normalize
 from search.errors import ModelUnavailable
 
@@ -85,11 +86,8 @@ class HeuristicAttention:
     """g = agree_scale * agreement + peak_scale * peakedness.
 
     The defaults favour the *more distinctive* part (the one that agrees less with the others)
-    and the one whose neighbours are more peaked: the best point of a grid on flickr8k_1k dev
-    composed queries with an earlier image projection (.689 vs .679 for weighted averaging).
-    With the shipped projection no grid point beats weighted averaging on dev by more than
-    0.005, and on test it tracks weighted averaging within noise; the learned model is the
-    one that helps.
+    and the one whose neighbours are more peaked (how they were chosen, and what they score:
+    ``MODEL_CARD_bundled.md``, "Attention fusion").
     """
 
     name = "attention"
@@ -107,35 +105,21 @@ class LearnedAttention:
 
     name = "attention_learned"
 
-    def __init__(self, params: dict[str, np.ndarray]) -> None:
-        self.mean = params["mean"].astype(np.float32)
-        self.std = params["std"].astype(np.float32)
-        self.w1 = params["w1"].astype(np.float32)
-        self.b1 = params["b1"].astype(np.float32)
-        self.w2 = params["w2"].astype(np.float32)
+    def __init__(self, weights: AttentionWeights) -> None:
+        self.weights = weights
+        self.mean, self.std = weights.mean, weights.std
+        self.w1, self.b1, self.w2 = weights.w1, weights.b1, weights.w2
 
     @classmethod
     def load(cls, path: Path | None = None) -> LearnedAttention:
         path = Path(path) if path is not None else _default_weights_path()
         try:
-            with np.load(path, allow_pickle=False) as data:
-                return cls({k: data[k] for k in ("mean", "std", "w1", "b1", "w2")})
+            return cls(AttentionWeights.load(path))
         except (OSError, KeyError, ValueError) as exc:
             raise ModelUnavailable(
                 f"learned attention weights {path} are missing or corrupt ({exc}); use "
                 "fusion 'attention' (no learned weights) or reinstall crossfind"
             ) from None
-
-    def save(self, path: Path, **meta: object) -> None:
-        np.savez_compressed(
-            path,
-            mean=self.mean.astype(np.float16),
-            std=self.std.astype(np.float16),
-            w1=self.w1.astype(np.float16),
-            b1=self.b1.astype(np.float16),
-            w2=self.w2.astype(np.float16),
-            **{k: np.asarray(v) for k, v in meta.items()},
-        )
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         h = np.tanh(((features - self.mean) / self.std) @ self.w1 + self.b1)

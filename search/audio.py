@@ -12,7 +12,7 @@ Preprocessing, in this order:
   frame (the rule of ``librosa.effects.trim``, in numpy, streamed for files); window times stay
   in the original file's timeline;
 * loudness normalisation, per window, to ``TARGET_RMS_DB`` (gain capped at ``MAX_GAIN_DB``) —
-  done inside the audio head (``normalize_loudness``) so every caller gets it, and only where
+  done inside the audio head (``search.encoders.audio.normalize_loudness``) so every caller gets it, and only where
   the checkpoint was trained that way: the shipped one keeps recorded levels (its training copy
   is 8-bit, and gain on quiet clips made quantisation noise a cue).
 
@@ -27,7 +27,7 @@ import io
 import math
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +46,6 @@ if TYPE_CHECKING:
 SR = AUDIO_SAMPLE_RATE
 TRIM_TOP_DB = 60.0
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this the whole input counts as silent
-TARGET_RMS_DB = -20.0
-MAX_GAIN_DB = 30.0
 BLOCK_FRAMES = 1 << 16  # frames per decoded block when streaming a file
 _TRIM_FRAME_S = 0.032
 _SOUNDFILE_EXT = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".opus"}
@@ -102,7 +100,7 @@ def decode_audio_prefix(
 
 
 def _read_prefix(
-    blocks: Iterator[np.ndarray], sr: int, channels: int, max_s: float | None, deadline: Deadline
+    blocks: Generator[np.ndarray, None, None], sr: int, channels: int, max_s: float | None, deadline: Deadline
 ) -> tuple[np.ndarray, bool]:
     """Concatenate blocks up to ``max_s`` seconds; (samples, whether the source had more)."""
     limit = None if max_s is None else max(1, int(round(max_s * sr)))
@@ -186,7 +184,7 @@ def _audioread_bytes(
 
 
 # -- streaming --------------------------------------------------------------------------------
-def _open_blocks(path: Path) -> tuple[int, int, Iterator[np.ndarray]]:
+def _open_blocks(path: Path) -> tuple[int, int, Generator[np.ndarray, None, None]]:
     """(sample rate, channels, iterator of float32[n, channels] blocks) for a file."""
     import soundfile as sf
 
@@ -200,7 +198,7 @@ def _open_blocks(path: Path) -> tuple[int, int, Iterator[np.ndarray]]:
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         return _audioread_blocks(path, exc)
 
-    def blocks() -> Iterator[np.ndarray]:
+    def blocks() -> Generator[np.ndarray, None, None]:
         try:
             reader = sf.blocks(str(path), blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True)
             try:
@@ -218,13 +216,13 @@ def _open_blocks(path: Path) -> tuple[int, int, Iterator[np.ndarray]]:
     return info.samplerate, info.channels, blocks()
 
 
-def _audioread_blocks(path: Path, first_error: Exception) -> tuple[int, int, Iterator[np.ndarray]]:
+def _audioread_blocks(path: Path, first_error: Exception) -> tuple[int, int, Generator[np.ndarray, None, None]]:
     """Fallback decoder for containers libsndfile lacks (m4a, aac, wma ...)."""
     try:
         import audioread
 
         reader = audioread.audio_open(str(path))
-    except Exception as exc:  # noqa: BLE001 - audioread raises many unrelated types
+    except Exception as exc:
         suffix = path.suffix.lower()
         if suffix in _SOUNDFILE_EXT or suffix == ".audio":
             reason = f"corrupt or undecodable audio ({first_error})"
@@ -236,7 +234,7 @@ def _audioread_blocks(path: Path, first_error: Exception) -> tuple[int, int, Ite
         raise UnsupportedMedia(f"{path.name}: {reason}") from None
     sr, channels = int(reader.samplerate), int(reader.channels)
 
-    def blocks() -> Iterator[np.ndarray]:
+    def blocks() -> Generator[np.ndarray, None, None]:
         with reader:
             for buf in reader:
                 pcm = np.frombuffer(buf, dtype="<i2").astype(np.float32) / 32768.0
@@ -375,17 +373,6 @@ def windows_of(waveform: np.ndarray, window_s: float = 5.0, hop_s: float = 2.5) 
         AudioWindow(a, b, trimmed[round((a - offset) * SR) : round((b - offset) * SR)])
         for a, b in spans
     ]
-
-
-def normalize_loudness(waveform: np.ndarray, max_gain_db: float = MAX_GAIN_DB) -> np.ndarray:
-    """Scale to ``TARGET_RMS_DB`` RMS; quiet input gains at most ``max_gain_db`` so that hiss is
-    not blown up to speech level."""
-    x = np.asarray(waveform, dtype=np.float32)
-    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if x.size else 0.0
-    if rms <= 0.0:
-        return x
-    gain_db = min(TARGET_RMS_DB - 20 * math.log10(rms), max_gain_db)
-    return (x * 10 ** (gain_db / 20)).astype(np.float32)
 
 
 def embed_clip(

@@ -19,6 +19,7 @@ stable under small changes; recomputing costs seconds at 1M, never on a user's f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Callable
@@ -193,8 +194,6 @@ def load_or_compute(
         if cal is not None and current(cal.fingerprint, fp):
             return cal
     cal = compute(store, catalog, encoder_id, embed_text)
-    try:
+    with contextlib.suppress(Exception):
         catalog.set_meta(META_KEY, cal.to_json())
-    except Exception:  # noqa: BLE001 - a read-only or busy catalog just recomputes next time
-        pass
     return cal

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import (
@@ -35,9 +36,11 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
+from search.errors import Conflict
 from search.paths import ESC, from_db, shown, to_db
 
 # 2: vectors live in the catalog (table ``vectors``, written in the rows' transaction), deletes
@@ -233,8 +236,6 @@ class Catalog:
             # a catalog with rows but no version predates versions: it is a v1 one
             self.set_meta("schema_version", "1" if has_rows else str(SCHEMA_VERSION))
         elif int(version) > SCHEMA_VERSION:
-            from search.errors import Conflict
-
             raise Conflict(
                 f"index schema v{version} is newer than this crossfind (v{SCHEMA_VERSION}); "
                 "upgrade crossfind or rebuild with --reindex"
@@ -357,14 +358,14 @@ class Catalog:
                 out.append((int(cid), [int(x) for x in seg_ids]))
             if vectors is not None:
                 ids = [i for _, seg_ids in out for i in seg_ids]
-                _insert_vectors(conn.connection.driver_connection, ids, vectors)
+                _insert_vectors(_raw(conn), ids, vectors)
         return out
 
     # -- vectors (the durable copy the vector store is derived from) --------------------------
     def put_vectors(self, ids: Sequence[int], vectors: np.ndarray) -> None:
         """Store the vectors of existing segments (ids must not have one yet)."""
         with self.engine.begin() as conn:
-            _insert_vectors(conn.connection.driver_connection, ids, vectors)
+            _insert_vectors(_raw(conn), ids, vectors)
 
     def get_vectors(self, ids: Sequence[int] | np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids found, float32[n, dim]) in the order asked; ids without a vector are left out."""
@@ -491,7 +492,7 @@ class Catalog:
         if not paths:
             return []
         with self.session() as s, s.begin():
-            content_ids = set()
+            content_ids: set[int] = set()
             for chunk in _chunks(paths, 500):
                 content_ids.update(s.scalars(select(File.content_id).where(File.path.in_(chunk))))
                 s.execute(delete(File).where(File.path.in_(chunk)))
@@ -575,8 +576,9 @@ class Catalog:
                     .join(Content, Content.id == File.content_id)
                     .where((File.path == root) | (func.substr(File.path, 1, len(prefix)) == prefix))
                 )
-                for path, *rest in rows:
-                    out[from_db(path)] = FileState(from_db(path), *rest)
+                for path, size, mtime_ns, content_id, sha256, modality, created_at in rows:
+                    out[from_db(path)] = FileState(from_db(path), size, mtime_ns, content_id, sha256, modality,
+                                                   created_at)
         return out
 
     def files_of(self, content_ids: Sequence[int]) -> dict[int, list[tuple[str, int, int]]]:
@@ -639,7 +641,7 @@ class Catalog:
                     info.mtime_ns = max(info.mtime_ns, mtime_ns)
         return out
 
-    def ids_where(self, query: Select[tuple[int]]) -> np.ndarray:
+    def ids_where(self, query: Select[Any]) -> np.ndarray:
         """The integer column ``query`` selects, as int64, in one round trip: SQLite joins the
         ids into one string that numpy parses (500k ids in ~0.1 s, row by row took ~1 s)."""
         compiled = query.compile(dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True})
@@ -663,7 +665,7 @@ class Catalog:
                 self._readers.append(con)
         return con
 
-    def counts(self) -> dict[str, object]:
+    def counts(self) -> dict[str, Any]:
         """Item (file), content and segment counts, per modality."""
         with self.session() as s:
             by_mod_files = dict(
@@ -719,6 +721,13 @@ class VectorChanges:
     ann: str | None
 
 
+def _raw(conn: Connection) -> sqlite3.Connection:
+    """The sqlite3 connection under a SQLAlchemy one (inside its transaction)."""
+    raw = conn.connection.driver_connection
+    assert isinstance(raw, sqlite3.Connection)
+    return raw
+
+
 def _insert_vectors(con: sqlite3.Connection, ids: Sequence[int], vectors: np.ndarray) -> None:
     vectors = np.ascontiguousarray(vectors, dtype="<f4")
     if vectors.ndim != 2 or len(vectors) != len(ids):
@@ -741,7 +750,7 @@ def _decode(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI hook signature
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")

@@ -7,21 +7,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
-from search.calibration import current, fingerprint
+from search.audio import SR, decode_audio_prefix, embed_clip
+from search.calibration import Calibration, current, fingerprint, load_or_compute
 from search.deadline import NO_DEADLINE, Deadline
 from search.encoders.base import Encoder
 from search.errors import NotFound
+from search.filters import allowed_segment_ids
 from search.index import Index
 from search.media import open_image
 from search.query import Query, QueryPart
+from search.ranking import NeighbourSample, rank
 from search.types import Hit
-
-if TYPE_CHECKING:
-    from search.calibration import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class SearchResult:
     took_ms: float
     query: dict[str, object] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, object]:
+    def to_json(self) -> dict[str, Any]:
         return {
             "query": self.query,
             "results": [h.to_json() for h in self.hits],
@@ -66,7 +66,7 @@ class Engine:
         self._calibration: Calibration | None = None
         self._calibration_lock = threading.Lock()
         self.background_calibration = False  # see ``calibration``
-        self._neighbour_sample: tuple | None = None  # see search.ranking
+        self._sample = NeighbourSample()
 
     # -- embedding ----------------------------------------------------------------------------
     def embed_part(
@@ -78,21 +78,17 @@ class Engine:
         ``max_query_audio_s`` seconds only (decoding stops there); ``notes`` then gets
         ``audio_used_s`` and ``audio_truncated`` for the response's echo of the part.
         """
-        kind = part.kind
-        if kind == "text":
+        if part.text is not None:
             return self.encoder.encode_text([part.text])[0]
-        if kind == "image":
+        if part.item_id is not None:
+            return self.item_vector(part.item_id)
+        if part.kind == "image":
             image = open_image(part.media_bytes(), self.max_image_pixels)
             return self.encoder.encode_image([image])[0]
-        if kind == "audio":
-            from search.audio import SR, decode_audio_prefix, embed_clip
-
-            cap = self.max_query_audio_s
-            waveform, cut = decode_audio_prefix(part.media_bytes(), cap, deadline)
-            if cut and notes is not None:
-                notes.update(audio_used_s=round(len(waveform) / SR, 3), audio_truncated=True)
-            return embed_clip(self.encoder, waveform, deadline=deadline)
-        return self.item_vector(int(part.item_id))
+        waveform, cut = decode_audio_prefix(part.media_bytes(), self.max_query_audio_s, deadline)
+        if cut and notes is not None:
+            notes.update(audio_used_s=round(len(waveform) / SR, 3), audio_truncated=True)
+        return embed_clip(self.encoder, waveform, deadline=deadline)
 
     def item_vector(self, item_id: int) -> np.ndarray:
         if item_id not in self.index.catalog.segments([item_id]):
@@ -127,20 +123,15 @@ class Engine:
     def search_embedded(self, query: Query, vectors: np.ndarray) -> list[Hit]:
         """Search with the parts already embedded (``vectors[i]`` is part i): fusion, filters,
         keyword hits, calibration, threshold and paging. See ``search.ranking``."""
-        from search.ranking import rank
-
-        return rank(self, query, vectors)
+        return rank(self.index, query, vectors, calibration=self.calibration, sample=self._sample)
 
     def search_vector(self, vector: np.ndarray, query: Query) -> list[Hit]:
         """Nearest items to one query vector under the query's filters and threshold."""
-        from search.ranking import rank
-
-        return rank(self, query, np.asarray(vector)[None, :], fused=True)
+        return rank(self.index, query, np.asarray(vector)[None, :], calibration=self.calibration,
+                    sample=self._sample, fused=True)
 
     def allowed_ids(self, query: Query) -> np.ndarray | None:
         """Segment ids that pass the filters, or None for no restriction."""
-        from search.filters import allowed_segment_ids
-
         return allowed_segment_ids(self.index.catalog, query.filters)
 
     def calibration(self) -> Calibration:
@@ -161,8 +152,6 @@ class Engine:
             return self._calibration
 
     def _load_or_compute_calibration(self) -> Calibration:
-        from search.calibration import load_or_compute
-
         return load_or_compute(
             self.index.store,
             self.index.catalog,
@@ -184,49 +173,3 @@ class Engine:
                 self._calibration_lock.release()
 
         threading.Thread(target=work, name="crossfind-calibration", daemon=True).start()
-
-    def _to_hits(
-        self, scores: np.ndarray, ids: np.ndarray, group: bool, limit: int | None = None
-    ) -> list[Hit]:
-        """Hits for candidate ``ids`` in order (one per item with ``group``), at most ``limit``.
-
-        Metadata is read only for as many candidates as the hits still wanted need, so a
-        query over-fetched for grouping does not pay a lookup for every candidate.
-        """
-        keep = ids >= 0
-        scores, ids = scores[keep].tolist(), ids[keep].tolist()
-        hits: list[Hit] = []
-        seen: set[int] = set()
-        infos: dict = {}
-        looked = 0
-        for pos, (score, seg_id) in enumerate(zip(scores, ids)):
-            if limit is not None and len(hits) >= limit:
-                break
-            if pos >= looked:
-                todo = len(ids) if limit is None else max(8, 2 * (limit - len(hits)))
-                infos = self.index.catalog.segments(ids[pos : pos + todo])
-                looked = pos + todo
-            info = infos.get(seg_id)
-            if info is None or not info.paths:  # deleted since the store snapshot
-                continue
-            if group:
-                if info.content_id in seen:
-                    continue
-                seen.add(info.content_id)
-            hits.append(
-                Hit(
-                    id=seg_id,
-                    path=info.path,
-                    modality=info.modality,
-                    score=score,
-                    content_id=info.content_id,
-                    paths=info.paths,
-                    snippet=info.text,
-                    char_start=info.char_start,
-                    char_end=info.char_end,
-                    start_s=info.start_s,
-                    end_s=info.end_s,
-                )
-            )
-        return hits
-

@@ -126,6 +126,4 @@ def path_matches(path: str, filters: Filters) -> bool:
         return False
     if filters.path_glob and not fnmatch.fnmatchcase(path, filters.path_glob):
         return False
-    if filters.ext and not any(path.lower().endswith("." + _normalise_ext(e)) for e in filters.ext):
-        return False
-    return True
+    return not filters.ext or any(path.lower().endswith("." + _normalise_ext(e)) for e in filters.ext)

@@ -25,8 +25,11 @@ RARE_SHARE = 0.01
 RARE_MIN = 1
 # never "rare", however small the index: function words and very short tokens
 _STOPWORDS = frozenset(
-    "a an and are as at be but by for from has have in is it its of on or that the this to "
-    "was were will with".split()
+    [
+        "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "in",
+        "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "were", "will",
+        "with",
+    ]
 )
 # the rare-word tier runs only when the phrase and AND tiers found fewer hits than this
 RARE_FALLBACK = 10

@@ -26,24 +26,22 @@ def open_image(
         UnsupportedMedia: not a decodable image (truncated, corrupt, wrong format).
         PayloadTooLarge: more than ``max_pixels`` pixels.
     """
-    fh = io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            try:
-                img = Image.open(fh)
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise PayloadTooLarge(f"image is {w}x{h} pixels, over the cap of {max_pixels}")
-                if getattr(img, "n_frames", 1) > 1:
-                    img.seek(0)  # animated GIF/WebP: first frame
-                img.draft("RGB", (draft_px, draft_px))  # JPEG: reduced scale when large
-                img.load()
-                img = ImageOps.exif_transpose(img)
-                return img.convert("RGB")
-            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-                raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from None
-            except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-                raise UnsupportedMedia(f"not a decodable image: {exc}") from None
-    finally:
-        fh.close()
+    with (
+        io.BytesIO(source) if isinstance(source, bytes) else open(source, "rb") as fh,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(fh)
+            w, h = img.size
+            if w * h > max_pixels:
+                raise PayloadTooLarge(f"image is {w}x{h} pixels, over the cap of {max_pixels}")
+            if getattr(img, "n_frames", 1) > 1:
+                img.seek(0)  # animated GIF/WebP: first frame
+            img.draft("RGB", (draft_px, draft_px))  # JPEG: reduced scale when large
+            img.load()
+            return ImageOps.exif_transpose(img).convert("RGB")
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise UnsupportedMedia(f"not a decodable image: {exc}") from None

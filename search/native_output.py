@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import IO
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ def _start() -> None:
     global _saved, _sink
     try:
         sys.stderr.flush()  # what Python wrote before stays on the terminal
-        sink = tempfile.TemporaryFile()
+        sink = tempfile.TemporaryFile()  # noqa: SIM115 - held open until _stop reads it
         saved = os.dup(2)
     except (OSError, ValueError, AttributeError):  # no fd 2 or no temp dir: leave stderr be
         return
@@ -65,10 +65,8 @@ def _stop() -> bytes:
     global _saved, _sink
     if _saved is None or _sink is None:
         return b""
-    try:
+    with suppress(OSError, ValueError, AttributeError):
         sys.stderr.flush()
-    except (OSError, ValueError, AttributeError):
-        pass
     os.dup2(_saved, 2)
     os.close(_saved)
     sink, _saved, _sink = _sink, None, None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,10 +18,12 @@ MAX_TEXT_CHARS = 10_000
 FusionName = Literal["weighted", "attention", "attention_learned", "rrf", "score_sum"]
 
 
-class QueryPart(BaseModel):
-    """Exactly one of text, image_b64, audio_b64, item_id (or a local path, CLI only)."""
+class PartFields(BaseModel):
+    """What every query part has: exactly one of text, image_b64, audio_b64, item_id, and a
+    weight (the HTTP API's part is this; the core's adds local paths)."""
 
     model_config = ConfigDict(extra="forbid")
+    _SOURCES: ClassVar[tuple[str, ...]] = ("text", "image_b64", "audio_b64", "item_id")
 
     text: str | None = Field(
         None,
@@ -42,23 +44,26 @@ class QueryPart(BaseModel):
         "echo of a longer part says so (audio_used_s, audio_truncated)",
     )
     item_id: int | None = Field(None, ge=0, le=2**63 - 1, description="an indexed result id: more like this")
-    image_path: str | None = Field(None, exclude=True, description="local image file (CLI)")
-    audio_path: str | None = Field(None, exclude=True, description="local audio file (CLI)")
     weight: float = Field(1.0, ge=-10.0, le=10.0, description="negative weights push away")
 
     @model_validator(mode="after")
-    def _one_kind(self) -> QueryPart:
-        given = [
-            k
-            for k in ("text", "image_b64", "audio_b64", "item_id", "image_path", "audio_path")
-            if getattr(self, k) is not None
-        ]
+    def _one_kind(self) -> PartFields:
+        given = [k for k in self._SOURCES if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
                 "a query part needs exactly one of text, image_b64, audio_b64, item_id; got "
                 + (", ".join(given) or "none")
             )
         return self
+
+
+class QueryPart(PartFields):
+    """One part of the core query: a ``PartFields`` or a local file (the CLI's)."""
+
+    _SOURCES: ClassVar[tuple[str, ...]] = PartFields._SOURCES + ("image_path", "audio_path")
+
+    image_path: str | None = Field(None, exclude=True, description="local image file (CLI)")
+    audio_path: str | None = Field(None, exclude=True, description="local audio file (CLI)")
 
     @property
     def kind(self) -> Literal["text", "image", "audio", "item"]:
@@ -115,10 +120,11 @@ class Filters(BaseModel):
         return all(v is None for v in self.model_dump().values())
 
 
-class Query(BaseModel):
+class QueryOptions(BaseModel):
+    """Everything of a query but its parts (shared by the core query and the HTTP request)."""
+
     model_config = ConfigDict(extra="forbid")
 
-    parts: list[QueryPart] = Field(..., min_length=1, max_length=16)
     fusion: FusionName = Field(
         "attention_learned",
         description="how parts combine: attention_learned (default: per-query weights from a "
@@ -132,6 +138,12 @@ class Query(BaseModel):
     min_score: float | None = Field(None, description="calibrated relevance threshold (0..1)")
     hybrid: bool = Field(True, description="fuse keyword (FTS5) hits into text queries")
     group: bool = Field(True, description="one hit per item (its best passage/window)")
+
+
+class Query(QueryOptions):
+    """The typed query the engine answers."""
+
+    parts: list[QueryPart] = Field(..., min_length=1, max_length=16)
 
     @classmethod
     def text(cls, text: str, **kwargs: object) -> Query:

@@ -10,7 +10,7 @@ A query with one part (or one non-zero part) takes the same path under every str
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 import numpy as np
 
@@ -20,15 +20,15 @@ from search.attention import (
     attention_weights,
     part_features,
 )
-from search.filters import path_matches
+from search.calibration import Calibration
+from search.catalog import Catalog, SegmentInfo
+from search.filters import allowed_segment_ids, filter_ids, path_matches
 from search.fusion import check_weights, late_fuse, weighted_average
+from search.hybrid import keyword_ids, rrf_merge
+from search.index import Index
 from search.query import Query
+from search.store import VectorStore, create_store
 from search.types import Hit
-
-if TYPE_CHECKING:
-    import faiss
-
-    from search.engine import Engine
 
 # segments fetched per wanted hit when grouping passages/windows per item
 OVERFETCH = 4
@@ -42,53 +42,52 @@ KEYWORD_POOL = 100
 BROAD_PROBE = 512
 
 
-def query_modality(engine: Engine, query: Query) -> str:
+def query_modality(catalog: Catalog, query: Query) -> str:
     """The modality of the strongest positive part (an item part: that item's modality)."""
     part = max(query.parts, key=lambda p: p.weight)
     if part.kind != "item":
         return part.kind
-    info = engine.index.catalog.segments([int(part.item_id)]).get(int(part.item_id))
+    item = int(part.item_id or 0)  # an item part always has one
+    info = catalog.segments([item]).get(item)
     return info.modality if info is not None else "text"
 
 
-def _neighbour_sample(engine: Engine) -> tuple[np.ndarray, faiss.Index]:
-    """A fixed random sample of the index (ids, a small exact FAISS index of their vectors)
+class NeighbourSample:
+    """A fixed random sample of an index (its ids, and a small exact store of their vectors)
     that attention features are computed against: a few thousand items, like the corpora the
-    learned model was trained on, and far cheaper than searching the whole index per part."""
-    import faiss
+    learned model was trained on, and far cheaper than searching the whole index per part.
+    Rebuilt when the index's store changes."""
 
-    store = engine.index.store
-    key = (id(store), store.count())
-    cached = engine._neighbour_sample
-    if cached is not None and cached[0] == key:
-        return cached[1], cached[2]
-    ids = store.ids()
-    if len(ids) > ATTENTION_SAMPLE:
-        ids = np.sort(np.random.default_rng(0).choice(ids, ATTENTION_SAMPLE, replace=False))
-    flat = faiss.IndexFlatIP(store.dim)
-    if len(ids):
-        flat.add(np.ascontiguousarray(store.reconstruct(ids), dtype=np.float32))
-    engine._neighbour_sample = (key, ids, flat)
-    return ids, flat
+    def __init__(self) -> None:
+        self._key: tuple[int, int] | None = None
+        self._ids = np.zeros(0, dtype=np.int64)
+        self._store: VectorStore | None = None
+
+    def get(self, store: VectorStore) -> tuple[np.ndarray, VectorStore]:
+        key = (id(store), store.count())
+        if self._store is None or self._key != key:
+            ids = store.ids()
+            if len(ids) > ATTENTION_SAMPLE:
+                ids = np.sort(np.random.default_rng(0).choice(ids, ATTENTION_SAMPLE, replace=False))
+            sample = create_store(store.dim)
+            sample.add(ids, store.reconstruct(ids))
+            self._key, self._ids, self._store = key, ids, sample
+        return self._ids, self._store
 
 
-def fusion_weights(engine: Engine, strategy: str, vectors: np.ndarray, weights: np.ndarray,
-                   kinds: list[str], item_ids: list[int | None]) -> np.ndarray:
+def fusion_weights(sample: NeighbourSample, store: VectorStore, strategy: str,
+                   vectors: np.ndarray, weights: np.ndarray, kinds: list[str],
+                   item_ids: list[int | None]) -> np.ndarray:
     """The weights an early-fusion strategy gives the parts (attention re-weights them)."""
     if strategy not in ("attention", "attention_learned") or (weights > 0).sum() < 2:
         return weights
-    ids, flat = _neighbour_sample(engine)
+    ids, near = sample.get(store)
     if len(ids) < NEIGHBOURS + 1:
         return weights
-    import faiss
-
-    # one OpenMP thread for a handful of queries: FAISS workers only add contention on busy
-    # cores (0.7 ms vs 17 ms here), as in the store
-    faiss.omp_set_num_threads(1)
-    scores, rows = flat.search(np.ascontiguousarray(vectors, dtype=np.float32), NEIGHBOURS + 1)
+    scores, found = near.search(vectors, NEIGHBOURS + 1)
     top = np.empty((len(vectors), NEIGHBOURS), dtype=np.float32)
     for i, item in enumerate(item_ids):
-        own = ids[rows[i]] == item if item is not None else np.zeros(NEIGHBOURS + 1, bool)
+        own = found[i] == item if item is not None else np.zeros(NEIGHBOURS + 1, bool)
         # an indexed item's match with itself says nothing about its neighbours
         keep = np.nonzero(~own)[0][:NEIGHBOURS]
         top[i] = scores[i, keep]
@@ -97,7 +96,7 @@ def fusion_weights(engine: Engine, strategy: str, vectors: np.ndarray, weights: 
 
 
 def _vector_ranking(
-    engine: Engine,
+    store: VectorStore,
     strategy: str,
     qvec: np.ndarray,
     vectors: np.ndarray,
@@ -106,7 +105,6 @@ def _vector_ranking(
     n: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(segment ids best first, their cosine to ``qvec``, late-fusion scores or None)."""
-    store = engine.index.store
     if strategy not in ("rrf", "score_sum"):
         scores, ids = store.search(qvec[None, :], n, allowed)
         keep = ids[0] >= 0
@@ -125,17 +123,15 @@ def _vector_ranking(
     return cand[order], (cvecs @ qvec)[order], fused[order]
 
 
-def _keyword_lists(engine: Engine, query: Query, allowed: np.ndarray | None) -> list[tuple[list[int], float]]:
+def _keyword_lists(index: Index, query: Query, allowed: np.ndarray | None) -> list[tuple[list[int], float]]:
     if not query.hybrid:
         return []
-    from search.hybrid import keyword_ids
-
     top = max((p.weight for p in query.parts), default=1.0)
     lists = []
     for part in query.parts:
         if part.text is None or part.weight <= 0:
             continue
-        ids = keyword_ids(engine.index.catalog, part.text, KEYWORD_POOL, engine.index.store.count())
+        ids = keyword_ids(index.catalog, part.text, KEYWORD_POOL, index.store.count())
         if allowed is not None and ids:
             ids = [i for i, ok in zip(ids, np.isin(ids, allowed)) if ok]
         if ids:
@@ -143,7 +139,7 @@ def _keyword_lists(engine: Engine, query: Query, allowed: np.ndarray | None) -> 
     return lists
 
 
-def _broad_filter(engine: Engine, query: Query, qvec: np.ndarray, strategy: str, need: int) -> np.ndarray | None:
+def _broad_filter(index: Index, query: Query, qvec: np.ndarray, strategy: str, need: int) -> np.ndarray | None:
     """For a filter that passes many items: the filter checked on the unfiltered top
     candidates only (one small SQL query), instead of listing every id it passes (500k ids at
     1M took ~0.5 s). None when too few candidates pass, or the query needs the full set
@@ -152,20 +148,25 @@ def _broad_filter(engine: Engine, query: Query, qvec: np.ndarray, strategy: str,
             or strategy in ("rrf", "score_sum")):
         return None
     probe = max(BROAD_PROBE, 8 * need)
-    _, ids = engine.index.store.search(qvec[None, :], probe, rerank=False)
+    _, ids = index.store.search(qvec[None, :], probe, rerank=False)
     candidates = ids[0][ids[0] >= 0]
     if len(candidates) < probe:  # a small index: listing the allowed ids is cheap
         return None
-    from search.filters import filter_ids
-
-    passing = filter_ids(engine.index.catalog, query.filters, candidates)
+    passing = filter_ids(index.catalog, query.filters, candidates)
     return passing if len(passing) >= 2 * need else None
 
 
-def rank(engine: Engine, query: Query, vectors: np.ndarray, *, fused: bool = False,
-         full_filter: bool = False) -> list[Hit]:
+def rank(index: Index, query: Query, vectors: np.ndarray, *,
+         calibration: Callable[[], Calibration], sample: NeighbourSample,
+         fused: bool = False, full_filter: bool = False) -> list[Hit]:
     """The hits of ``query`` whose part i embeds to ``vectors[i]`` (or, with ``fused``, whose
-    parts were already fused into the one vector ``vectors[0]``)."""
+    parts were already fused into the one vector ``vectors[0]``) over ``index``.
+
+    Args:
+        calibration: the index's relevance calibration (called once, after the filters).
+        sample: the neighbour sample attention fusion reads (kept by the caller across queries).
+        full_filter: list every id the filters pass (no candidates shortcut).
+    """
     given = vectors
     vectors = np.asarray(vectors, dtype=np.float32)
     if fused:
@@ -174,55 +175,58 @@ def rank(engine: Engine, query: Query, vectors: np.ndarray, *, fused: bool = Fal
     else:
         weights = np.array([p.weight for p in query.parts], dtype=np.float32)
     weights = check_weights(weights, len(vectors))
-    store = engine.index.store
-    kinds = [p.kind for p in query.parts]
+    store = index.store
+    kinds: list[str] = [p.kind for p in query.parts]
     # one non-zero part: every strategy is the plain nearest-neighbour search
     strategy = query.fusion if (weights != 0).sum() > 1 else "weighted"
-    weights = fusion_weights(engine, strategy, vectors, weights, kinds, [p.item_id for p in query.parts])
+    weights = fusion_weights(sample, store, strategy, vectors, weights, kinds,
+                             [p.item_id for p in query.parts])
     qvec = weighted_average(vectors, weights)
     want = query.offset + query.k
     n = want * (OVERFETCH if query.group else 1)
-    allowed = None if full_filter else _broad_filter(engine, query, qvec, strategy, n)
+    allowed = None if full_filter else _broad_filter(index, query, qvec, strategy, n)
     shortcut = allowed is not None
     if allowed is None:
-        allowed = engine.allowed_ids(query)
+        allowed = allowed_segment_ids(index.catalog, query.filters)
     if allowed is not None and len(allowed) == 0:
         return []
-    qmod = query_modality(engine, query)
-    calibration = engine.calibration()
-    floor = calibration.floor(qmod, query.min_score) if query.min_score is not None else None
-    keyword = _keyword_lists(engine, query, allowed)
+    qmod = query_modality(index.catalog, query)
+    scales = calibration()
+    floor = scales.floor(qmod, query.min_score) if query.min_score is not None else None
+    keyword = _keyword_lists(index, query, allowed)
 
     limit = len(allowed) if allowed is not None else store.count()
     while True:
         fetch = max(1, min(n, limit))
-        ids, cos, fused = _vector_ranking(engine, strategy, qvec, vectors, weights, allowed, fetch)
+        ids, cos, scores = _vector_ranking(store, strategy, qvec, vectors, weights, allowed, fetch)
         matched: set[int] = set()
         if keyword:
-            from search.hybrid import rrf_merge
-
             vector_ids = ids
-            ids, fused, matched = rrf_merge(ids, keyword)
+            ids, scores, matched = rrf_merge(ids, keyword)
             cos_of = dict(zip(vector_ids.tolist(), cos.tolist()))
             extra = [i for i in ids.tolist() if i not in cos_of]
             if extra:  # keyword hits the vector search did not return; one deleted since drops
                 held, vecs = store.vectors(np.array(extra, dtype=np.int64))
                 cos_of.update(zip(held.tolist(), (vecs @ qvec).tolist()))
                 keep = np.array([i in cos_of for i in ids.tolist()], dtype=bool)
-                ids, fused = ids[keep], fused[keep]
+                ids, scores = ids[keep], scores[keep]
             cos = np.array([cos_of[i] for i in ids.tolist()], dtype=np.float32)
         # with a threshold some hits drop out after lookup, so none can be skipped
         hit_limit = want if query.min_score is None else None
-        hits = _annotate(engine._to_hits(cos, ids, query.group, hit_limit), fused if strategy in ("rrf", "score_sum") else None, ids, matched, qmod, calibration, query)
+        late = scores if strategy in ("rrf", "score_sum") else None
+        hits = _annotate(to_hits(index.catalog, cos, ids, query.group, hit_limit), late, ids,
+                         matched, qmod, scales, query)
         exhausted = fetch >= limit or (floor is not None and len(cos) and float(cos.min()) < floor)
         if shortcut and len(hits) < want and exhausted:  # grouping ate the candidates
-            return rank(engine, query, given, fused=fused, full_filter=True)
+            return rank(index, query, given, calibration=calibration, sample=sample, fused=fused,
+                        full_filter=True)
         if len(hits) >= want or exhausted:
             return hits[query.offset : want]
         n *= 4
 
 
-def _annotate(hits: list[Hit], fused: np.ndarray | None, ids: np.ndarray, matched: set[int], qmod: str, calibration, query: Query) -> list[Hit]:  # noqa: ANN001
+def _annotate(hits: list[Hit], fused: np.ndarray | None, ids: np.ndarray, matched: set[int],
+              qmod: str, calibration: Calibration, query: Query) -> list[Hit]:
     """Relevance, keyword flags and fused scores on the hits; the min_score threshold."""
     fused_of = dict(zip(ids.tolist(), fused.tolist())) if fused is not None else {}
     out = []
@@ -242,3 +246,49 @@ def _annotate(hits: list[Hit], fused: np.ndarray | None, ids: np.ndarray, matche
             hit.path = first
         out.append(hit)
     return out
+
+
+def to_hits(
+    catalog: Catalog, scores: np.ndarray, ids: np.ndarray, group: bool, limit: int | None = None
+) -> list[Hit]:
+    """Hits for candidate ``ids`` in order (one per item with ``group``), at most ``limit``.
+
+    Metadata is read only for as many candidates as the hits still wanted need, so a
+    query over-fetched for grouping does not pay a lookup for every candidate.
+    """
+    keep = ids >= 0
+    score_list, ids_list = scores[keep].tolist(), ids[keep].tolist()
+    hits: list[Hit] = []
+    seen: set[int] = set()
+    infos: dict[int, SegmentInfo] = {}
+    looked = 0
+    for pos, (score, seg_id) in enumerate(zip(score_list, ids_list)):
+        if limit is not None and len(hits) >= limit:
+            break
+        if pos >= looked:
+            todo = len(ids_list) if limit is None else max(8, 2 * (limit - len(hits)))
+            infos = catalog.segments(ids_list[pos : pos + todo])
+            looked = pos + todo
+        info = infos.get(seg_id)
+        if info is None or not info.paths:  # deleted since the store snapshot
+            continue
+        if group:
+            if info.content_id in seen:
+                continue
+            seen.add(info.content_id)
+        hits.append(
+            Hit(
+                id=seg_id,
+                path=info.path,
+                modality=info.modality,
+                score=score,
+                content_id=info.content_id,
+                paths=info.paths,
+                snippet=info.text,
+                char_start=info.char_start,
+                char_end=info.char_end,
+                start_s=info.start_s,
+                end_s=info.end_s,
+            )
+        )
+    return hits

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _default_db() -> Path:
     return Path.home() / ".local" / "share" / "crossfind" / "index"
+
+
+_TRUE = {"1", "true", "yes", "on"}
+# the evaluation and training data: ``../shared/data`` beside the checkout
+_SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 class Settings(BaseSettings):
@@ -57,8 +63,34 @@ class Settings(BaseSettings):
     # the response says so): a query's cost stays bounded whatever the recording's length
     max_query_audio_s: float = Field(30.0, gt=0)
     roots: list[Path] = Field(default_factory=list, description="folders POST /api/index indexes")
+    # ONNX Runtime intra-op threads; None: up to 2 (the cores). `crossfind serve` sets 1
+    onnx_threads: int | None = None
+    # "module:function" hooks (comma-separated) that register more encoder families
+    extra_encoders: str = ""
+    # evaluation, training and benchmarks
+    shared_data: Path = Field(_SHARED_DATA, description="captioned sets and audio manifests")
+    bench_api_workers: int = 1
+    # Hugging Face's own variables (read here too, so nothing else reads the environment)
+    hf_hub_offline: str = Field("", validation_alias="HF_HUB_OFFLINE")
+    transformers_offline: str = Field("", validation_alias="TRANSFORMERS_OFFLINE")
+    hf_hub_cache: str = Field("", validation_alias=AliasChoices("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"))
+    hf_home: str = Field("", validation_alias="HF_HOME")
+    xdg_cache_home: str = Field("", validation_alias="XDG_CACHE_HOME")
+
+    @property
+    def offline(self) -> bool:
+        """True when the environment forbids hub access (HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE)."""
+        return any(v.strip().lower() in _TRUE for v in (self.hf_hub_offline, self.transformers_offline))
+
+    @property
+    def hf_cache(self) -> Path:
+        """The Hugging Face hub cache, where huggingface_hub itself would look."""
+        if self.hf_hub_cache:
+            return Path(self.hf_hub_cache).expanduser()
+        home = self.hf_home or str(Path(self.xdg_cache_home or "~/.cache") / "huggingface")
+        return Path(home).expanduser() / "hub"
 
 
-def get_settings(**overrides: object) -> Settings:
+def get_settings(**overrides: Any) -> Settings:
     """Settings from the environment, with non-None ``overrides`` (CLI flags) on top."""
     return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from search.settings import get_settings
+
 REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = Path(os.environ.get("CROSSFIND_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED_DATA = get_settings().shared_data
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -36,7 +36,7 @@ class FakeEncoder(Encoder):
                 out[i] += word_vector(w, self.dim)
         return l2_normalize(out)
 
-    def preprocess_image(self, image) -> np.ndarray:  # noqa: ANN001
+    def preprocess_image(self, image) -> np.ndarray:
         return np.asarray(image.resize((8, 8)), dtype=np.float32).mean(axis=(0, 1)) / 255.0
 
     def encode_image_arrays(self, arrays: np.ndarray) -> np.ndarray:

@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from search.encoders.base import Encoder
@@ -44,8 +43,6 @@ class BodyLimit:
         )
         for name, value in scope.get("headers", []):
             if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
-                from starlette.responses import JSONResponse
-
                 await JSONResponse({"status": 413, "message": message}, 413)(scope, receive, send)
                 return
         seen = 0
@@ -60,24 +57,6 @@ class BodyLimit:
             return msg
 
         await self.app(scope, limited, send)
-
-
-def _openapi(app: FastAPI) -> dict[str, Any]:
-    """The schema, minus the CLI-only local path fields of a query part."""
-    if app.openapi_schema is None:
-        schema = get_openapi(
-            title=app.title,
-            version=app.version,
-            description=app.description,
-            routes=app.routes,
-        )
-        for model in schema.get("components", {}).get("schemas", {}).values():
-            props = model.get("properties", {})
-            if "image_path" in props and "image_b64" in props:
-                props.pop("image_path")
-                props.pop("audio_path", None)
-        app.openapi_schema = schema
-    return app.openapi_schema
 
 
 def create_app(
@@ -116,6 +95,5 @@ def create_app(
     app.include_router(api.router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 1_000_000 * _BODY_FACTOR))
     return app

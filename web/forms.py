@@ -56,8 +56,8 @@ class FormQuery:
                 parts=[QueryPart(**p) for p in parts],
                 k=self.k,
                 offset=self.offset,
-                fusion=self.fusion,  # type: ignore[arg-type]
-                filters=Filters(modality=self.modality or None),  # type: ignore[arg-type]
+                fusion=self.fusion,
+                filters=Filters(modality=self.modality or None),
             )
         except ValidationError as exc:
             raise Unprocessable(validation_message(exc.errors())) from None
@@ -82,9 +82,9 @@ async def read_upload(upload: UploadFile | None, kind: str, max_bytes: int) -> b
     if (
         major in ("text", "image", "audio", "video", "font", "model", "multipart", "message")
         and major != kind
+        and not (kind == "audio" and declared in ("video/webm", "video/ogg", "video/mp4"))
     ):
-        if not (kind == "audio" and declared in ("video/webm", "video/ogg", "video/mp4")):
-            raise UnsupportedMedia(f"the {kind} field got a {declared} file; send an {kind} file")
+        raise UnsupportedMedia(f"the {kind} field got a {declared} file; send an {kind} file")
     data = await upload.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"the {kind} file is over the {max_bytes // 1_000_000} MB upload cap")
@@ -94,16 +94,14 @@ async def read_upload(upload: UploadFile | None, kind: str, max_bytes: int) -> b
 
 
 def check_query(query: Query, max_bytes: int) -> None:
-    """Refuse what an API client may not ask: local paths (CLI only), ids no row can have,
-    oversized media.
+    """Refuse what an API client may not ask: ids no row can have, oversized media (local
+    paths cannot be asked: the request schema has none, ``web.schemas.QueryPart``).
 
     Raises:
-        Unprocessable: a part names a local path or an impossible item id.
+        Unprocessable: an impossible item id.
         PayloadTooLarge: a decoded image/audio part is over the upload cap.
     """
     for part in query.parts:
-        if part.image_path is not None or part.audio_path is not None:
-            raise Unprocessable("image_path/audio_path are for the CLI; send image_b64/audio_b64")
         if part.item_id is not None and part.item_id > MAX_ID:
             raise Unprocessable(f"item_id: no item has an id over {MAX_ID}")
         data = part.image_b64 if part.image_b64 is not None else part.audio_b64

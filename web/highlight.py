@@ -9,7 +9,10 @@ from markupsafe import Markup, escape
 _WORD = re.compile(r"\w+", re.UNICODE)
 # words too common to be worth marking
 _STOP = frozenset(
-    "a an and are as at be by for from has in is it its of on or that the to was were with".split()
+    [
+        "a", "an", "and", "are", "as", "at", "be", "by", "for", "from", "has", "in", "is", "it",
+        "its", "of", "on", "or", "that", "the", "to", "was", "were", "with",
+    ]
 )
 
 

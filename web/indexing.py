@@ -9,20 +9,32 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from search.encoders.base import Encoder
+from search.engine import Engine
 from search.errors import BadRequest, Conflict
 from search.index import Index
 from search.settings import Settings
-
-if TYPE_CHECKING:
-    from web.services import Services
 
 log = logging.getLogger(__name__)
 
 # index_paths(paths, index, encoder, settings) -> report (indexer.pipeline's signature)
 IndexFn = Callable[[list[Path], Index, Encoder, Settings], Any]
+
+
+class Host(Protocol):
+    """What a job needs of the server's services (``web.services.Services``)."""
+
+    settings: Settings
+    db: Path
+
+    @property
+    def engine(self) -> Engine | None: ...
+
+    def load_encoder(self) -> Encoder: ...
+
+    def open_engine(self) -> Engine: ...
 
 
 def _default_index_fn() -> IndexFn:
@@ -47,7 +59,7 @@ def _report_json(report: Any) -> dict[str, Any]:
 class IndexJob:
     """The state of the one background indexing run a server allows at a time."""
 
-    def __init__(self, services: Services, index_fn: IndexFn | None = None) -> None:
+    def __init__(self, services: Host, index_fn: IndexFn | None = None) -> None:
         self.services = services
         self.index_fn = index_fn
         self.state = "idle"
@@ -87,10 +99,7 @@ class IndexJob:
     def _run(self, fn: IndexFn, roots: list[Path]) -> None:
         services = self.services
         try:
-            if services.engine is not None:
-                encoder = services.engine.encoder
-            else:
-                encoder = services.load_encoder()
+            encoder = services.engine.encoder if services.engine is not None else services.load_encoder()
             with Index.open_for_write(services.db, encoder.id, encoder.dim) as index:
                 report = fn(roots, index, encoder, services.settings)
             self.report = _report_json(report)

@@ -4,11 +4,33 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from search.query import Query
+from search import query as core
 
-# the JSON body of POST /api/search is the core's typed query, passed through unchanged
+
+# The request models carry the core's names, so /openapi.json names them QueryPart and Query.
+class QueryPart(core.PartFields):
+    """One part of an HTTP query: text, base64 media or an indexed item; never a local path."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_local_paths(cls, data: Any) -> Any:
+        if isinstance(data, dict) and ("image_path" in data or "audio_path" in data):
+            raise ValueError("image_path/audio_path are for the CLI; send image_b64/audio_b64")
+        return data
+
+
+class Query(core.QueryOptions):
+    """The JSON body of POST /api/search."""
+
+    parts: list[QueryPart] = Field(..., min_length=1, max_length=16)
+
+    def to_query(self) -> core.Query:
+        """The core query this request asks (the one place the API's schema meets the core's)."""
+        return core.Query.model_validate(self.model_dump(exclude_unset=True))
+
+
 SearchRequest = Query
 
 # a 2x2 red PNG: a query the examples in /docs can really send

@@ -18,6 +18,7 @@ import numpy as np
 from search.access import Gate
 from search.catalog import SegmentInfo
 from search.deadline import Deadline
+from search.encoders import create_encoder
 from search.encoders.base import AUDIO_SAMPLE_RATE, Encoder
 from search.engine import Engine, SearchResult, echo
 from search.errors import CrossfindError, DiskFull, NotFound, RequestTimeout, is_disk_full
@@ -106,7 +107,6 @@ class Services:
         """The encoder called ``name`` (default: the one loaded, else ``settings.model``)."""
         if self.encoder is not None and name in (None, self.encoder.id):
             return self.encoder
-        from search.encoders import create_encoder
 
         encoder = create_encoder(name or self.settings.model, self.settings.cache_dir)
         self.encoder = self.encoder or encoder

@@ -1,6 +1,6 @@
 """The projected audio encoder: log-mel -> EfficientNet-Lite0 -> the active text space.
 
-A CNN classifier (ImageNet EfficientNet-Lite0 fine-tuned on log-mels, ``search.training.audio``)
+A CNN classifier (ImageNet EfficientNet-Lite0 fine-tuned on log-mels, ``training.audio``)
 reaches any encoder's text space two ways, mixed like the bundled image path:
 
 * the label bridge: classifier probabilities (top ``top_k``) mixing the text embeddings of the
@@ -16,6 +16,7 @@ logged warning when the weights are missing or unreadable, never a traceback.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Sequence
 from importlib import resources
@@ -24,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from search.checkpoints import AudioCheckpoint, FrontEnd
 from search.encoders.audio_labels import prompts
 from search.encoders.base import AUDIO_SAMPLE_RATE, l2_normalize
+from search.hashing import file_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -35,11 +38,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "audio_effnet_lite0.pt"
-FORMAT = 1
 N_FFT, HOP, N_MELS, FMIN, FMAX = 1024, 320, 128, 20.0, 8000.0
 LOG_EPS = 1e-6
-FEATURE_DIM = 1280
-MIN_SECONDS = 1.0  # shorter windows are zero-padded (checkpoints say how far: "min_seconds")
 PAD_QUANTUM = AUDIO_SAMPLE_RATE // 2  # and to a multiple of 0.5 s, so batching never changes a vector
 BATCH = 16
 PROBE_MIN_COS = 0.99
@@ -54,126 +54,35 @@ def shipped_weights() -> Path:
     return Path(str(resources.files("search.encoders") / "weights" / WEIGHTS_FILE))
 
 
-# -- the network ------------------------------------------------------------------------------
-def build_net(n_classes: int, proj_dim: int | None, pretrained: bool) -> torch.nn.Module:
-    """EfficientNet-Lite0 over 3-channel log-mels, with a class head and an optional projection.
-
-    ``pretrained`` starts from the bundled ImageNet weights (training); loading shipped weights
-    builds the bare structure.
-    """
-    import torch
-    from efficientnet_lite_pytorch import EfficientNet
-
-    if pretrained:
-        from search.encoders.onnx_image import pretrained_efficientnet
-
-        backbone = pretrained_efficientnet()
-    else:
-        backbone = EfficientNet.from_name("efficientnet-lite0")
-    backbone._fc = torch.nn.Identity()  # the ImageNet head is not used
-    for m in backbone.modules():
-        # efficientnet_pytorch sets BN momentum 0.01: running stats would lag ImageNet's for
-        # hundreds of steps, and a short fine-tune evaluates with the wrong statistics
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.momentum = 0.1
-
-    class AudioNet(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.backbone = backbone
-            self.dropout = torch.nn.Dropout(0.2)
-            self.classifier = torch.nn.Linear(FEATURE_DIM, n_classes)
-            self.projection = torch.nn.Linear(FEATURE_DIM, proj_dim) if proj_dim else None
-
-        def features(self, mel: torch.Tensor) -> torch.Tensor:
-            """Normalised log-mel [n, mels, frames] -> pooled features [n, 1280]."""
-            x = mel[:, None].expand(-1, 3, -1, -1)
-            return self.backbone._avg_pooling(self.backbone.extract_features(x)).flatten(1)
-
-        def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-            feats = self.features(mel)
-            dropped = self.dropout(feats)
-            proj = self.projection(dropped) if self.projection is not None else None
-            return self.classifier(dropped), feats, proj
-
-    return AudioNet()
-
-
-def ensemble(nets: Sequence[torch.nn.Module]) -> torch.nn.Module:
-    """Networks of one vocabulary and front end as one: mean logits, features and projections.
-
-    Runs trained from the same ImageNet start on the same rows with other seeds make different
-    mistakes; averaging them is the ensemble ``train-audio --combine`` builds.
-    """
-    import torch
-
-    class Ensemble(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.members = torch.nn.ModuleList(nets)
-            self.projection = nets[0].projection  # shape of the output, for callers that ask
-
-        def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-            outs = [m(mel) for m in self.members]
-            logits = torch.stack([o[0] for o in outs]).mean(dim=0)
-            feats = torch.stack([o[1] for o in outs]).mean(dim=0)
-            proj = None if outs[0][2] is None else torch.stack([o[2] for o in outs]).mean(dim=0)
-            return logits, feats, proj
-
-    return Ensemble()
-
-
-def load_net(ckpt: dict[str, Any]) -> torch.nn.Module:
+def load_net(ckpt: AudioCheckpoint) -> torch.nn.Module:
     """The checkpoint's network in eval mode: one, or the ensemble of ``state`` and ``members``."""
-    probe = ckpt.get("text_probe")
+    probe = ckpt.text_probe
     proj_dim = int(probe.shape[1]) if probe is not None else None
+    from search.encoders.audio_nets import AudioEnsemble, build_net  # heavy: torch
+
     nets = []
-    for state in [ckpt["state"], *ckpt.get("members", [])]:
-        net = build_net(len(ckpt["labels"]), proj_dim, pretrained=False)
+    for state in [ckpt.state, *ckpt.members]:
+        net = build_net(len(ckpt.labels), proj_dim, pretrained=False)
         net.load_state_dict({k: v.float() for k, v in state.items()})
         nets.append(net)
-    net = nets[0] if len(nets) == 1 else ensemble(nets)
-    return net.eval()
-
-
-def build_digit_net() -> torch.nn.Module:
-    """The spoken-digit expert: 4 conv blocks over the first second of log-mel -> 10 digits."""
-    import torch
-    from torch import nn
-
-    def block(cin: int, cout: int) -> list[nn.Module]:
-        return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(), nn.MaxPool2d(2)]
-
-    class DigitNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.body = nn.Sequential(*block(1, 16), *block(16, 32), *block(32, 64), *block(64, 96))
-            self.head = nn.Sequential(nn.Dropout(0.2), nn.Linear(96, 10))
-
-        def forward(self, mel: torch.Tensor) -> torch.Tensor:
-            return self.head(self.body(mel[:, None]).mean(dim=(2, 3)))
-
-    return DigitNet()
+    return (nets[0] if len(nets) == 1 else AudioEnsemble(nets)).eval()
 
 
 def noise_floor(fb: np.ndarray, bits: int = 8, factor: float = 4.0) -> np.ndarray:
     """Per-mel-band power of white noise ``factor`` times ``bits``-bit quantisation noise.
 
-    Added to the mel power before the log, it hides detail under about -47 dBFS (8 bits, x4):
-    the 8-bit training copy of ESC-50 and 16-bit recordings then give near-identical log-mels
-    (mean |difference| 0.09 nats against 0.56 with the 1e-6 floor; bins off by more than a
-    factor e: 0.2 % against 18 %), so quantisation noise stops being a cue the network learns.
+    Added to the mel power before the log, it hides detail under about -47 dBFS (8 bits, x4),
+    so 8-bit and 16-bit recordings give near-identical log-mels and quantisation noise stops
+    being a cue the network learns (measured in ``MODEL_CARD_audio.md``).
     """
     step = 2.0 / 2**bits
     window_energy = float((np.hanning(N_FFT + 1)[:-1] ** 2).sum())  # torch's periodic Hann
     return (factor * step**2 / 12.0 * window_energy * np.asarray(fb, np.float64).sum(axis=1)).astype(np.float32)
 
 
-def stored_floor(stored: dict[str, Any]) -> np.ndarray | None:
-    """The noise floor a checkpoint (or its ``digit_front``) stores; None: the first
-    checkpoints' 1e-6."""
-    floor = stored.get("mel_floor")
-    return None if floor is None else floor.float().numpy()
+def stored_floor(front: FrontEnd) -> np.ndarray | None:
+    """The noise floor of a checkpoint's front end; None: the first checkpoints' 1e-6."""
+    return None if front.mel_floor is None else front.mel_floor.float().numpy()
 
 
 def silence_bands(floor: np.ndarray | None) -> np.ndarray:
@@ -204,9 +113,9 @@ class LogMel:
                       else torch.as_tensor(np.asarray(floor, np.float32)).reshape(-1, 1))
 
     @classmethod
-    def stored(cls, stored: dict[str, Any], fb: np.ndarray | None) -> LogMel:
-        """The front end a checkpoint (or its ``digit_front``) was trained with."""
-        return cls(float(stored["mel_mean"]), float(stored["mel_std"]), fb, stored_floor(stored))
+    def stored(cls, front: FrontEnd, fb: np.ndarray | None) -> LogMel:
+        """The front end a checkpoint (or its digit expert) was trained with."""
+        return cls(front.mel_mean, front.mel_std, fb, stored_floor(front))
 
     def raw(self, waves: torch.Tensor) -> torch.Tensor:
         """float32[n, samples] -> unstandardised log-mel [n, 128, frames]."""
@@ -221,7 +130,7 @@ class LogMel:
         return (self.raw(waves) - self.mean) / self.std
 
 
-def pad_length(n: int, min_seconds: float = MIN_SECONDS) -> int:
+def pad_length(n: int, min_seconds: float) -> int:
     return max(int(min_seconds * AUDIO_SAMPLE_RATE), -(-n // PAD_QUANTUM) * PAD_QUANTUM)
 
 
@@ -229,40 +138,42 @@ def pad_length(n: int, min_seconds: float = MIN_SECONDS) -> int:
 class AudioModel:
     """An ``AudioHead``: windows -> vectors in one encoder's text space."""
 
-    def __init__(self, ckpt: dict[str, Any], encoder: Encoder, *, use_projection: bool | None = None):
-        self.labels: list[str] = list(ckpt["labels"])
-        self.temperature = float(ckpt.get("temperature", 1.0))
-        self.top_k = int(ckpt.get("top_k", 10))
-        self.min_seconds = float(ckpt.get("min_seconds", MIN_SECONDS))
-        probe = ckpt.get("text_probe")
-        self.net = load_net(ckpt)
-        # loudness normalisation's gain cap (None: recorded levels); format-1 files before it: 30 dB
-        self.max_gain_db: float | None = ckpt.get("max_gain_db", 30.0)
-        fb = ckpt.get("mel_fb")
+    def __init__(self, ckpt: AudioCheckpoint, encoder: Encoder, *, use_projection: bool | None = None):
+        from search.encoders.audio_nets import FEATURE_DIM, DigitNet  # heavy: torch
+
+        self.feature_dim = FEATURE_DIM
+        self.labels: list[str] = list(ckpt.labels)
+        self.temperature = float(ckpt.temperature)
+        self.top_k = int(ckpt.top_k)
+        self.min_seconds = float(ckpt.min_seconds)
+        probe = ckpt.text_probe
+        self.net: Any = load_net(ckpt)  # its .projection is read
+        self.max_gain_db = ckpt.max_gain_db
+        fb = ckpt.mel_fb
         fb_np = None if fb is None else fb.float().numpy()
-        self.front = LogMel.stored(ckpt, fb_np)
+        self.front = LogMel.stored(ckpt.front, fb_np)
         self.digits = None  # the spoken-digit expert: (its net, the digit labels' columns)
         # its own front end when it was trained on another one (None: it reads the main log-mel)
         self.digit_front: tuple[LogMel, float | None] | None = None
-        if ckpt.get("digit_state") is not None:
-            digit_net = build_digit_net()
-            digit_net.load_state_dict({k: v.float() for k, v in ckpt["digit_state"].items()})
+        if ckpt.digit_state is not None:
+            digit_net = DigitNet()
+            digit_net.load_state_dict({k: v.float() for k, v in ckpt.digit_state.items()})
             digit_net.eval()
             self.digits = (digit_net, [self.labels.index(str(d)) for d in range(10)])
-            df = ckpt.get("digit_front")
+            df = ckpt.digit_front
             if df is not None:
-                self.digit_front = (LogMel.stored(df, fb_np), df.get("max_gain_db"))
+                self.digit_front = (LogMel.stored(df, fb_np), df.max_gain_db)
         self.label_vectors = label_embeddings(encoder, self.labels)
         fits = probe is not None and _same_space(self.label_vectors, probe.float().numpy())
         self.projection_fits = fits
         if use_projection is None:
             use_projection = fits
         elif use_projection and not fits:
-            raise ValueError(f"the audio projection was trained for {ckpt.get('text_space')!r}, "
+            raise ValueError(f"the audio projection was trained for {ckpt.text_space!r}, "
                              f"not for encoder {encoder.id!r}")
-        self.alpha = float(ckpt.get("alpha", 0.5)) if use_projection else 1.0
+        self.alpha = float(ckpt.alpha) if use_projection else 1.0
         mode = "mix" if 0.0 < self.alpha < 1.0 else ("bridge" if self.alpha == 1.0 else "proj")
-        self.id = f"audio-effnet-lite0-v{FORMAT}:{mode}"
+        self.id = f"audio-effnet-lite0-v{ckpt.format_version}:{mode}"
         self.fingerprint = self.id  # load_audio_head adds the weights' hash
         self._lock = threading.Lock()
 
@@ -273,7 +184,7 @@ class AudioModel:
 
         n = len(waveforms)
         logits = np.zeros((n, len(self.labels)), np.float32)
-        feats = np.zeros((n, FEATURE_DIM), np.float32)
+        feats = np.zeros((n, self.feature_dim), np.float32)
         proj = None if self.net.projection is None else np.zeros((n, self.net.projection.out_features), np.float32)
         by_len: dict[int, list[int]] = {}
         for i, w in enumerate(waveforms):
@@ -337,7 +248,7 @@ def mix(logits: np.ndarray, proj: np.ndarray | None, label_vectors: np.ndarray, 
 
     ``route``: classes an expert decides inside the bridge (the spoken digits); a clip's
     probability mass on them moves its mix to the bridge, since the projection knows only what
-    the main network knows (on digit clips: 0.44 validation accuracy against the expert's 0.99).
+    the main network knows, which is far weaker on digits than the expert (see the model card).
     """
     bridged = bridge(logits, label_vectors, temperature, top_k)
     if proj is None or alpha >= 1.0:
@@ -355,14 +266,28 @@ def _batch(waves: list[np.ndarray], length: int, max_gain_db: float | None) -> t
     gain capped at ``max_gain_db``) unless that is None."""
     import torch
 
-    from search.audio import normalize_loudness
-
     out = np.zeros((len(waves), length), np.float32)
     for row, w in enumerate(waves):
         if max_gain_db is not None:
             w = normalize_loudness(w, max_gain_db)
         out[row, : min(len(w), length)] = w[:length]
     return torch.from_numpy(out)
+
+
+# loudness normalisation of a window: to this RMS, with at most this gain
+TARGET_RMS_DB = -20.0
+MAX_GAIN_DB = 30.0
+
+
+def normalize_loudness(waveform: np.ndarray, max_gain_db: float = MAX_GAIN_DB) -> np.ndarray:
+    """Scale to ``TARGET_RMS_DB`` RMS; quiet input gains at most ``max_gain_db`` so that hiss is
+    not blown up to speech level."""
+    x = np.asarray(waveform, dtype=np.float32)
+    rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) if x.size else 0.0
+    if rms <= 0.0:
+        return x
+    gain_db = min(TARGET_RMS_DB - 20 * math.log10(rms), max_gain_db)
+    return (x * 10 ** (gain_db / 20)).astype(np.float32)
 
 
 def label_embeddings(encoder: Encoder, labels: Sequence[str]) -> np.ndarray:
@@ -380,13 +305,6 @@ def label_embeddings(encoder: Encoder, labels: Sequence[str]) -> np.ndarray:
     return vectors
 
 
-def _file_sha256(path: Path) -> str:
-    import hashlib
-
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
-
-
 def _same_space(vectors: np.ndarray, probe: np.ndarray) -> bool:
     if vectors.shape != probe.shape:
         return False
@@ -394,19 +312,9 @@ def _same_space(vectors: np.ndarray, probe: np.ndarray) -> bool:
     return float(cos.min()) >= PROBE_MIN_COS
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The weights file as a dict; raises ``ValueError`` naming what is wrong."""
-    import torch
-
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ValueError(f"{path} does not exist") from None
-    except Exception as exc:  # noqa: BLE001 - pickle/zip errors come in many types
-        raise ValueError(f"{path} is not a readable audio checkpoint ({exc})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a format-{FORMAT} crossfind audio checkpoint")
-    return ckpt
+def read_checkpoint(path: Path) -> AudioCheckpoint:
+    """The weights file; raises ``ValueError`` naming what is wrong."""
+    return AudioCheckpoint.load(path)
 
 
 def load_audio_head(encoder: Encoder, path: Path | None = None) -> AudioModel | None:
@@ -414,7 +322,7 @@ def load_audio_head(encoder: Encoder, path: Path | None = None) -> AudioModel | 
     path = path or shipped_weights()
     try:
         head = AudioModel(read_checkpoint(path), encoder)
-        head.fingerprint = f"{head.id}@{_file_sha256(path)[:16]}"
+        head.fingerprint = f"{head.id}@{file_sha256(path)[:16]}"
         return head
     except ImportError as exc:
         log.warning("audio encoder unavailable: %s; install crossfind's dependencies "

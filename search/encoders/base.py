@@ -72,13 +72,12 @@ class Encoder(ABC):
         no audio weights fit this encoder's text space (audio is then skipped, not an error)."""
         if not self._audio_loaded:
             self._audio_loaded = True
-            try:
-                from search.encoders.audio import load_audio_head
-            except ModuleNotFoundError:
-                self._audio_head = None
-            else:
-                self._audio_head = load_audio_head(self)
+            self._audio_head = self._load_audio_head()
         return self._audio_head  # type: ignore[return-value]
+
+    def _load_audio_head(self) -> AudioHead | None:
+        """The encoder's audio model (called once); encoders with audio weights override it."""
+        return None
 
     def fingerprint(self, modality: Modality | str) -> str | None:
         """What identifies the model that embeds ``modality`` beyond ``id`` (which an index is
@@ -115,7 +114,7 @@ class Encoder(ABC):
         """16 kHz mono float32 waveforms (one window each) -> float32[n, dim], L2-normalised."""
         head = self.audio_head()
         if head is None:
-            self._require(Modality.AUDIO)
+            raise ModalityNotSupported(f"encoder {self.id!r} has no audio encoder")
         return head.encode(waveforms)
 
     def encode(self, modality: Modality | str, batch: Sequence) -> np.ndarray:

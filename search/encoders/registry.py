@@ -56,6 +56,8 @@ def _ensure_builtins() -> None:
     if "bundled" in _FACTORIES:
         return
 
+    # the families load on first use: they pull in the encoders' model code, which imports
+    # ``search.audio``, itself a user of this package (an import at the top would be a cycle)
     def bundled(spec: str, cache_dir: Path | None) -> Encoder:
         from search.encoders.bundled import BundledEncoder
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from search.store.base import VectorStore
+from search.store.faiss_store import FaissStore
 from search.store.spec import BACKENDS, StoreOptions, StoreSpec
 
 _BACKENDS = set(BACKENDS)
@@ -18,16 +19,12 @@ _BACKENDS = set(BACKENDS)
 def create_store(dim: int, backend: str = "faiss", factory: str = "Flat") -> VectorStore:
     """A new empty store. ``factory`` is the backend's index description (FAISS factory string)."""
     if backend == "faiss":
-        from search.store.faiss_store import FaissStore
-
         return FaissStore(dim, factory=factory)
     raise ValueError(f"unknown vector store backend {backend!r}; known: {sorted(_BACKENDS)}")
 
 
 def load_store(path: Path, backend: str = "faiss") -> VectorStore:
     if backend == "faiss":
-        from search.store.faiss_store import FaissStore
-
         return FaissStore.load(path)
     raise ValueError(f"unknown vector store backend {backend!r}; known: {sorted(_BACKENDS)}")
 

@@ -59,7 +59,8 @@ class AnnBase:
         """The stored float32 matrix of an exact (Flat) index, without a copy; else None."""
         if not self.exact or self.n == 0:
             return None
-        return faiss.rev_swig_ptr(self.index.get_xb(), self.n * self.index.d).reshape(self.n, -1)
+        xb = self.index.get_xb()  # type: ignore[attr-defined]  # an IndexFlat here
+        return faiss.rev_swig_ptr(xb, self.n * self.index.d).reshape(self.n, -1)
 
     def search(
         self, queries: np.ndarray, k: int, bitmap: np.ndarray | None = None, fraction: float = 1.0
@@ -72,12 +73,13 @@ class AnnBase:
         if self._ivf is not None:
             nprobe = self.params["nprobe"]
             widened = min(self._ivf.nlist, math.ceil(nprobe / max(fraction, 1e-6)))
-            params = faiss.SearchParametersIVF(nprobe=widened, sel=sel)
+            params = faiss.SearchParametersIVF(nprobe=widened, sel=sel)  # type: ignore[call-arg]
         elif self._hnsw is not None:
             ef = max(self.params["efSearch"], k)
-            params = faiss.SearchParametersHNSW(efSearch=min(4096, int(ef / max(fraction, 0.05))), sel=sel)
+            ef = min(4096, int(ef / max(fraction, 0.05)))
+            params = faiss.SearchParametersHNSW(efSearch=ef, sel=sel)  # type: ignore[attr-defined]
         else:
-            params = faiss.SearchParameters(sel=sel) if sel is not None else None
+            params = faiss.SearchParameters(sel=sel) if sel is not None else None  # type: ignore[call-arg]
         scores, pos = self.index.search(queries, min(k, self.n), params=params)
         return scores, pos
 

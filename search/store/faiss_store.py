@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -33,7 +34,7 @@ class FaissStore(VectorStore):
                 # data; 128 gave ~0.99 (tests/search/test_store.py). It is saved with the index.
                 inner.hnsw.efSearch = _HNSW_EF_SEARCH
             index = faiss.IndexIDMap2(inner)
-        self.index = index
+        self.index: Any = index  # faiss's type hints lack most attributes
         self._ids: np.ndarray | None = None  # ids() cached until the next add/remove
         self._max_id: int | None = None  # ids above it are new without looking at the rest
 
@@ -104,7 +105,7 @@ class FaissStore(VectorStore):
         allowed = np.ascontiguousarray(allowed, dtype=np.int64).reshape(-1)
         if len(allowed) <= _EXACT_FILTER_MAX:
             return self._search_exact(queries, k, allowed)
-        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))
+        params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(allowed))  # type: ignore[call-arg]
         scores, found = self.index.search(queries, k, params=params)
         if (found < 0).any() and self._is_approximate():
             # graph/cluster search can run dry under a tight filter; the exact path cannot
@@ -160,9 +161,8 @@ class FaissStore(VectorStore):
     def save(self, path: Path) -> None:
         # through Python's file: a full disk raises OSError there, where FAISS's own file
         # writer only prints its failed fclose and leaves a truncated file to rename
-        write_atomically(
-            Path(path), lambda fh: faiss.write_index(self.index, faiss.PyCallbackIOWriter(fh.write))
-        )
+        writer = faiss.PyCallbackIOWriter  # type: ignore[attr-defined]  # absent from faiss's hints
+        write_atomically(Path(path), lambda fh: faiss.write_index(self.index, writer(fh.write)))
 
     @classmethod
     def load(cls, path: Path) -> FaissStore:

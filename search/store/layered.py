@@ -149,10 +149,7 @@ class LayeredStore(VectorStore):
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         out = np.zeros((len(ids), self.dim), dtype=np.float32)
         have = np.zeros(len(ids), dtype=bool)
-        if self.masked:
-            dead = np.isin(ids, self.masked_array())
-        else:
-            dead = np.zeros(len(ids), dtype=bool)
+        dead = np.isin(ids, self.masked_array()) if self.masked else np.zeros(len(ids), dtype=bool)
         for held, matrix in ((self.tail_ids, self.tail_vectors),
                              (self.base.ids, self.base.flat_vectors()) if self.base else (None, None)):
             if held is None or matrix is None or not len(held):
@@ -316,7 +313,10 @@ def _top(scores: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.nd
     if len(ids) == 0:
         return out_s, out_i
     n = min(k, len(ids))
-    top = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < len(ids) else np.broadcast_to(np.arange(len(ids)), (len(scores), len(ids)))
+    if n < len(ids):
+        top = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    else:
+        top = np.broadcast_to(np.arange(len(ids)), (len(scores), len(ids)))
     order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
     out_s[:, :n] = np.take_along_axis(scores, top, axis=1)

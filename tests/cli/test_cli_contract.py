@@ -90,7 +90,7 @@ def test_index_json_report_and_exit_codes(tmp_path, capsys, monkeypatch, fake_cl
 class _Other:
     """Stand-in for another encoder family (only its id and dim are read before the clash)."""
 
-    def __new__(cls):  # noqa: ANN204 - returns a FakeEncoder with another id
+    def __new__(cls):
         from tests.fakes import FakeEncoder
 
         return FakeEncoder(dim=16, id="other")
@@ -147,7 +147,7 @@ def test_search_info_and_queries_json_contract(corpus, tmp_path, capsys, bundled
     loads = []
     real_create = registry.create_encoder
 
-    def counting_create(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+    def counting_create(*a, **kw):
         loads.append(a[0])
         return real_create(*a, **kw)
 

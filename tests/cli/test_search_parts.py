@@ -9,7 +9,7 @@ from cli.search import build_query
 from search.errors import BadRequest
 
 
-def _query(*argv: str):  # noqa: ANN202
+def _query(*argv: str):
     args = build_parser().parse_args(["search", *argv])
     return build_query(args, args.query)
 

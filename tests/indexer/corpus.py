@@ -95,5 +95,5 @@ class CountingEncoder(FakeEncoder):
         self.embedded["audio"] += len(waveforms)
         return super().encode_audio(waveforms)
 
-    def audio_head(self):  # noqa: ANN201
+    def audio_head(self):
         return super().audio_head() if self.audio else None

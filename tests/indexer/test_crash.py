@@ -25,7 +25,7 @@ from tests.indexer.conftest import assert_consistent
 from tests.indexer.corpus import image, text
 
 REPO = Path(__file__).resolve().parents[2]
-WORDS = "river stone cloud forest lamp window garden bridge candle harbour meadow".split()
+WORDS = ["river", "stone", "cloud", "forest", "lamp", "window", "garden", "bridge", "candle", "harbour", "meadow"]
 N_TEXT, N_IMAGES = 24, 24
 
 

@@ -31,7 +31,7 @@ from tests.indexer.conftest import assert_consistent
 from tests.indexer.corpus import CountingEncoder, image, text
 
 REPO = Path(__file__).resolve().parents[2]
-WORDS = "river stone cloud forest lamp window garden bridge candle harbour meadow".split()
+WORDS = ["river", "stone", "cloud", "forest", "lamp", "window", "garden", "bridge", "candle", "harbour", "meadow"]
 
 
 def _message(db: Path) -> str:
@@ -131,7 +131,7 @@ def _sqlite_full(index: Index, spare_pages: int = 2) -> None:
         pages = con.exec_driver_sql("PRAGMA page_count").scalar()
 
     @event.listens_for(engine, "connect")
-    def cap(dbapi_conn, _record):  # noqa: ANN001
+    def cap(dbapi_conn, _record):
         dbapi_conn.execute(f"PRAGMA max_page_count={pages + spare_pages}")
 
     engine.dispose()
@@ -197,7 +197,7 @@ def test_no_room_for_the_manifest(tmp_path, monkeypatch):
     encoder = CountingEncoder()
     real_replace = os.replace
 
-    def replace(src, dst, *args, **kwargs):  # noqa: ANN001, ANN202
+    def replace(src, dst, *args, **kwargs):
         if str(dst).endswith("index.json"):
             _enospc()
         return real_replace(src, dst, *args, **kwargs)

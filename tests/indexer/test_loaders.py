@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from indexer.loaders import LoaderConfig, Loaded, Skip, load, probe, set_config
+from indexer.loaders import Loaded, LoaderConfig, Skip, load, probe, set_config
 from tests.fakes import FakeEncoder
 
 
@@ -16,7 +16,7 @@ def test_a_large_rotated_jpeg_is_decoded_reduced_but_stored_at_its_shown_size(tm
     Image.fromarray(pixels).save(path, quality=90, exif=exif)
     seen = []
 
-    def preprocess(image):  # noqa: ANN001, ANN202 - records what the encoder would get
+    def preprocess(image):
         seen.append(image.size)
         return FakeEncoder().preprocess_image(image)
 
@@ -102,10 +102,10 @@ def test_streamed_recordings_are_indexed_window_by_window(tmp_path, monkeypatch)
     index.close()
 
 
-def _with_stream_after(n: int):  # noqa: ANN202 - wraps the dataclass __init__
+def _with_stream_after(n: int):
     original = LoaderConfig.__init__
 
-    def init(self, *args, **kwargs):  # noqa: ANN001, ANN202
+    def init(self, *args, **kwargs):
         kwargs.setdefault("stream_audio_after", n)
         original(self, *args, **kwargs)
 

@@ -15,7 +15,7 @@ class VersionedEncoder(CountingEncoder):
         super().__init__()
         self.weights = weights
 
-    def audio_head(self):  # noqa: ANN201
+    def audio_head(self):
         head = super().audio_head()
         head.fingerprint = f"fake-audio@{self.weights}"
         return head

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,15 +10,14 @@ import soundfile as sf
 
 from search.audio import (
     SR,
-    TARGET_RMS_DB,
     audio_duration,
     decode_audio_bytes,
     iter_windows,
     load_audio,
-    normalize_loudness,
     window_spans,
     windows_of,
 )
+from search.encoders.audio import TARGET_RMS_DB, normalize_loudness
 from search.errors import UnsupportedMedia
 
 
@@ -195,7 +193,7 @@ def test_cancelled_query_audio_stops_between_batches():
     calls = []
 
     class Counting(FakeEncoder):
-        def encode_audio(self, waveforms):  # noqa: ANN001, ANN202
+        def encode_audio(self, waveforms):
             calls.append(len(waveforms))
             deadline.cancel()  # the web layer gave up while this batch ran
             return super().encode_audio(waveforms)

@@ -74,7 +74,7 @@ def _fold4(shared_data: Path) -> dict[str, list[Path]]:
     return {k: sorted(v) for k, v in by_label.items()}
 
 
-def _add_audio(index: Index, encoder, path: Path) -> list[int]:  # noqa: ANN001
+def _add_audio(index: Index, encoder, path: Path) -> list[int]:
     windows = list(iter_windows(path))
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
     size = path.stat().st_size

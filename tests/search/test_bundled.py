@@ -9,8 +9,8 @@ import pytest
 
 from search.encoders.bundled import preprocess
 from search.encoders.imagenet import TEMPLATES, load_class_table
-from search.evaluation import read_captions
 from search.media import open_image
+from training.evaluation import read_captions
 
 pytestmark = pytest.mark.models
 

@@ -1,4 +1,3 @@
-import numpy as np
 
 from search.catalog import SegmentIn
 from search.engine import Engine

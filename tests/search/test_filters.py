@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
 from datetime import datetime, timezone
+from fnmatch import fnmatchcase
 
 import numpy as np
 import pytest
@@ -38,7 +38,7 @@ def corpus(tmp_path_factory):
     index.close()
 
 
-def _brute(vectors: np.ndarray, meta: dict, q: np.ndarray, keep, k: int) -> list[int]:  # noqa: ANN001
+def _brute(vectors: np.ndarray, meta: dict, q: np.ndarray, keep, k: int) -> list[int]:
     segs = [s for s, (i, p) in meta.items() if keep(i, p)]
     return sorted(segs, key=lambda s: -float(vectors[meta[s][0]] @ q))[:k]
 
@@ -136,9 +136,11 @@ def test_broad_filters_checked_on_candidates_give_the_exact_order(corpus, filter
         q = l2_normalize(np.random.default_rng(seed).standard_normal(DIM))[0]
         for k, offset in ((10, 0), (10, 30)):
             query = Query(parts=[QueryPart(text="x")], k=k, offset=offset, filters=filters, hybrid=False)
-            listed = ranking.rank(engine, query, q[None, :], full_filter=True)
+            listed = ranking.rank(engine.index, query, q[None, :], calibration=engine.calibration,
+                                  sample=engine._sample, full_filter=True)
             hits = engine.search_embedded(query, q[None, :])
-            assert [h.id for h in hits] == [h.id for h in listed] == _brute(vectors, meta, q, keep, N)[offset : offset + k]
+            expected = _brute(vectors, meta, q, keep, N)[offset : offset + k]
+            assert [h.id for h in hits] == [h.id for h in listed] == expected
     taken: list[object] = []
     original = ranking._broad_filter
 

@@ -13,7 +13,7 @@ from tests.search.synthetic import engine_over
 WORDS = ("red", "blue", "green", "cat", "dog", "house", "tree", "river", "car", "bird", "sun", "moon")
 
 
-def _add_text(index, enc, path: str, text: str) -> int:  # noqa: ANN001
+def _add_text(index, enc, path: str, text: str) -> int:
     _, ids = index.catalog.add_content(
         f"sha-{path}", "text", len(text), [SegmentIn(text=text, char_start=0, char_end=len(text))],
         [(path, len(text), 1)],
@@ -58,7 +58,10 @@ def test_exact_phrase_and_file_name(text_index):
     assert hits[0].id == ids["named"] and hits[0].path.endswith("quarterly_budget_2024.txt")
 
 
-@pytest.mark.parametrize("text", ['foo" OR', '"', "NEAR(a b", "a* -b ^c", "AND OR NOT", "col:val", "(((", "'; DROP TABLE x; --", "ünïcödé straße"])
+@pytest.mark.parametrize(
+    "text",
+    ['foo" OR', '"', "NEAR(a b", "a* -b ^c", "AND OR NOT", "col:val", "(((", "'; DROP TABLE x; --", "ünïcödé straße"],
+)
 def test_fts_syntax_in_user_text_never_raises(text_index, text):
     engine, index, _ = text_index
     found = keyword_ids(index.catalog, text)

@@ -91,7 +91,7 @@ def chromium(width: int = 1280, height: int = 900) -> Iterator[object]:
         shutil.rmtree(profile, ignore_errors=True)
 
 
-def wait_for(driver: object, condition, timeout: float = 15.0):  # noqa: ANN001, ANN201
+def wait_for(driver: object, condition, timeout: float = 15.0):
     from selenium.webdriver.support.ui import WebDriverWait
 
     return WebDriverWait(driver, timeout).until(condition)

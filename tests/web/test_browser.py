@@ -36,20 +36,20 @@ canvas.toBlob((blob) => {
 """
 
 
-def _cards(driver) -> list:  # noqa: ANN001
+def _cards(driver) -> list:
     from selenium.webdriver.common.by import By
 
     return driver.find_elements(By.CSS_SELECTOR, "#results li.card")
 
 
-def _ids(driver) -> list[int]:  # noqa: ANN001
+def _ids(driver) -> list[int]:
     # read in one script call: the grid may be swapped between two WebDriver calls
     return driver.execute_script(
         "return [...document.querySelectorAll('#results li.card')].map(c => +c.dataset.id)"
     )
 
 
-def _shot(driver, tmp_path: Path, name: str) -> Path:  # noqa: ANN001
+def _shot(driver, tmp_path: Path, name: str) -> Path:
     out = Path(os.environ.get("CROSSFIND_SCREENSHOTS", tmp_path)) / f"{name}.png"
     out.parent.mkdir(parents=True, exist_ok=True)
     driver.save_screenshot(str(out))

@@ -61,7 +61,7 @@ def test_a_thumbnail_that_cannot_be_cached_is_still_served(tmp_path, monkeypatch
     corpus = build_corpus(tmp_path)
     real_mkstemp = tempfile.mkstemp
 
-    def full_mkstemp(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def full_mkstemp(*args, **kwargs):
         fd, path = real_mkstemp(*args, **kwargs)
         os.close(fd)
         return os.open("/dev/full", os.O_WRONLY), path  # every write: ENOSPC, from the kernel

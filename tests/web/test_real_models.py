@@ -27,7 +27,7 @@ def _rows(folder: Path, split: str | None = None) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def real_index(shared_data, bundled_encoder, tmp_path_factory):  # noqa: ANN001, ANN201
+def real_index(shared_data, bundled_encoder, tmp_path_factory):
     from indexer.pipeline import index_paths
 
     photos = _rows(shared_data / "flickr8k_1k", "test")

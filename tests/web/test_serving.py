@@ -12,7 +12,7 @@ from web.app import create_app
 
 
 @pytest.fixture()
-def fake_family(monkeypatch):  # noqa: ANN001, ANN201
+def fake_family(monkeypatch):
     """Registers the fake encoder under its id, counting how often one is built."""
     built: list[FakeEncoder] = []
 
@@ -95,7 +95,7 @@ def test_concurrent_text_queries_share_model_calls():
     enc = FakeEncoder()
     sizes: list[int] = []
 
-    def slow_batch(texts):  # noqa: ANN001, ANN202 - a model call that takes a while
+    def slow_batch(texts):
         sizes.append(len(texts))
         time.sleep(0.05)
         return enc.encode_text(texts)
@@ -121,7 +121,7 @@ def test_a_failing_model_call_fails_its_whole_round():
     from search.errors import ModelUnavailable
     from web.batching import TextBatcher
 
-    def broken(texts):  # noqa: ANN001, ANN202
+    def broken(texts):
         raise ModelUnavailable("weights missing")
 
     batcher = TextBatcher(broken)

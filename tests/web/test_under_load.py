@@ -51,7 +51,7 @@ def _read_response(sock: socket.socket) -> tuple[int, bytes]:
 class _Failing(FakeEncoder):
     """Raises an unexpected error (a bug, as far as the server knows) for the text "boom"."""
 
-    def encode_text(self, texts):  # noqa: ANN001, ANN201
+    def encode_text(self, texts):
         if "boom" in texts:
             raise RuntimeError("boom")
         return super().encode_text(texts)

@@ -61,7 +61,7 @@ async def search(
 ) -> dict[str, Any]:
     """One query of weighted parts. Image/audio parts carry base64 bytes; `item_id` is "more
     like this" for a result id. Results carry URLs for the media and (images) a thumbnail."""
-    return await _run(request, services, query)
+    return await _run(request, services, query.to_query())
 
 
 @reads.post(

@@ -14,14 +14,19 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
-from search.encoders.audio import build_digit_net, silence_bands, stored_floor
+from search.checkpoints import AudioCheckpoint
+from search.encoders.audio import read_checkpoint, silence_bands, stored_floor
+from search.encoders.audio_nets import DigitNet
 from search.errors import BadRequest
-from search.training.audio_data import FPS, ClipSet
-from search.training.audio_eval import classification_metrics
+from training.audio_data import FPS, ClipSet
+from training.audio_eval import classification_metrics
 
 log = logging.getLogger(__name__)
 
@@ -34,15 +39,13 @@ def is_digit_set(clips: ClipSet) -> bool:
 
 def train_digit_expert(train: ClipSet, val: ClipSet, mean: float, std: float, seed: int = 0,
                        epochs: int = 24, report: Callable[[str], None] = log.info,
-                       floor: np.ndarray | None = None) -> dict[str, object]:
+                       floor: np.ndarray | None = None) -> dict[str, Any]:
     """Train the expert; returns {"state", "val_accuracy", "seconds"} (best epoch on ``val``);
     ``floor`` is the log-mels' per-band noise floor (None: 1e-6)."""
-    import torch
-
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     t0 = time.time()
-    net = build_digit_net()
+    net = DigitNet()
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-3)
     steps = epochs * math.ceil(len(train.labels) / 64)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
@@ -77,36 +80,32 @@ def train_digit_expert(train: ClipSet, val: ClipSet, mean: float, std: float, se
     return {"state": best, "val_accuracy": best_acc, "seconds": round(time.time() - t0, 1)}
 
 
-def _inputs(clips: ClipSet, mean: float, std: float):  # noqa: ANN202 - torch tensor
-    import torch
+def _inputs(clips: ClipSet, mean: float, std: float):
 
     mels = clips.mels[:, :, :FPS].astype(np.float32)
     return (torch.from_numpy(mels) - mean) / std
 
 
-def attach_digit_expert(ckpt: dict, train: list[ClipSet], val: list[ClipSet], seed: int,
-                        report: Callable[[str], None] = log.info) -> dict[str, object] | None:
-    """Train the expert on the digit manifest among ``train`` (if any) and store it in ``ckpt``."""
+def attach_digit_expert(ckpt: AudioCheckpoint, train: list[ClipSet], val: list[ClipSet], seed: int,
+                        report: Callable[[str], None] = log.info
+                        ) -> tuple[AudioCheckpoint, dict[str, object] | None]:
+    """``ckpt`` with an expert trained on the digit manifest among ``train`` (if any), and what
+    training it reported."""
     for tr, va in zip(train, val):
-        if is_digit_set(tr) and all(d in ckpt["labels"] for d in DIGITS):
-            result = train_digit_expert(tr, va, ckpt["mel_mean"], ckpt["mel_std"], seed, report=report,
-                                        floor=stored_floor(ckpt))
-            ckpt["digit_state"] = {k: v.half() for k, v in result["state"].items()}
-            return {"digit_expert_val_accuracy": result["val_accuracy"],
-                    "digit_expert_seconds": result["seconds"]}
-    return None
+        if is_digit_set(tr) and all(d in ckpt.labels for d in DIGITS):
+            result = train_digit_expert(tr, va, ckpt.mel_mean, ckpt.mel_std, seed, report=report,
+                                        floor=stored_floor(ckpt.front))
+            state = {k: v.half() for k, v in result["state"].items()}
+            return replace(ckpt, digit_state=state), {"digit_expert_val_accuracy": result["val_accuracy"],
+                                                      "digit_expert_seconds": result["seconds"]}
+    return ckpt, None
 
 
-def reuse_digit_expert(ckpt: dict, source: Path) -> dict[str, object]:
-    """Copy ``source``'s digit expert into ``ckpt`` with the front end it was trained on
-    (its log-mel statistics and loudness rule), so it reads exactly what it learned from."""
-    from search.encoders.audio import read_checkpoint
-
+def reuse_digit_expert(ckpt: AudioCheckpoint, source: Path) -> tuple[AudioCheckpoint, dict[str, object]]:
+    """``ckpt`` with ``source``'s digit expert and the front end it was trained on (its log-mel
+    statistics and loudness rule), so it reads exactly what it learned from."""
     src = read_checkpoint(source)
-    if src.get("digit_state") is None:
+    if src.digit_state is None:
         raise BadRequest(f"{source} has no digit expert; train without --digits-from")
-    ckpt["digit_state"] = src["digit_state"]
-    ckpt["digit_front"] = src.get("digit_front") or {
-        "mel_mean": float(src["mel_mean"]), "mel_std": float(src["mel_std"]),
-        "max_gain_db": src.get("max_gain_db", 30.0), "mel_floor": src.get("mel_floor")}
-    return {"digit_expert": f"reused from {Path(source).name}"}
+    return (replace(ckpt, digit_state=src.digit_state, digit_front=src.digit_front or src.front),
+            {"digit_expert": f"reused from {Path(source).name}"})

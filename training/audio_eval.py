@@ -16,7 +16,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from search.audio import load_audio, windows_of
+from search.encoders.audio import AudioModel, label_embeddings
 from search.encoders.audio_labels import canonical
+from search.encoders.base import l2_normalize
+from search.errors import BadRequest, ModalityNotSupported, UnsupportedMedia
+from training.audio_data import read_manifest
 
 if TYPE_CHECKING:
     from search.encoders.base import Encoder
@@ -24,20 +29,20 @@ if TYPE_CHECKING:
 
 def classification_metrics(true: Sequence[int], pred: Sequence[int], n_classes: int) -> dict[str, float]:
     """accuracy, macro recall and macro F1 (classes absent from ``true`` are left out)."""
-    true, pred = np.asarray(true), np.asarray(pred)
+    y, p = np.asarray(true), np.asarray(pred)
     recalls, f1s = [], []
     for c in range(n_classes):
-        support = int((true == c).sum())
+        support = int((y == c).sum())
         if support == 0:
             continue
-        tp = int(((true == c) & (pred == c)).sum())
-        predicted = int((pred == c).sum())
+        tp = int(((y == c) & (p == c)).sum())
+        predicted = int((p == c).sum())
         recall = tp / support
         precision = tp / predicted if predicted else 0.0
         recalls.append(recall)
         f1s.append(2 * precision * recall / (precision + recall) if tp else 0.0)
     return {
-        "accuracy": round(float((true == pred).mean()) if len(true) else 0.0, 4),
+        "accuracy": round(float((y == p).mean()) if len(y) else 0.0, 4),
         "macro_recall": round(float(np.mean(recalls)) if recalls else 0.0, 4),
         "macro_f1": round(float(np.mean(f1s)) if f1s else 0.0, 4),
     }
@@ -46,12 +51,12 @@ def classification_metrics(true: Sequence[int], pred: Sequence[int], n_classes: 
 def text_to_audio_recall(label_vectors: np.ndarray, clip_vectors: np.ndarray, true: Sequence[int],
                          ks: tuple[int, ...] = (1, 5)) -> dict[str, float]:
     """R@k of label-prompt queries over clips, for labels that have at least one clip."""
-    true = np.asarray(true)
-    present = sorted(set(true.tolist()))
+    y = np.asarray(true)
+    present = sorted(set(y.tolist()))
     order = np.argsort(-(label_vectors[present] @ clip_vectors.T), axis=1)
     out = {}
     for k in ks:
-        hits = [bool((true[order[i, :k]] == c).any()) for i, c in enumerate(present)]
+        hits = [bool((y[order[i, :k]] == c).any()) for i, c in enumerate(present)]
         out[f"R@{k}"] = round(float(np.mean(hits)), 4)
     return out
 
@@ -59,7 +64,7 @@ def text_to_audio_recall(label_vectors: np.ndarray, clip_vectors: np.ndarray, tr
 def shared_space_metrics(clip_vectors: np.ndarray, label_vectors: np.ndarray, true: Sequence[int]) -> dict:
     """Nearest-prompt classification + text->audio recall, both through the shared space."""
     pred = np.argmax(clip_vectors @ label_vectors.T, axis=1)
-    out: dict[str, object] = classification_metrics(true, pred, len(label_vectors))
+    out: dict[str, object] = dict(classification_metrics(true, pred, len(label_vectors)))
     out["t2a"] = text_to_audio_recall(label_vectors, clip_vectors, true)
     return out
 
@@ -77,12 +82,6 @@ def evaluate_manifest(encoder: Encoder, manifest: Path, split: str, *, window_s:
     ``exclude``: (column, value) pairs; rows of the split with that value are left out (and
     counted as ``excluded``), e.g. UrbanSound8K rows that share a recording with ESC-50 fold 4.
     """
-    from search.audio import load_audio, windows_of
-    from search.encoders.audio import AudioModel, label_embeddings
-    from search.encoders.base import l2_normalize
-    from search.errors import BadRequest, ModalityNotSupported, UnsupportedMedia
-    from search.training.audio_data import read_manifest
-
     head = encoder.audio_head()
     if head is None:
         raise ModalityNotSupported(f"encoder {encoder.id!r} has no audio encoder (weights missing?)")

@@ -14,7 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import torch
 
+from search.audio import load_audio, trim_silence
+from search.encoders.audio import LogMel, normalize_loudness
 from search.encoders.audio_labels import canonical
 from search.errors import BadRequest, UnsupportedMedia
 
@@ -58,8 +62,6 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
 
 def clip_seconds(rows: list[dict[str, str]]) -> float:
     """The stored length per clip for a manifest: its longest clip, 1 to 5 s."""
-    import soundfile as sf
-
     longest = max(sf.info(r["path"]).duration for r in rows[: min(len(rows), 400)])
     return float(min(5.0, max(1.0, np.ceil(longest))))
 
@@ -97,11 +99,6 @@ def compute_mels(paths: list[str], seconds: float, batch: int = 64,
                  max_gain_db: float | None = 30.0) -> np.ndarray:
     """Raw log-mels (float16) of each clip's trimmed first ``seconds``, loudness-normalised
     with gain capped at ``max_gain_db`` (None: levels as recorded)."""
-    import torch
-
-    from search.audio import load_audio, normalize_loudness, trim_silence
-    from search.encoders.audio import LogMel
-
     n_samples = int(seconds * 16_000)
     front = LogMel()
     out: list[np.ndarray] = []
@@ -141,7 +138,7 @@ def holdout(clips: ClipSet, fraction: float, seed: int, group_col: str | None = 
         groups = [clips.rows[i].get(group_col) or str(i) for i in idx] if group_col else [str(i) for i in idx]
         uniq = sorted(set(groups))
         rng.shuffle(uniq)
-        want, taken = max(1, round(fraction * len(idx))), set()
+        want, taken = max(1, round(fraction * len(idx))), set[str]()
         for g in uniq:
             if sum(groups.count(t) for t in taken) >= want:
                 break
@@ -151,12 +148,10 @@ def holdout(clips: ClipSet, fraction: float, seed: int, group_col: str | None = 
 
 
 # -- augmentation (torch, on standardised log-mels) -------------------------------------------
-def augment(x, noise_bank, rng: np.random.Generator, silence):  # noqa: ANN001, ANN201
+def augment(x, noise_bank, rng: np.random.Generator, silence):
     """Random gain, circular time shift, background-noise mixing and SpecAugment masks on a
     batch [n, mels, frames] of raw log-mels (natural-log power; in place, returns x);
     ``silence`` is what masks and padding become: a float or a per-band [mels, 1] tensor."""
-    import torch
-
     n, n_mels, frames = x.shape
     # +-6 dB, as natural-log power
     gain = torch.from_numpy(rng.uniform(-6, 6, n).astype(np.float32)) * float(np.log(10) / 10)

@@ -14,6 +14,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -69,7 +70,7 @@ def evaluate_captions(
     *,
     batch_size: int = 32,
     progress: Callable[[int, int], None] | None = None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """Index the split's images and captions into a temporary index and measure retrieval.
 
     Returns ``{"t2i": {"R@1","R@5","R@10","median_rank"}, "i2t": {...}, "n_images",

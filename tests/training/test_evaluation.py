@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from search.errors import BadRequest
-from search.evaluation import evaluate_captions, read_captions
+from training.evaluation import evaluate_captions, read_captions
 
 pytestmark = [pytest.mark.models, pytest.mark.shared_data]
 

@@ -15,8 +15,8 @@ import torch
 from search.audio import SR
 from search.encoders.audio import LogMel, load_audio_head, noise_floor, read_checkpoint
 from search.errors import BadRequest
-from search.training.audio import TrainConfig, combine_runs, split_sets, train_audio
-from search.training.audio_data import augment, load_clipset, with_floor
+from training.audio import TrainConfig, combine_runs, split_sets, train_audio
+from training.audio_data import augment, load_clipset, with_floor
 
 LABELS = ("siren", "rain", "clock_tick")
 
@@ -61,7 +61,7 @@ def synthetic(tmp_path_factory) -> Path:
     return _manifest(tmp_path_factory.mktemp("synth"), {"train": 20, "test": 4}, seed=0)
 
 
-def _config(synthetic: Path, folder: Path, **kw) -> TrainConfig:  # noqa: ANN003
+def _config(synthetic: Path, folder: Path, **kw) -> TrainConfig:
     return TrainConfig(manifests=[synthetic], out=folder / f"audio-{kw.get('seed', 0)}.pt", cache_dir=folder / "cache",
                        crop_s=1.0, batch=8, threads=2, **{"epochs": 6, **kw})
 
@@ -87,8 +87,9 @@ def test_train_audio_writes_a_checkpoint_that_classifies_unseen_clips(synthetic,
     assert 0.0 <= summary["alpha"] <= 1.0 and summary["temperature"] in (0.5, 1.0, 2.0)
 
     ckpt = read_checkpoint(cfg.out)
-    assert ckpt["labels"] == sorted(LABELS) and ckpt["text_space"] == bundled_encoder.id
-    np.testing.assert_allclose(ckpt["mel_floor"].numpy(), noise_floor(LogMel().fb.numpy()), rtol=1e-6)
+    assert ckpt.labels == sorted(LABELS) and ckpt.text_space == bundled_encoder.id
+    assert ckpt.mel_floor is not None and ckpt.min_seconds == 2.5 and ckpt.format_version == 1
+    np.testing.assert_allclose(ckpt.mel_floor.numpy(), noise_floor(LogMel().fb.numpy()), rtol=1e-6)
 
     head = load_audio_head(bundled_encoder, cfg.out)
     assert head is not None and head.projection_fits
@@ -168,8 +169,7 @@ def test_runs_on_the_same_rows_combine_into_an_ensemble(synthetic, bundled_encod
 
     # a run trained on other rows (its log-mel statistics differ) is refused, not averaged in
     foreign = read_checkpoint(other.out)
-    foreign["mel_mean"] = float(foreign["mel_mean"]) + 0.5
-    torch.save(foreign, tmp_path / "foreign.pt")
+    replace(foreign, mel_mean=foreign.mel_mean + 0.5).save(tmp_path / "foreign.pt")
     with pytest.raises(BadRequest, match="other rows"):
         combine_runs(cfg, [cfg.out, tmp_path / "foreign.pt"], encoder=bundled_encoder)
     with pytest.raises(BadRequest, match="two or more"):

@@ -1,7 +1,6 @@
 """Train the bundled encoder's image projection: EfficientNet-Lite0 features -> MiniLM space.
 
-    .venv/bin/python -m search.training.image_projection \\
-        --out search/encoders/weights/bundled_image_projection.npz
+    crossfind train-image-projection --out search/encoders/weights/bundled_image_projection.npz
 
 Recipe: a small MLP (or linear map) trained with symmetric InfoNCE against the MiniLM
 embeddings of the captions (a random one of the five per photo each epoch) on the *train*
@@ -13,20 +12,23 @@ so a rerun takes seconds; ``--seed`` makes it reproducible.
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
+from search.checkpoints import ProjectionWeights
 from search.encoders.base import l2_normalize
-from search.evaluation import read_captions
+from search.encoders.bundled import BundledEncoder
 from search.media import open_image
+from training.config import ProjectionConfig
+from training.evaluation import read_captions
 
 log = logging.getLogger("crossfind.training")
 
@@ -47,7 +49,7 @@ class Split:
     owner: np.ndarray  # [m] photo index of each caption
 
 
-def load_split(encoder, data_root: Path, cache_dir: Path, dataset: str, split: str,  # noqa: ANN001
+def load_split(encoder, data_root: Path, cache_dir: Path, dataset: str, split: str,
                sentence_weight: float) -> Split:
     """Backbone outputs + caption embeddings of a split, from the cache or computed once;
     ``bridge`` holds the label bridge's vectors with this weight on its top-5 sentence."""
@@ -101,8 +103,6 @@ def train_head(train: list[Split], dev: list[Split], hidden: int, temperature: f
                mean: np.ndarray, std: np.ndarray) -> tuple[list[tuple[np.ndarray, np.ndarray]], float, int]:
     """InfoNCE training with early stopping on dev R@5 (projection alone).
     Returns (layers as numpy (w, b), best dev score, best epoch)."""
-    import torch
-
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     feats = np.concatenate([s.features for s in train])
@@ -145,20 +145,19 @@ def train_head(train: list[Split], dev: list[Split], hidden: int, temperature: f
             loss.backward()
             opt.step()
         sched.step()
-        score = np.mean([t2i_recall(_project(model, s.features, mean, std), s.captions, s.owner)
-                         for s in dev])
+        score = float(np.mean([t2i_recall(_project(model, s.features, mean, std), s.captions, s.owner)
+                               for s in dev]))
         if score > best:
             best, best_epoch = score, epoch + 1
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_state)
+    if best_state is not None:
+        model.load_state_dict(best_state)
     linears = [m for m in model if isinstance(m, torch.nn.Linear)]
     out = [(m.weight.detach().numpy().T.copy(), m.bias.detach().numpy().copy()) for m in linears]
     return out, float(best), best_epoch
 
 
-def _project(model, features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:  # noqa: ANN001
-    import torch
-
+def _project(model, features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     model.eval()
     with torch.no_grad():
         out = model(torch.from_numpy((features - mean) / std).float()).numpy()
@@ -198,38 +197,15 @@ def mix(s: Split, projected: np.ndarray, alpha: float) -> np.ndarray:
     return l2_normalize(alpha * s.bridge + (1 - alpha) * projected)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="where to write the .npz")
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get(
-        "CROSSFIND_SHARED_DATA", Path(__file__).resolve().parents[2].parent / "shared" / "data")))
-    parser.add_argument("--cache-dir", type=Path, help="default: settings.cache_dir")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--hidden", type=int, nargs="+", default=[1024],
-                        help="hidden width(s) to try; 0 = linear")
-    parser.add_argument("--temperature", type=float, nargs="+", default=[0.03])
-    parser.add_argument("--lr", type=float, nargs="+", default=[1e-3])
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--dropout", type=float, nargs="+", default=[0.6])
-    parser.add_argument("--sentence-weight", type=float, default=0.0,
-                        help="bridge: weight of the top-5 sentence embedding in the mix (it costs "
-                             "a MiniLM pass per photo and made no difference on dev)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest under load)")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-
-    import torch
-
-    from search.encoders.bundled import BundledEncoder
-    from search.settings import get_settings
-
-    torch.set_num_threads(args.threads)
-    cache_dir = args.cache_dir or get_settings().cache_dir
+def train_projection(cfg: ProjectionConfig) -> dict[str, Any]:
+    """Train every grid point of ``cfg``, write the best on dev to ``cfg.out``; returns its
+    hyper-parameters and dev scores."""
+    torch.set_num_threads(cfg.threads)
+    cache_dir = cfg.cache_dir
     encoder = BundledEncoder("bridge", cache_dir)
-    train = [load_split(encoder, args.data, cache_dir, d, s, args.sentence_weight)
+    train = [load_split(encoder, cfg.data, cache_dir, d, s, cfg.sentence_weight)
              for d, s in TRAIN]
-    dev = [load_split(encoder, args.data, cache_dir, d, s, args.sentence_weight) for d, s in DEV]
+    dev = [load_split(encoder, cfg.data, cache_dir, d, s, cfg.sentence_weight) for d, s in DEV]
     feats = np.concatenate([s.features for s in train])
     mean, std = feats.mean(0), feats.std(0) + 1e-3
     for s in dev:
@@ -237,49 +213,31 @@ def main(argv: list[str] | None = None) -> int:
                  t2i_recall(s.bridge, s.captions, s.owner))
 
     best: dict | None = None
-    grid = itertools.product(args.hidden, args.temperature, args.lr, args.dropout)
+    grid = itertools.product(cfg.hidden, cfg.temperature, cfg.lr, cfg.dropout)
     for hidden, temp, lr, dropout in grid:
         t0 = time.perf_counter()
-        layers, proj_score, epoch = train_head(train, dev, hidden, temp, lr, args.weight_decay,
-                                               dropout, args.epochs, args.seed, mean, std)
+        layers, proj_score, epoch = train_head(train, dev, hidden, temp, lr, cfg.weight_decay,
+                                               dropout, cfg.epochs, cfg.seed, mean, std)
         projected = [project_numpy(layers, s.features, mean, std) for s in dev]
         # alpha from the native-resolution dev photos: flickr8k_extra's are 144 px squashed
         # copies, on which the ImageNet classifier (the bridge) is handicapped
         alpha = best_alpha(dev[0], projected[0])
         per_dev = [t2i_recall(mix(s, p, alpha), s.captions, s.owner) for s, p in zip(dev, projected)]
         score = float(np.mean(per_dev))
-        cfg = {"hidden": hidden, "temperature": temp, "lr": lr, "dropout": dropout,
+        point = {"hidden": hidden, "temperature": temp, "lr": lr, "dropout": dropout,
                "epoch": epoch, "dev_r5_projection": round(proj_score, 4), "alpha": alpha,
                "dev_r5_mix": round(score, 4), "dev_r5_each": [round(v, 4) for v in per_dev]}
-        log.info("%s (%.0f s)", cfg, time.perf_counter() - t0)
+        log.info("%s (%.0f s)", point, time.perf_counter() - t0)
         if best is None or score > best["cfg"]["dev_r5_mix"]:
-            best = {"cfg": cfg, "layers": layers, "alpha": alpha}
+            best = {"cfg": point, "layers": layers, "alpha": alpha}
     assert best is not None
     for s in dev:
         p = project_numpy(best["layers"], s.features, mean, std)
         log.info("best on %s: t2i R@5 %.3f (projection alone %.3f)", s.name,
                  t2i_recall(mix(s, p, best["alpha"]), s.captions, s.owner),
                  t2i_recall(p, s.captions, s.owner))
-    save(args.out, best["layers"], mean, std, best["alpha"], args.sentence_weight,
-         {**best["cfg"], "seed": args.seed, "train": [f"{d}/{s}" for d, s in TRAIN],
-          "dev": [f"{d}/{s}" for d, s in DEV], "weight_decay": args.weight_decay})
-    log.info("wrote %s (%d bytes): %s", args.out, args.out.stat().st_size, best["cfg"])
-    return 0
-
-
-def save(path: Path, layers: list[tuple[np.ndarray, np.ndarray]], mean: np.ndarray,
-         std: np.ndarray, alpha: float, sentence_weight: float, meta: dict) -> None:
-    """fp16 weights (a few MB); ``bundled.ProjectionHead`` reads this file."""
-    arrays: dict[str, np.ndarray] = {"n_layers": np.array(len(layers)), "alpha": np.array(alpha),
-                                     "sentence_weight": np.array(sentence_weight),
-                                     "mean": mean.astype(np.float16), "std": std.astype(np.float16),
-                                     "meta": np.array(json.dumps(meta))}
-    for i, (w, b) in enumerate(layers):
-        arrays[f"w{i}"] = w.astype(np.float16)
-        arrays[f"b{i}"] = b.astype(np.float16)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **arrays)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    meta = {**best["cfg"], "seed": cfg.seed, "train": [f"{d}/{s}" for d, s in TRAIN],
+            "dev": [f"{d}/{s}" for d, s in DEV], "weight_decay": cfg.weight_decay}
+    ProjectionWeights(tuple(best["layers"]), mean, std, best["alpha"], cfg.sentence_weight, meta).save(cfg.out)
+    log.info("wrote %s (%d bytes): %s", cfg.out, cfg.out.stat().st_size, best["cfg"])
+    return dict(best["cfg"])

@@ -19,66 +19,41 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 
-from search.encoders.audio import (FORMAT, LogMel, build_net, label_embeddings, mix, noise_floor, silence_bands,
-                                   stored_floor)
+from search.checkpoints import AudioCheckpoint
+from search.encoders import create_encoder
+from search.encoders.audio import (
+    LogMel,
+    label_embeddings,
+    load_net,
+    mix,
+    noise_floor,
+    read_checkpoint,
+    silence_bands,
+    stored_floor,
+)
 from search.encoders.audio_labels import vocabulary
+from search.encoders.audio_nets import AudioEnsemble, build_net
 from search.errors import BadRequest
-from search.training.audio_data import FPS, ClipSet, augment, holdout, load_clipset, with_floor
-from search.training.audio_digits import DIGITS, attach_digit_expert, reuse_digit_expert
-from search.training.audio_eval import classification_metrics, shared_space_metrics
+from training.audio_data import FPS, ClipSet, augment, holdout, load_clipset, with_floor
+from training.audio_digits import DIGITS, attach_digit_expert, reuse_digit_expert
+from training.audio_eval import classification_metrics, shared_space_metrics
+from training.config import TrainConfig
 
 if TYPE_CHECKING:
     from search.encoders.base import Encoder
 
 log = logging.getLogger(__name__)
 
-# splits never trained on by default: test sets (ESC-50 fold 4, UrbanSound8K fold 10, FSDD test)
-HELD_OUT_SPLITS = ("test", "fold4", "fold10")
 SAME_SOURCE_COL = "esc50_fold4_same_source"
 # inference pads windows to this length; training pads short clips the same way
 MIN_SECONDS = 2.5
-
-
-@dataclass
-class TrainConfig:
-    manifests: list[Path]
-    out: Path
-    model: str = "bundled"
-    cache_dir: Path = Path.home() / ".cache" / "crossfind"
-    epochs: int = 6
-    seed: int = 0
-    val_split: str | None = None
-    val_fraction: float = 0.1
-    val_seed: int | None = None  # which rows are held out (default: ``seed``); fix it to compare runs
-    exclude_splits: tuple[str, ...] = HELD_OUT_SPLITS
-    batch: int = 32
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    crop_s: float = 2.5
-    per_epoch_clips: int = 320  # clips per epoch from each manifest after the first (CPU time)
-    patience: int = 3
-    threads: int = 1
-    top_k: int = 10
-    init: Path | None = None  # start from this checkpoint instead of ImageNet
-    # loudness normalisation's gain cap; None (default) keeps recorded levels, as FINDINGS'
-    # recipe: +30 dB on quiet 8-bit training clips made their quantisation noise a cue
-    max_gain_db: float | None = None
-    select_on_first: bool = True  # early-stop on the first manifest's validation accuracy only
-    digits_from: Path | None = None  # reuse this checkpoint's digit expert (with its front end)
-    # add a noise floor of 4x 8-bit quantisation noise to the mel power (``noise_floor``), so
-    # the 8-bit ESC-50 training copy and 16-bit recordings look alike; False: the 1e-6 floor
-    floor: bool = True
-    extra: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def holdout_seed(self) -> int:
-        return self.seed if self.val_seed is None else self.val_seed
 
 
 def split_sets(cfg: TrainConfig, floor: np.ndarray | None = None) -> tuple[list[ClipSet], list[ClipSet]]:
@@ -109,10 +84,6 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
                 encoder: Encoder | None = None) -> dict[str, object]:
     """Train, pick the mix on validation, write ``cfg.out``; returns the training summary.
     ``encoder`` is the text tower (default: ``create_encoder(cfg.model)``)."""
-    import torch
-
-    from search.encoders import create_encoder
-
     t_start = time.time()
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(cfg.threads)
@@ -133,14 +104,13 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
     net = build_net(len(labels), encoder.dim, pretrained=cfg.init is None).to(device)
     init_digits = None
     if cfg.init is not None:  # continue from a checkpoint with the same vocabulary
-        from search.encoders.audio import read_checkpoint
 
         init = read_checkpoint(cfg.init)
-        if list(init["labels"]) != labels:
+        if init.labels != labels:
             raise BadRequest(f"{cfg.init} has another label vocabulary; train without --init")
-        net.load_state_dict({k: v.float() for k, v in init["state"].items()})
-        mean, std = float(init["mel_mean"]), float(init["mel_std"])
-        init_digits = init.get("digit_state")  # the digit expert reads the same inputs: keep it
+        net.load_state_dict({k: v.float() for k, v in init.state.items()})
+        mean, std = init.mel_mean, init.mel_std
+        init_digits = init  # the digit expert reads the same inputs: keep it
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     plan = [_epoch_batches(train, cfg, np.random.default_rng(cfg.seed + e)) for e in range(cfg.epochs)]
     total_steps = sum(len(p) for p in plan)
@@ -189,7 +159,8 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
             if stale >= cfg.patience:
                 report(f"early stop: no better validation accuracy for {cfg.patience} epochs")
                 break
-    net.load_state_dict(best)
+    if best is not None:
+        net.load_state_dict(best)
     alpha, temperature, mix_table = choose_mix(net, val, labels, text, mean, std, device, cfg.top_k, silence)
     summary = {
         "labels": len(labels), "epochs_run": len(history), "best_val_accuracy": round(best_score, 4),
@@ -197,32 +168,27 @@ def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
         "train_seconds": round(time.time() - t_start, 1), "data_seconds": round(t_data, 1),
         "device": str(device), "history": history,
     }
-    ckpt = {
-        "format": FORMAT, "labels": labels, "mel_mean": mean, "mel_std": std,
-        "min_seconds": MIN_SECONDS, "max_gain_db": cfg.max_gain_db,
-        "mel_fb": fb.clone(),
-        "mel_floor": None if floor is None else torch.from_numpy(floor),
-        "state": {k: v.detach().cpu().half() for k, v in net.state_dict().items()},
-        "text_space": encoder.id, "text_probe": torch.from_numpy(text).half(),
-        "alpha": alpha, "temperature": temperature, "top_k": cfg.top_k,
-        "summary": {k: v for k, v in summary.items() if k not in ("history", "mix_on_val")},
-        "manifests": [Path(m).parent.name for m in cfg.manifests], "seed": cfg.seed,
-        "val_seed": cfg.holdout_seed,
-    }
+    ckpt = AudioCheckpoint(
+        labels=labels, mel_mean=mean, mel_std=std, min_seconds=MIN_SECONDS, max_gain_db=cfg.max_gain_db,
+        mel_fb=fb.clone(), mel_floor=None if floor is None else torch.from_numpy(floor),
+        state={k: v.detach().cpu().half() for k, v in net.state_dict().items()},
+        text_space=encoder.id, text_probe=torch.from_numpy(text).half(),
+        alpha=alpha, temperature=temperature, top_k=cfg.top_k,
+        summary={k: v for k, v in summary.items() if k not in ("history", "mix_on_val")},
+        manifests=[Path(m).parent.name for m in cfg.manifests], seed=cfg.seed, val_seed=cfg.holdout_seed,
+    )
+    digits: dict[str, object] | None
     if cfg.digits_from is not None:
-        digits = reuse_digit_expert(ckpt, cfg.digits_from)
-    elif init_digits is not None:
-        ckpt["digit_state"] = init_digits
-        if init.get("digit_front") is not None:
-            ckpt["digit_front"] = init["digit_front"]
-        digits = {"digit_expert": f"kept from {Path(cfg.init).name}"}
+        ckpt, digits = reuse_digit_expert(ckpt, cfg.digits_from)
+    elif init_digits is not None and init_digits.digit_state is not None:
+        ckpt = replace(ckpt, digit_state=init_digits.digit_state, digit_front=init_digits.digit_front)
+        digits = {"digit_expert": f"kept from {Path(str(cfg.init)).name}"}
     else:
-        digits = attach_digit_expert(ckpt, train, val, cfg.seed, report)
+        ckpt, digits = attach_digit_expert(ckpt, train, val, cfg.seed, report)
     if digits:
         summary.update(digits)
-        ckpt["summary"].update(digits)
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, cfg.out)
+        ckpt.summary.update(digits)
+    ckpt.save(cfg.out)
     return summary
 
 
@@ -231,11 +197,6 @@ def combine_runs(cfg: TrainConfig, runs: list[Path], report: Callable[[str], Non
     """``train-audio --combine``: checkpoints trained on the same rows (``--val-seed``) with other
     seeds become one ensemble (mean logits and projections); the mix is chosen again on the
     validation rows, which no member trained on. Writes ``cfg.out``; returns the summary."""
-    import torch
-
-    from search.encoders import create_encoder
-    from search.encoders.audio import ensemble, load_net, read_checkpoint
-
     if len(runs) < 2:
         raise BadRequest("--combine needs two or more checkpoints")
     ckpts = []
@@ -246,20 +207,20 @@ def combine_runs(cfg: TrainConfig, runs: list[Path], report: Callable[[str], Non
             raise BadRequest(str(exc)) from None
     first = ckpts[0]
     for path, c in zip(runs[1:], ckpts[1:]):
-        same = (list(c["labels"]) == list(first["labels"]) and c.get("text_space") == first.get("text_space")
-                and c.get("max_gain_db") == first.get("max_gain_db") and _same_tensor(c, first, "mel_floor"))
+        same = (c.labels == first.labels and c.text_space == first.text_space
+                and c.max_gain_db == first.max_gain_db and _same_tensor(c.mel_floor, first.mel_floor))
         if not same:
             raise BadRequest(f"{path} has another vocabulary, text space or front end than {runs[0]}")
     if encoder is None:
         encoder = create_encoder(cfg.model, cfg.cache_dir)
-    floor = stored_floor(first)
+    floor = stored_floor(first.front)
     train, val = split_sets(cfg, floor)
     mean, std = _mel_stats(train)
     for path, c in zip(runs, ckpts):  # the log-mel statistics pin down the training rows
-        if abs(float(c["mel_mean"]) - mean) > 1e-4 * abs(mean) or abs(float(c["mel_std"]) - std) > 1e-4 * std:
+        if abs(c.mel_mean - mean) > 1e-4 * abs(mean) or abs(c.mel_std - std) > 1e-4 * std:
             raise BadRequest(f"{path} was trained on other rows than these manifests and --val-seed "
                              f"hold out; members must share the training rows")
-    labels = list(first["labels"])
+    labels = list(first.labels)
     text = label_embeddings(encoder, labels)
     silence = silence_bands(floor)
     device = torch.device("cpu")
@@ -268,24 +229,20 @@ def combine_runs(cfg: TrainConfig, runs: list[Path], report: Callable[[str], Non
     for path, net in zip(runs, nets):
         m = validate(net, val, labels, text, mean, std, device, silence)
         members[Path(path).name] = {name: v["accuracy"] for name, v in m.items()}
-    combined = ensemble(nets).eval()
+    combined = AudioEnsemble(nets).eval()
     metrics = validate(combined, val, labels, text, mean, std, device, silence)
     for name, m in members.items():
         report(f"{name}: validation accuracy " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
     report(_format_val("ensemble", metrics))
     alpha, temperature, mix_table = choose_mix(combined, val, labels, text, mean, std, device,
-                                                int(first.get("top_k", cfg.top_k)), silence)
+                                                first.top_k, silence)
     accs = [m["accuracy"] for m in metrics.values()]
     summary = {"members": members, "val_accuracy": {name: m["accuracy"] for name, m in metrics.items()},
                "best_val_accuracy": round(float(accs[0] if cfg.select_on_first else np.mean(accs)), 4),
                "alpha": alpha, "temperature": temperature, "mix_on_val": mix_table}
-    ckpt = dict(first)
-    ckpt["members"] = [c["state"] for c in ckpts[1:]]
-    ckpt.update(alpha=alpha, temperature=temperature,
-                summary={k: v for k, v in summary.items() if k != "mix_on_val"},
-                seed=[c.get("seed") for c in ckpts])
-    cfg.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(ckpt, cfg.out)
+    replace(first, members=[c.state for c in ckpts[1:]], alpha=alpha, temperature=temperature,
+            summary={k: v for k, v in summary.items() if k != "mix_on_val"},
+            seed=[c.seed for c in ckpts]).save(cfg.out)
     return summary
 
 
@@ -299,8 +256,7 @@ def _silence_pad(silence: np.ndarray, n: int, n_mels: int, frames: int) -> np.nd
     return np.repeat(np.broadcast_to(silence, (n_mels, frames))[None], n, axis=0)
 
 
-def _same_tensor(a: dict, b: dict, key: str) -> bool:
-    x, y = a.get(key), b.get(key)
+def _same_tensor(x: torch.Tensor | None, y: torch.Tensor | None) -> bool:
     if x is None or y is None:
         return x is None and y is None
     return bool((x.float() - y.float()).abs().max() < 1e-6)
@@ -327,25 +283,25 @@ def _val_mels(clips: ClipSet, idx: np.ndarray, min_frames: int, silence: np.ndar
     return np.concatenate([mels, pad], axis=2)
 
 
-def _soft_ce(logits, target):  # noqa: ANN001, ANN202 - torch tensors
+def _soft_ce(logits, target):
     return -(target * logits.log_softmax(dim=1)).sum(dim=1).mean()
 
 
 def _epoch_batches(train: list[ClipSet], cfg: TrainConfig, rng: np.random.Generator) -> list[np.ndarray]:
     """Batches of (set, clip) pairs mixing all manifests (single-set batches would teach the
     network per-set BatchNorm statistics that inference, with running averages, never sees)."""
-    pairs = []
+    pairs: list[tuple[int, int]] = []
     for i, s in enumerate(train):
         order = rng.permutation(len(s.labels))
         if i > 0:
             order = order[: cfg.per_epoch_clips]
         pairs += [(i, j) for j in order]
-    pairs = np.array(pairs)[rng.permutation(len(pairs))]
-    return [pairs[b : b + cfg.batch] for b in range(0, len(pairs), cfg.batch) if len(pairs[b : b + cfg.batch]) > 1]
+    shuffled = np.array(pairs)[rng.permutation(len(pairs))]
+    return [shuffled[b : b + cfg.batch] for b in range(0, len(shuffled), cfg.batch)
+            if len(shuffled[b : b + cfg.batch]) > 1]
 
 
-def _val_outputs(net, clips: ClipSet, mean: float, std: float, device, silence) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
-    import torch
+def _val_outputs(net, clips: ClipSet, mean: float, std: float, device, silence) -> tuple[np.ndarray, np.ndarray]:
 
     net.eval()
     logits, projs = [], []
@@ -359,7 +315,7 @@ def _val_outputs(net, clips: ClipSet, mean: float, std: float, device, silence) 
     return np.concatenate(logits), np.concatenate(projs)
 
 
-def validate(net, val: list[ClipSet], labels, text, mean, std, device, silence) -> dict[str, dict]:  # noqa: ANN001
+def validate(net, val: list[ClipSet], labels, text, mean, std, device, silence) -> dict[str, dict]:
     """Per manifest: classifier metrics over its own vocabulary + bridge t2a recall."""
     out = {}
     for clips in val:
@@ -381,7 +337,7 @@ def _route(labels: list[str]) -> list[int] | None:
     return [labels.index(d) for d in DIGITS] if set(DIGITS) <= set(labels) else None
 
 
-def choose_mix(net, val, labels, text, mean, std, device, top_k, silence) -> tuple[float, float, list]:  # noqa: ANN001
+def choose_mix(net, val, labels, text, mean, std, device, top_k, silence) -> tuple[float, float, list]:
     """Bridge share alpha and bridge temperature maximising mean validation (shared-space
     accuracy + t2a R@1) / 2 over manifests."""
     outs = [(c, *_val_outputs(net, c, mean, std, device, silence)) for c in val if c.labels]

@@ -1,6 +1,6 @@
 """Fit the attention fusion on composed queries: flickr8k train, tuned on dev.
 
-    .venv/bin/python -m search.attention_train --out search/encoders/weights/attention_fusion.npz
+    crossfind train-attention --out search/encoders/weights/attention_fusion.npz
 
 The learned module (``search.attention.LearnedAttention``) starts at zero output, which is
 exactly the weighted average, and is trained full-batch with InfoNCE over the training photos;
@@ -11,14 +11,13 @@ grid. coco_mini and the test splits are never read here.
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import logging
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
+import torch
 
 from search.attention import (
     FEATURES,
@@ -29,8 +28,11 @@ from search.attention import (
     neighbour_scores,
     part_features,
 )
-from search.composed_eval import Corpus, ComposedQuery, build_queries, load_corpus, part_vectors
+from search.checkpoints import AttentionWeights
+from search.encoders import create_encoder
 from search.encoders.base import l2_normalize
+from training.composed_eval import ComposedQuery, Corpus, build_queries, load_corpus, part_vectors
+from training.config import AttentionConfig
 
 log = logging.getLogger("crossfind.training")
 TRAIN = (("flickr8k_1k", "train"), ("flickr8k_extra", "train"))
@@ -50,7 +52,7 @@ class Prepared:
     own: np.ndarray  # [q] the query's own photo (left out of its ranking), -1 if none
 
 
-def prepare(corpus: Corpus, encoder, queries: list[ComposedQuery]) -> Prepared:  # noqa: ANN001
+def prepare(corpus: Corpus, encoder, queries: list[ComposedQuery]) -> Prepared:
     words: dict[str, np.ndarray] = {}
     vecs = np.stack([part_vectors(corpus, encoder, q, words) for q in queries])
     ws = np.array([[p[2] for p in q.parts] for q in queries], dtype=np.float32)
@@ -108,8 +110,6 @@ def tune_heuristic(dev: Prepared, margin: float = 0.005) -> tuple[HeuristicAtten
 
 def train_learned(train: Prepared, dev: Prepared, epochs: int = 100, lr: float = 0.02,
                   temperature: float = 0.05, seed: int = 0) -> tuple[LearnedAttention, float]:
-    import torch
-
     torch.manual_seed(seed)
     nf = train.features.shape[-1]
     flat = train.features.reshape(-1, nf)
@@ -127,8 +127,8 @@ def train_learned(train: Prepared, dev: Prepared, epochs: int = 100, lr: float =
     log_w = torch.log(torch.where(pos, w, torch.ones_like(w)))
 
     def snapshot() -> LearnedAttention:
-        return LearnedAttention({"mean": mean, "std": std, "w1": w1.detach().numpy().copy(),
-                                 "b1": b1.detach().numpy().copy(), "w2": w2.detach().numpy().copy()})
+        return LearnedAttention(AttentionWeights(mean, std, w1.detach().numpy().copy(),
+                                                 b1.detach().numpy().copy(), w2.detach().numpy().copy()))
 
     best, best_r = snapshot(), mean_recall(dev, snapshot())
     for epoch in range(1, epochs + 1):
@@ -150,44 +150,28 @@ def train_learned(train: Prepared, dev: Prepared, epochs: int = 100, lr: float =
     return best, best_r
 
 
-def main(argv: list[str] | None = None) -> int:
-    import torch
-
-    from search.encoders import create_encoder
-    from search.settings import get_settings
-
-    parser = argparse.ArgumentParser(prog="python -m search.attention_train")
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "data")
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--seeds", type=int, default=1, help="query sets built per training photo")
-    parser.add_argument("--no-extra", action="store_true", help="flickr8k_1k train only")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    torch.set_num_threads(1)
-    cache = get_settings().cache_dir
+def train_attention(cfg: AttentionConfig) -> dict[str, Any]:
+    """Tune the heuristic and train the learned attention on flickr8k train (dev picks), write
+    the learned model to ``cfg.out``; returns the dev recalls."""
+    torch.set_num_threads(cfg.threads)
+    cache = cfg.cache_dir
     encoder = create_encoder("bundled", cache)
     train_parts = []
-    for dataset, split in TRAIN[:1] if args.no_extra else TRAIN:
-        corpus = load_corpus(encoder, args.data, cache, dataset, split)
-        for seed in range(args.seeds):
+    for dataset, split in TRAIN if cfg.extra else TRAIN[:1]:
+        corpus = load_corpus(encoder, cfg.data, cache, dataset, split)
+        for seed in range(cfg.seeds):
             queries = [q for q in build_queries(corpus, seed) if q.kind != "negative"]
             train_parts.append(prepare(corpus, encoder, queries))
     train = merge(train_parts)
-    dev_corpus = load_corpus(encoder, args.data, cache, *DEV[0])
+    dev_corpus = load_corpus(encoder, cfg.data, cache, *DEV[0])
     dev = prepare(dev_corpus, encoder, [q for q in build_queries(dev_corpus, 0) if q.kind != "negative"])
     weighted = mean_recall(dev, None)
     heuristic, h_r = tune_heuristic(dev)
-    learned, l_r = train_learned(train, dev, args.epochs)
-    learned.save(args.out, encoder=encoder.id)
-    print(json.dumps({  # noqa: T201 - a training script's report
+    learned, l_r = train_learned(train, dev, cfg.epochs)
+    replace(learned.weights, encoder=encoder.id).save(cfg.out)
+    return {
         "train_queries": len(train.targets), "dev_queries": len(dev.targets),
         "dev_weighted": round(weighted, 4), "dev_heuristic": round(h_r, 4),
         "heuristic": {"agree_scale": heuristic.agree_scale, "peak_scale": heuristic.peak_scale},
         "dev_learned": round(l_r, 4),
-    }))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+    }

@@ -5,14 +5,15 @@ Three kinds of query, each with one target photo (built with a fixed seed):
 * ``two_captions``: two different captions of the target, weights 1 and 1;
 * ``caption_photo``: a caption of the target (1.0) plus a *different* photo that shares the
   target's main object (0.5), e.g. "a dog runs on the beach" + another dog photo;
-* ``negative``: a caption of the target (1.0) minus a distractor concept (-0.2, the best of -0.1..-0.5 on flickr dev): the word for
+* ``negative``: a caption of the target (1.0) minus a distractor concept (-0.2, chosen on flickr
+  dev): the word for
   an object that the photo ranked highest above the target shows and the target does not.
 
 Every query runs through ``Engine.search_embedded`` over a temporary index of the photos
 (parts pre-embedded; photo parts are ``item_id`` parts, and the query's own photo is left out
 of its results), per fusion strategy, and is compared
 with each of its parts alone ("best single part": the part with the best recall on its own).
-Photos and captions come from the backbone cache of ``search.training.image_projection``.
+Photos and captions come from the backbone cache of ``training.image_projection``.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ import numpy as np
 from search.catalog import SegmentIn
 from search.encoders.base import Encoder
 from search.engine import Engine
-from search.evaluation import read_captions
 from search.index import Index
 from search.query import Query, QueryPart
+from training.evaluation import read_captions
+from training.image_projection import load_split
 
 RECALL_AT = (1, 5, 10)
 STRATEGIES = ("weighted", "attention", "attention_learned", "rrf", "score_sum")
@@ -83,8 +85,6 @@ class ComposedQuery:
 
 def load_corpus(encoder: Encoder, data_root: Path, cache_dir: Path, dataset: str, split: str) -> Corpus:
     """A split's photo and caption vectors (backbone outputs cached; see image_projection)."""
-    from search.training.image_projection import load_split
-
     # the split's bridge vectors are not used (combine() below rebuilds the image vectors)
     sp = load_split(encoder, data_root, cache_dir, dataset, split, encoder.bridge.sentence_weight)  # type: ignore[attr-defined]
     images = encoder.combine(sp.logits, sp.features)  # type: ignore[attr-defined]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.composed_eval import Corpus, build_queries, evaluate
 from search.encoders.base import l2_normalize
 from tests.fakes import FakeEncoder
+from training.composed_eval import Corpus, build_queries, evaluate
 
 SCENES = [("dog", "beach"), ("dog", "grass"), ("cat", "table"), ("man", "bike"), ("woman", "snow"),
           ("dog", "snow"), ("horse", "field"), ("boy", "ball"), ("girl", "pool"), ("car", "street")]
@@ -41,7 +41,8 @@ def test_queries_of_every_kind_follow_their_recipe(corpus):
             assert len(set(caps)) == 2
         if q.kind == "caption_photo":
             (_, photo, w), = [p for p in q.parts if p[0] == "photo"]
-            shared = {k for k, n in concepts[q.target].items() if n >= 2} & {k for k, n in concepts[photo].items() if n >= 2}
+            shared = ({k for k, n in concepts[q.target].items() if n >= 2}
+                      & {k for k, n in concepts[photo].items() if n >= 2})
             assert photo != q.target and shared and w == 0.5
         if q.kind == "negative":
             (_, word, w), = [p for p in q.parts if p[0] == "word"]
@@ -68,7 +69,7 @@ def test_flickr_test_fusion_beats_single_parts_and_learned_attention_fixes_photo
     bundled_encoder, shared_data, tmp_path
 ):
     """The README's composed-query table, in brief (flickr8k_1k test, real bundled encoder)."""
-    from search.composed_eval import load_corpus
+    from training.composed_eval import load_corpus
 
     corpus = load_corpus(bundled_encoder, shared_data, tmp_path, "flickr8k_1k", "test")
     queries = [q for q in build_queries(corpus, 0) if q.kind != "negative"]

@@ -1,0 +1,64 @@
+"""``crossfind train-image-projection`` and ``crossfind train-attention``: the offline trainers of
+the bundled encoder's learned parts (``train-audio`` lives in ``cli.audio``)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from cli.common import config_default, config_kwargs, print_json
+from training.config import AttentionConfig, ProjectionConfig
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    def default(name: str) -> object:
+        return config_default(ProjectionConfig, name)
+
+    p = sub.add_parser("train-image-projection",
+                       help="train the bundled encoder's image projection (flickr8k train, dev picks)")
+    p.add_argument("--out", type=Path, required=True, help="where to write the .npz")
+    p.add_argument("--data", type=Path, help="the shared data folder (default: settings.shared_data)")
+    p.add_argument("--cache-dir", type=Path,
+                   help="backbone and caption caches (default: settings.cache_dir)")
+    p.add_argument("--seed", type=int, default=default("seed"))
+    p.add_argument("--epochs", type=int, default=default("epochs"))
+    p.add_argument("--hidden", type=int, nargs="+", default=default("hidden"),
+                   help="hidden width(s) to try; 0 = linear")
+    p.add_argument("--temperature", type=float, nargs="+", default=default("temperature"))
+    p.add_argument("--lr", type=float, nargs="+", default=default("lr"))
+    p.add_argument("--weight-decay", type=float, default=default("weight_decay"))
+    p.add_argument("--dropout", type=float, nargs="+", default=default("dropout"))
+    p.add_argument("--sentence-weight", type=float, default=default("sentence_weight"),
+                   help="bridge: weight of the top-5 sentence embedding in the mix (it costs "
+                        "a MiniLM pass per photo)")
+    p.add_argument("--threads", type=int, default=default("threads"),
+                   help="torch threads (1 is fastest under load)")
+    p.set_defaults(func=run_projection)
+
+    p = sub.add_parser("train-attention",
+                       help="train the learned attention fusion on composed flickr8k queries")
+    p.add_argument("--out", type=Path, required=True, help="where to write the .npz")
+    p.add_argument("--data", type=Path, help="the shared data folder (default: settings.shared_data)")
+    p.add_argument("--epochs", type=int, default=config_default(AttentionConfig, "epochs"))
+    p.add_argument("--seeds", type=int, default=config_default(AttentionConfig, "seeds"),
+                   help="query sets built per training photo")
+    p.add_argument("--no-extra", dest="extra", action="store_false",
+                   help="flickr8k_1k train only")
+    p.set_defaults(func=run_attention)
+
+
+def run_projection(args: argparse.Namespace) -> int:
+    from training.image_projection import train_projection  # heavy: torch
+
+    logging.getLogger().setLevel(logging.INFO)
+    print_json(train_projection(ProjectionConfig(**config_kwargs(args, ProjectionConfig))))
+    return 0
+
+
+def run_attention(args: argparse.Namespace) -> int:
+    from training.attention import train_attention  # heavy: torch
+
+    logging.getLogger().setLevel(logging.INFO)
+    print_json(train_attention(AttentionConfig(**config_kwargs(args, AttentionConfig))))
+    return 0

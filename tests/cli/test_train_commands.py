@@ -1,0 +1,26 @@
+"""The trainers' subcommands take their defaults from the training configs (written once)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from cli import build_parser
+from cli.common import config_kwargs
+from search.settings import get_settings
+from training.config import AttentionConfig, ProjectionConfig, TrainConfig
+
+
+def test_train_commands_default_to_the_training_configs():
+    parser = build_parser()
+    args = parser.parse_args(["train-image-projection", "--out", "p.npz"])
+    assert asdict(ProjectionConfig(**config_kwargs(args, ProjectionConfig))) == asdict(ProjectionConfig(Path("p.npz")))
+    assert ProjectionConfig(Path("p.npz")).data == get_settings().shared_data
+
+    args = parser.parse_args(["train-attention", "--out", "a.npz", "--epochs", "3", "--no-extra"])
+    cfg = AttentionConfig(**config_kwargs(args, AttentionConfig))
+    assert (cfg.epochs, cfg.extra, cfg.seeds) == (3, False, AttentionConfig.seeds)
+
+    args = parser.parse_args(["train-audio", "--manifest", "m.csv", "--out", "a.pt"])
+    assert (args.epochs, args.lr, args.crop_s, args.per_epoch_clips) == (
+        TrainConfig.epochs, TrainConfig.lr, TrainConfig.crop_s, TrainConfig.per_epoch_clips)
