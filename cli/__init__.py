@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         # a write the library did not expect to fill the disk (it names its own otherwise)
         where = getattr(args, "db", None) or "the index"
-        print(f"crossfind: error: {DiskFull.writing(where).message}", file=sys.stderr)
+        print(f"crossfind: error: {DiskFull.of(exc, where).message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("crossfind: interrupted", file=sys.stderr)

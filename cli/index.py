@@ -81,6 +81,7 @@ def _check_db(db: Path) -> None:
 def run_index(args: argparse.Namespace) -> int:
     from indexer import index_paths
     from search.encoders import create_encoder
+    from search.errors import DiskFull
     from search.index import Index
     from search.store import StoreOptions, StoreSpec
 
@@ -93,14 +94,23 @@ def run_index(args: argparse.Namespace) -> int:
         settings.follow_links = True
     _check_db(settings.db)
     encoder = create_encoder(_encoder_name(args, settings.model, settings.db), settings.cache_dir)
-    with Index.open_for_write(
-        settings.db, encoder.id, encoder.dim, reindex=args.reindex, store=spec,
-        options=StoreOptions.from_settings(settings),
-    ) as index:
-        report = index_paths(
-            args.paths, index, encoder, settings, progress=not args.quiet and sys.stderr.isatty()
-        )
-        info = index.info()
+    try:
+        with Index.open_for_write(
+            settings.db, encoder.id, encoder.dim, reindex=args.reindex, store=spec,
+            options=StoreOptions.from_settings(settings),
+        ) as index:
+            report = index_paths(
+                args.paths, index, encoder, settings,
+                progress=not args.quiet and sys.stderr.isatty(),
+            )
+            info = index.info()
+    except DiskFull as exc:
+        if args.reindex:  # "nothing indexed so far is lost" would hide that the old index went
+            raise DiskFull(
+                f"no space left on device writing {settings.db}; --reindex had removed the old "
+                "index: free space and re-run (what this run indexed so far is kept)"
+            ) from exc
+        raise
     if args.json:
         print_json({**report.to_json(), "index": {k: info[k] for k in ("path", "items", "vectors")}})
     elif args.quiet:

@@ -92,7 +92,11 @@ def _open_engine(args: argparse.Namespace):
     settings = settings_from(args)
     index = Index.open(settings.db, encoder=args.model)
     encoder = create_encoder(index.manifest.encoder, settings.cache_dir)
-    return Engine(index, encoder, settings.max_image_pixels, settings.max_query_audio_s), settings
+    engine = Engine(
+        index, encoder, settings.max_image_pixels, settings.max_query_audio_s,
+        settings.max_query_image_pixels,
+    )
+    return engine, settings
 
 
 def _size(value: str) -> int:

@@ -43,10 +43,12 @@ def is_hidden(name: str) -> bool:
 
 
 LEAVES = "link leaves the indexed folders"
+OWN_FOLDER = "the index's own folder (--db) is never indexed"
 
 
 def walk(
-    roots: Iterable[str], include_hidden: bool = False, follow_links: bool = False
+    roots: Iterable[str], include_hidden: bool = False, follow_links: bool = False,
+    exclude: Iterable[str] = (),
 ) -> Iterator[Found | tuple[str, str]]:
     """Regular files under ``roots``, each once, in sorted order.
 
@@ -57,13 +59,25 @@ def walk(
     Unless ``follow_links``, a link (to a file or a folder) whose real path is outside the real
     paths of every root is not followed: it is reported with ``LEAVES``. Links within the roots
     are followed (a linked file is one more path to content indexed once).
+
+    Folders in ``exclude`` (the index's own, whose thumbnail cache would otherwise be indexed,
+    and again each run) are reported with ``OWN_FOLDER``, however they are reached.
     """
     roots = list(roots)
     real_roots = None if follow_links else [os.path.realpath(r) for r in roots]
     seen_dirs: set[tuple[int, int]] = set()
+    excluded: set[tuple[int, int]] = set()
+    for folder in exclude:
+        try:
+            st = os.stat(folder)
+        except OSError:
+            continue
+        excluded.add((st.st_dev, st.st_ino))
     seen_files: set[str] = set()
     for root in roots:
-        yield from _walk_one(root, include_hidden, seen_dirs, seen_files, real_roots, top=True)
+        yield from _walk_one(
+            root, include_hidden, seen_dirs, seen_files, real_roots, excluded, top=True
+        )
 
 
 def _leaves(path: str, real_roots: list[str] | None) -> bool:
@@ -80,6 +94,7 @@ def _walk_one(
     seen_dirs: set[tuple[int, int]],
     seen_files: set[str],
     real_roots: list[str] | None,
+    excluded: set[tuple[int, int]],
     top: bool = False,
 ) -> Iterator[Found | tuple[str, str]]:
     if not top and _leaves(path, real_roots):
@@ -95,6 +110,9 @@ def _walk_one(
         return
     if stat.S_ISDIR(st.st_mode):
         key = (st.st_dev, st.st_ino)
+        if key in excluded:
+            yield path, OWN_FOLDER
+            return
         if key in seen_dirs:
             return  # a loop or a second link to a folder already walked
         seen_dirs.add(key)
@@ -107,7 +125,8 @@ def _walk_one(
             if is_hidden(name) and not include_hidden:
                 continue
             yield from _walk_one(
-                os.path.join(path, name), include_hidden, seen_dirs, seen_files, real_roots
+                os.path.join(path, name), include_hidden, seen_dirs, seen_files, real_roots,
+                excluded,
             )
     elif stat.S_ISREG(st.st_mode):
         if path not in seen_files:

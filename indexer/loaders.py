@@ -13,12 +13,14 @@ import itertools
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 from PIL import Image as PILImage
 
+from indexer.discover import LEAVES
 from indexer.sniff import HEAD_BYTES, classify
+from search.access import NOT_REGULAR, NotRegular, inside, open_regular, reopen_path
 from search.audio import audio_duration, iter_windows
 from search.errors import PayloadTooLarge, UnsupportedMedia
 from search.media import open_image  # imported before the fork so workers start warm
@@ -52,6 +54,9 @@ class LoaderConfig:
     # a recording with more windows than this is not decoded here: the writer streams it
     # window batch by window batch, so memory stays bounded however long it is (~0.3 MB a window)
     stream_audio_after: int = 24
+    # the real paths of the roots: a file whose opened descriptor leads elsewhere (swapped for
+    # a link after the walk) is not read. None: anywhere (--follow-links)
+    real_roots: tuple[str, ...] | None = None
 
 
 _config: LoaderConfig | None = None
@@ -103,21 +108,72 @@ class StreamedAudio:
     window_s: float
     hop_s: float
     max_windows: int
+    real_roots: tuple[str, ...] | None = None
 
     def windows(self) -> Iterator[AudioWindow]:
-        return itertools.islice(iter_windows(self.path, self.window_s, self.hop_s), self.max_windows)
+        """The recording's windows, decoded from the file checked on opening (see ``_open``).
+
+        Raises:
+            UnsupportedMedia: undecodable, or no longer a regular file inside the roots.
+        """
+        opened = _open(self.path, self.real_roots)
+        if isinstance(opened, Skip):
+            raise UnsupportedMedia(opened.reason)
+        with opened as fh:
+            windows = iter_windows(reopen_path(fh, self.path), self.window_s, self.hop_s)
+            yield from itertools.islice(_named(windows, fh, self.path), self.max_windows)
+
+
+def _named(windows: Iterator[AudioWindow], fh: BinaryIO, path: str) -> Iterator[AudioWindow]:
+    """``windows`` with errors naming the file rather than the descriptor path it was read by."""
+    try:
+        yield from windows
+    except UnsupportedMedia as exc:
+        by_fd = reopen_path(fh, path)
+        message = exc.message.replace(by_fd, path)
+        if message.startswith(f"{fh.fileno()}: "):  # the descriptor path's "name"
+            message = os.path.basename(path) + message[len(str(fh.fileno())) :]
+        exc.message = message
+        raise
+
+
+def _open(path: str, real_roots: tuple[str, ...] | None) -> BinaryIO | Skip:
+    """``path`` opened for reading if it is still a regular file inside ``real_roots`` (any
+    file when None). The walk checked the names; this checks the file actually opened, so a
+    file or folder swapped for a link (or a FIFO, or a device) after the walk is never read."""
+    try:
+        fh, real = open_regular(path)
+    except NotRegular:
+        return Skip(path, NOT_REGULAR)
+    except OSError as exc:
+        return Skip(path, f"unreadable: {exc.strerror or exc}")
+    if real_roots is not None and not any(inside(real, r) for r in real_roots):
+        fh.close()
+        return Skip(path, LEAVES)
+    return fh
+
+
+def _roots() -> tuple[str, ...] | None:
+    return _config.real_roots if _config is not None else None
 
 
 def probe(path: str) -> Probe | Skip:
     """Read a file once: its sha256 and the kind of its first bytes."""
     digest = hashlib.sha256()
     head = b""
+    opened = _open(path, _roots())
+    if isinstance(opened, Skip):
+        return opened
     try:
-        with open(path, "rb") as fh:
+        with opened as fh:
+            left = os.fstat(fh.fileno()).st_size
             while chunk := fh.read(_CHUNK):
                 if not head:
                     head = chunk[:HEAD_BYTES]
                 digest.update(chunk)
+                left -= len(chunk)
+                if left < 0:  # growing as we read (appended to): never chase it
+                    return Skip(path, CHANGED)
     except OSError as exc:
         return Skip(path, f"unreadable: {exc.strerror or exc}")
     verdict = classify(path, head)
@@ -145,9 +201,18 @@ def load(path: str, modality: str) -> Loaded | Skip:
         return Skip(path, f"failed to decode: {type(exc).__name__}: {exc}")
 
 
-def _read(path: str) -> bytes | Skip:
+CHANGED = "the file changed while being indexed; run again"
+
+
+def _read(path: str, max_bytes: int | None = None) -> bytes | Skip:
+    """The bytes of ``path`` (checked on opening, see ``_open``); a Skip over ``max_bytes``."""
+    opened = _open(path, _roots())
+    if isinstance(opened, Skip):
+        return opened
     try:
-        with open(path, "rb") as fh:
+        with opened as fh:
+            if max_bytes is not None and os.fstat(fh.fileno()).st_size > max_bytes:
+                return Skip(path, f"text over the cap of {max_bytes // 4:,} characters")
             return fh.read()
     except OSError as exc:
         return Skip(path, f"unreadable: {exc.strerror or exc}")
@@ -185,13 +250,8 @@ def _stored_size(data: bytes, decoded: Image) -> tuple[int, int]:
 
 
 def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:
-    try:
-        size = os.path.getsize(path)
-    except OSError as exc:
-        return Skip(path, f"unreadable: {exc.strerror or exc}")
-    if size > 4 * cfg.max_text_chars:  # UTF-8 spends at most 4 bytes a character: surely over
-        return Skip(path, f"text over the cap of {cfg.max_text_chars:,} characters")
-    data = _read(path)
+    # UTF-8 spends at most 4 bytes a character: a larger file is surely over
+    data = _read(path, 4 * cfg.max_text_chars)
     if isinstance(data, Skip):
         return data
     try:
@@ -211,16 +271,24 @@ def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:
 
 
 def _load_audio(path: str, cfg: LoaderConfig) -> Loaded | Skip:
-    stream = StreamedAudio(path, cfg.audio_window_s, cfg.audio_hop_s, cfg.max_audio_windows)
-    try:
-        windows = list(itertools.islice(stream.windows(), cfg.stream_audio_after + 1))  # capped
-    except UnsupportedMedia as exc:
-        return Skip(path, f"undecodable audio: {exc.message}")
-    except OSError as exc:
-        return Skip(path, f"unreadable: {exc.strerror or exc}")
-    if not windows:
-        return Skip(path, "no audio to index (silent or empty)")
-    duration = _duration(path, windows[-1].end_s)
+    stream = StreamedAudio(
+        path, cfg.audio_window_s, cfg.audio_hop_s, cfg.max_audio_windows, cfg.real_roots
+    )
+    opened = _open(path, cfg.real_roots)  # held while decoding: the duration reads it too
+    if isinstance(opened, Skip):
+        return opened
+    with opened as fh:
+        try:
+            windows = list(itertools.islice(stream.windows(), cfg.stream_audio_after + 1))
+        except UnsupportedMedia as exc:
+            if exc.message in (LEAVES, NOT_REGULAR):  # swapped since it was opened above
+                return Skip(path, exc.message)
+            return Skip(path, f"undecodable audio: {exc.message}")
+        except OSError as exc:
+            return Skip(path, f"unreadable: {exc.strerror or exc}")
+        if not windows:
+            return Skip(path, "no audio to index (silent or empty)")
+        duration = _duration(reopen_path(fh, path), windows[-1].end_s)
     note = window_cap_note(stream, duration)
     if len(windows) > cfg.stream_audio_after:  # long: the writer streams it
         return Loaded(path, "audio", None, duration_s=duration, streamed=stream, note=note)

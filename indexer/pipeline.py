@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 import time
 from collections import deque
@@ -26,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from indexer.discover import resolve_roots
-from indexer.loaders import Loaded, LoaderConfig, Skip, load
+from indexer.loaders import CHANGED, Loaded, LoaderConfig, Skip, load
 from indexer.plan import Pending, scan
 from indexer.report import IndexReport, Skipped
 from indexer.workers import Workers
@@ -196,6 +197,7 @@ def index_paths(
         passage_overlap=settings.passage_overlap,
         audio_window_s=settings.audio_window_s,
         audio_hop_s=settings.audio_hop_s,
+        real_roots=None if settings.follow_links else tuple(os.path.realpath(r) for r in roots),
     )
     stale_before = _stale_before(index, encoder)
     writer = _Writer(
@@ -275,7 +277,7 @@ def _embed_all(pending: list[Pending], workers: Workers, writer: _Writer, bar: o
         if isinstance(result, Skip):
             _skip_all(writer.report, item, result.reason)
         elif result.sha256 is not None and result.sha256 != item.sha256:
-            _skip_all(writer.report, item, "the file changed while being indexed; run again")
+            _skip_all(writer.report, item, CHANGED)
         else:
             batch = batches.setdefault(item.modality, _Batch())
             batch.add(item, result)

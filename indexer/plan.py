@@ -65,7 +65,8 @@ def scan(
         return state.created_at < stale_before(state.modality)
     to_probe: list[Found] = []
     cap = int(settings.max_file_mb * 1024 * 1024)
-    for entry in walk(roots, settings.include_hidden, settings.follow_links):
+    # never the index's own folder (its thumbnail cache), should it sit under a root
+    for entry in walk(roots, settings.include_hidden, settings.follow_links, [str(index.root)]):
         if isinstance(entry, tuple):
             report.skip(*entry)
             continue

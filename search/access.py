@@ -21,9 +21,10 @@ import json
 import os
 import stat
 from dataclasses import asdict, dataclass
+from typing import BinaryIO
 
 from search.catalog import Catalog, SegmentInfo
-from search.hashing import file_sha256
+from search.hashing import stream_sha256
 
 _ROOTS_KEY = "roots"
 HASH_MAX = 1 << 20  # files up to 1 MiB are hashed when an item is read: ~2 ms at most
@@ -78,11 +79,57 @@ def _resolve(path: str) -> tuple[str, os.stat_result]:
     return real, os.stat(real)
 
 
-def _sha256(path: str) -> str | None:
-    try:
-        return file_sha256(path)
-    except OSError:
-        return None
+NOT_REGULAR = "not a regular file (a FIFO, device, socket or folder): never read"
+
+
+class NotRegular(OSError):
+    """The path leads to a FIFO, device, socket or folder: reading it could block or never end."""
+
+
+def open_regular(path: str) -> tuple[BinaryIO, str]:
+    """Open ``path`` for reading only if it is a regular file: (the open file, its real path as
+    the kernel resolved it for that very file). Whatever later happens to the names on the way
+    (a file or folder swapped for a link), what is read from the returned file is the file
+    whose real path was returned. A FIFO or device is never opened for reading (opening a FIFO
+    waits for a writer; /dev/zero never ends).
+
+    On Linux the file is first opened with ``O_PATH`` (no side effects, never blocks), checked,
+    then reopened through ``/proc/self/fd``; elsewhere opened non-blocking, checked by ``fstat``,
+    and its real path taken from ``os.path.realpath`` (best effort).
+
+    Raises:
+        NotRegular: not a regular file.
+        OSError: it does not exist or cannot be read.
+    """
+    if _O_PATH and os.path.isdir(_PROC_FD):
+        handle = os.open(path, _O_PATH | os.O_CLOEXEC)
+        try:
+            if not stat.S_ISREG(os.fstat(handle).st_mode):
+                raise NotRegular(path)
+            real = os.readlink(f"{_PROC_FD}/{handle}")
+            fd = os.open(f"{_PROC_FD}/{handle}", os.O_RDONLY | os.O_CLOEXEC)
+        finally:
+            os.close(handle)
+    else:
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise NotRegular(path)
+        real = os.path.realpath(path)
+    return os.fdopen(fd, "rb"), real
+
+
+def reopen_path(fh: BinaryIO, path: str) -> str:
+    """A path that opens the very file ``fh`` holds, for libraries that take only a path
+    (``/proc/self/fd/N`` on Linux, valid while ``fh`` is open; ``path`` elsewhere)."""
+    return f"{_PROC_FD}/{fh.fileno()}" if os.path.isdir(_PROC_FD) else path
+
+
+def _digest(fh: BinaryIO) -> str:
+    digest = stream_sha256(fh)
+    fh.seek(0)
+    return digest
 
 
 class Gate:
@@ -94,14 +141,40 @@ class Gate:
 
     def open_path(self, path: str, size: int, mtime_ns: int) -> str | None:
         """The real path to read for indexed ``path`` (recorded ``size``, ``mtime_ns``), or
-        None when it is gone, changed, or now leads outside the indexed folders."""
+        None when it is gone, changed, or now leads outside the indexed folders. Nothing is
+        read: to read, use ``open_file`` (a name checked here may be swapped before a read)."""
         try:
             real, st = _resolve(path)
         except (OSError, ValueError):
             return None
-        if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+        return real if self._passes(path, real, st, size, mtime_ns) else None
+
+    def open_file(
+        self, path: str, size: int, mtime_ns: int, sha256: str | None = None
+    ) -> tuple[BinaryIO, str] | None:
+        """Indexed ``path`` opened for reading, with its real path, when it passes: checked on
+        the open descriptor itself, so what is read from it is the indexed file whatever later
+        happens to the names on the way. With ``sha256``, files up to ``HASH_MAX`` bytes must
+        hash to it. None when it does not pass (a FIFO or device is never opened to read)."""
+        try:
+            fh, real = open_regular(path)
+        except (OSError, ValueError):
             return None
-        return real if self._allowed(path, real) else None
+        try:
+            ok = self._passes(path, real, os.fstat(fh.fileno()), size, mtime_ns) and (
+                not sha256 or size > HASH_MAX or _digest(fh) == sha256
+            )
+        except OSError:
+            ok = False
+        if ok:
+            return fh, real
+        fh.close()
+        return None
+
+    def _passes(self, path: str, real: str, st: os.stat_result, size: int, mtime_ns: int) -> bool:
+        if not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != (size, mtime_ns):
+            return False
+        return self._allowed(path, real)
 
     def _allowed(self, path: str, real: str) -> bool:
         if not self.roots:
@@ -121,15 +194,26 @@ class Gate:
         """(indexed path, real path to read) for each path of ``info`` that passes; with
         ``hash_small`` files up to ``HASH_MAX`` bytes must also hash to the indexed sha256."""
         out = []
-        stats = info.stats or [(info.size, info.mtime_ns)] * len(info.paths)
-        for path, (size, mtime_ns) in zip(info.paths, stats):
-            real = self.open_path(path, size, mtime_ns)
-            if real is None:
+        for path, (size, mtime_ns) in _stats(info):
+            if not hash_small:
+                real = self.open_path(path, size, mtime_ns)
+                if real is not None:
+                    out.append((path, real))
                 continue
-            if hash_small and info.sha256 and size <= HASH_MAX and _sha256(real) != info.sha256:
-                continue
-            out.append((path, real))
+            opened = self.open_file(path, size, mtime_ns, info.sha256)
+            if opened is not None:
+                opened[0].close()
+                out.append((path, opened[1]))
         return out
+
+    def open(self, info: SegmentInfo) -> tuple[BinaryIO, str] | None:
+        """The file of ``info`` to serve, opened, and its real path (``open_file`` on its paths
+        in turn), or None when none passes. The caller closes it."""
+        for path, (size, mtime_ns) in _stats(info):
+            opened = self.open_file(path, size, mtime_ns, info.sha256)
+            if opened is not None:
+                return opened
+        return None
 
     def restrict(self, info: SegmentInfo) -> SegmentInfo | None:
         """``info`` with only its paths that pass, hashes included (None when none does)."""
@@ -141,3 +225,8 @@ class Gate:
         if info.stats:
             info.stats = [info.stats[i] for i in keep]
         return info
+
+
+def _stats(info: SegmentInfo) -> list[tuple[str, tuple[int, int]]]:
+    """(path, (size, mtime_ns) indexed) for each path of ``info``."""
+    return list(zip(info.paths, info.stats or [(info.size, info.mtime_ns)] * len(info.paths)))

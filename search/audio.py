@@ -224,7 +224,7 @@ def _audioread_blocks(path: Path, first_error: Exception) -> tuple[int, int, Gen
         reader = audioread.audio_open(str(path))
     except Exception as exc:
         suffix = path.suffix.lower()
-        if suffix in _SOUNDFILE_EXT or suffix == ".audio":
+        if suffix in _SOUNDFILE_EXT or suffix in (".audio", ""):  # "": /proc/self/fd/N
             reason = f"corrupt or undecodable audio ({first_error})"
         else:
             reason = (

@@ -57,12 +57,14 @@ class Engine:
         encoder: Encoder,
         max_image_pixels: int = 64_000_000,
         max_query_audio_s: float = 30.0,
+        max_query_image_pixels: int | None = 16_000_000,
     ):
         index.require_encoder(encoder.id)
         self.index = index
         self.encoder = encoder
         self.max_image_pixels = max_image_pixels
         self.max_query_audio_s = max_query_audio_s
+        self.max_query_image_pixels = max_query_image_pixels  # decoded pixels (see open_image)
         self._calibration: Calibration | None = None
         self._calibration_lock = threading.Lock()
         self.background_calibration = False  # see ``calibration``
@@ -83,7 +85,10 @@ class Engine:
         if part.item_id is not None:
             return self.item_vector(part.item_id)
         if part.kind == "image":
-            image = open_image(part.media_bytes(), self.max_image_pixels)
+            image = open_image(
+                part.media_bytes(), self.max_image_pixels,
+                max_decoded_pixels=self.max_query_image_pixels,
+            )
             return self.encoder.encode_image([image])[0]
         waveform, cut = decode_audio_prefix(part.media_bytes(), self.max_query_audio_s, deadline)
         if cut and notes is not None:

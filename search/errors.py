@@ -7,6 +7,7 @@ them into JSON (datasette's ``Base400`` style). Messages name the fix where ther
 from __future__ import annotations
 
 import errno
+from collections.abc import Iterator
 
 
 class CrossfindError(Exception):
@@ -97,26 +98,56 @@ class DiskFull(CrossfindError):
             "so far is lost"
         )
 
+    @classmethod
+    def reading(cls, root: object) -> DiskFull:
+        return cls(
+            f"no space left on device to open the index at {root} (SQLite needs room for its "
+            "shared-memory file); free space and search again: the index is intact"
+        )
+
+    @classmethod
+    def of(cls, exc: BaseException, root: object) -> DiskFull:
+        """The message for full-disk ``exc``: a reader that could not open, or a write."""
+        return cls.reading(root) if _sqlite_code(exc) == _SQLITE_IOERR_SHMSIZE else cls.writing(root)
+
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _SQLITE_FULL = 13
+# opening a WAL database (readers too) maps its -shm file: on a full disk that fails so
+_SQLITE_IOERR_SHMSIZE = 4874
+
+
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and what it was raised from or wraps (SQLAlchemy's ``.orig``), each once."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
 
 
 def is_disk_full(exc: BaseException | None) -> bool:
     """Whether ``exc``, or an exception it was raised from, is a full disk: an OSError with
     ENOSPC/EDQUOT/EFBIG, FAISS's RuntimeError naming "No space left on device", or SQLite's
-    SQLITE_FULL (also wrapped in SQLAlchemy's OperationalError as ``.orig``)."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, DiskFull):
+    SQLITE_FULL or SQLITE_IOERR_SHMSIZE (also wrapped in SQLAlchemy's OperationalError as
+    ``.orig``)."""
+    for e in _chain(exc):
+        if isinstance(e, DiskFull):
             return True
-        if isinstance(exc, OSError) and exc.errno in _FULL_ERRNOS:
+        if isinstance(e, OSError) and e.errno in _FULL_ERRNOS:
             return True
-        if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL:
+        if getattr(e, "sqlite_errorcode", None) in (_SQLITE_FULL, _SQLITE_IOERR_SHMSIZE):
             return True
-        text = str(exc)
+        text = str(e)
         if "No space left on device" in text or "database or disk is full" in text:
             return True
-        exc = getattr(exc, "orig", None) or exc.__cause__ or exc.__context__
     return False
+
+
+def _sqlite_code(exc: BaseException) -> int | None:
+    """The SQLite error code of ``exc`` or what it wraps, if any."""
+    for e in _chain(exc):
+        code = getattr(e, "sqlite_errorcode", None)
+        if code is not None:
+            return int(code)
+    return None

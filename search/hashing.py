@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+from typing import BinaryIO
 
 BLOCK = 1 << 20
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
     with open(path, "rb") as fh:
-        while block := fh.read(BLOCK):
-            digest.update(block)
+        return stream_sha256(fh)
+
+
+def stream_sha256(fh: BinaryIO) -> str:
+    """The sha256 of what is left to read in ``fh``."""
+    digest = hashlib.sha256()
+    while block := fh.read(BLOCK):
+        digest.update(block)
     return digest.hexdigest()

@@ -14,13 +14,20 @@ DEFAULT_MAX_PIXELS = 64_000_000
 
 
 def open_image(
-    source: bytes | str | Path, max_pixels: int = DEFAULT_MAX_PIXELS, draft_px: int = 1024
+    source: bytes | str | Path,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    draft_px: int = 1024,
+    max_decoded_pixels: int | None = None,
 ) -> Image.Image:
     """Decode an image fully: EXIF-rotated, RGB. Refuses decompression bombs and corrupt data.
 
     ``draft_px``: a large JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) whose
     short side stays >= draft_px; the indexer asks for what its encoder needs (7x faster on
     6-Mpx photos than decoding every pixel).
+
+    ``max_decoded_pixels``: a cap on the pixels actually decoded (after the reduced JPEG scale),
+    for query images: memory per decode stays bounded (a 64-Mpx PNG needs ~250 MB) while a
+    large JPEG photo, decoded at a fraction of its size, still passes.
 
     Raises:
         UnsupportedMedia: not a decodable image (truncated, corrupt, wrong format).
@@ -39,6 +46,13 @@ def open_image(
             if getattr(img, "n_frames", 1) > 1:
                 img.seek(0)  # animated GIF/WebP: first frame
             img.draft("RGB", (draft_px, draft_px))  # JPEG: reduced scale when large
+            w, h = img.size
+            if max_decoded_pixels is not None and w * h > max_decoded_pixels:
+                raise PayloadTooLarge(
+                    f"query image decodes to {w}x{h} pixels, over the cap of "
+                    f"{max_decoded_pixels:,} for query images "
+                    "(CROSSFIND_MAX_QUERY_IMAGE_PIXELS); send a smaller image"
+                )
             img.load()
             return ImageOps.exif_transpose(img).convert("RGB")
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

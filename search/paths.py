@@ -9,9 +9,12 @@ JSON, HTML and terminals cannot show. So:
   is doubled. The mapping works one character at a time, so a prefix of a path maps to a
   prefix of its stored form (folder queries stay plain SQL prefix tests), and every valid
   UTF-8 path is stored exactly as before.
-- ``shown``: the path for people and JSON: undecodable bytes as ``\\xff`` and control
-  characters (newline, tab, ...) as ``\\n``, ``\\t``, ``\\x1b``. Display only: open files
-  with the original path.
+- ``shown``: the path for people and JSON: undecodable bytes as ``\\xff``, control
+  characters (newline, tab, ANSI escapes ...) as ``\\n``, ``\\t``, ``\\x1b``, the
+  bidirectional and line-separator controls that make a name display as another
+  (``evil\\u202etxt.exe``) as ``\\u202e``, and the noncharacters U+FFFE, U+FFFF. A
+  backslash shows doubled, so no two names show alike (a name holding the four characters
+  ``\\xff`` shows as ``\\\\xff``). Display only: open files with the original path.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ import re
 ESC = "\uffff"
 _TO_DB = re.compile("[\ud800-\udfff\uffff]")
 _FROM_DB = re.compile(f"{ESC}({ESC}|[0-9a-f]{{4}})")
-_UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+# controls, undecodable bytes, bidi controls, line separators, U+FFFE/U+FFFF, the backslash
+_UNSHOWABLE = re.compile(
+    "[\\\\\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff\ufffe\uffff]"
+)
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\"}
 
 
 def to_db(path: str) -> str:

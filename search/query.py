@@ -35,7 +35,7 @@ class PartFields(BaseModel):
     image_b64: str | None = Field(
         None,
         description="base64 image bytes (JPEG, PNG, ...); at most CROSSFIND_MAX_IMAGE_PIXELS "
-        "pixels (more: 413)",
+        "pixels, decoding to at most CROSSFIND_MAX_QUERY_IMAGE_PIXELS (more: 413)",
     )
     audio_b64: str | None = Field(
         None,

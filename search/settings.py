@@ -62,6 +62,9 @@ class Settings(BaseSettings):
     # an audio query part is embedded from its first this-many seconds (the rest is ignored and
     # the response says so): a query's cost stays bounded whatever the recording's length
     max_query_audio_s: float = Field(30.0, gt=0)
+    # a query image may decode to at most this many pixels (JPEGs decode at a reduced scale, so
+    # large photos pass): up to 32 searches at once must not each hold a 64-Mpx decode (~250 MB)
+    max_query_image_pixels: int = Field(16_000_000, gt=0)
     roots: list[Path] = Field(default_factory=list, description="folders POST /api/index indexes")
     # ONNX Runtime intra-op threads; None: up to 2 (the cores). `crossfind serve` sets 1
     onnx_threads: int | None = None

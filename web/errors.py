@@ -18,10 +18,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from search.errors import (  # noqa: F401 - the web layer's errors, re-exported
     CrossfindError,
+    DiskFull,
     RequestTimeout,
     ServiceUnavailable,
     Unauthorized,
     Unprocessable,
+    is_disk_full,
 )
 
 
@@ -62,6 +64,10 @@ def _allowed_methods(request: Request, fallback: str) -> str:
 
 
 async def unexpected(request: Request, exc: Exception) -> Response:
+    if is_disk_full(exc):  # e.g. SQLite cannot map a reader's -shm file: not a bug, a full disk
+        services = getattr(request.app.state, "services", None)
+        full = DiskFull.of(exc, getattr(services, "db", "the index"))
+        return error_response(request, full.status, full.message)
     # a bug: answer in the same shape, with the traceback in the server log
     logging.getLogger("web").exception("unhandled error on %s", request.url.path, exc_info=exc)
     return error_response(request, 500, f"internal error: {type(exc).__name__}")

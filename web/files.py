@@ -8,9 +8,14 @@ the same file that was indexed).
 from __future__ import annotations
 
 import mimetypes
+import os
 from pathlib import Path
+from typing import Any, BinaryIO
 
-from search.access import Gate
+from fastapi.responses import FileResponse
+from starlette.types import Receive, Scope, Send
+
+from search.access import Gate, reopen_path
 from search.catalog import Catalog, SegmentInfo
 from search.errors import NotFound
 
@@ -32,20 +37,38 @@ _TYPES = {
 _FALLBACK = {"image": "application/octet-stream", "audio": "application/octet-stream"}
 
 
-def media_path(catalog: Catalog, info: SegmentInfo) -> Path:
-    """The on-disk file to serve for ``info``: the real path of its first path that passes
-    ``search.access`` (inside the recorded roots, the same size and time as indexed).
+def open_media(catalog: Catalog, info: SegmentInfo) -> tuple[BinaryIO, Path]:
+    """The file to serve for ``info``, opened: its first path that passes ``search.access``
+    (inside the recorded roots, the same file as indexed), checked on the open descriptor, so
+    a file or folder swapped for a link (or a FIFO) after the check is never what is read.
+    Returns the open file and its real path. The caller closes it (``OpenFileResponse`` does).
 
     Raises:
         NotFound: none of the item's paths is still the file that was indexed.
     """
-    readable = Gate(catalog).readable(info, hash_small=True)
-    if readable:
-        return Path(readable[0][1])
+    opened = Gate(catalog).open(info)
+    if opened is not None:
+        return opened[0], Path(opened[1])
     raise NotFound(
         f"the file of item {info.id} is gone or changed since it was indexed; "
         "re-run `crossfind index` on its folder"
     )
+
+
+class OpenFileResponse(FileResponse):
+    """A ``FileResponse`` (ranges, HEAD, ETag) of a file already opened and checked: it is
+    read through the descriptor (``/proc/self/fd/N``), never by name again, and closed once
+    the response is sent or the client goes."""
+
+    def __init__(self, fh: BinaryIO, path: Path, **kwargs: Any) -> None:
+        super().__init__(reopen_path(fh, str(path)), stat_result=os.fstat(fh.fileno()), **kwargs)
+        self._fh = fh
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._fh.close()
 
 
 def media_type(path: Path, modality: str) -> str:

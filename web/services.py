@@ -98,6 +98,7 @@ class Services:
                     encoder,
                     self.settings.max_image_pixels,
                     self.settings.max_query_audio_s,
+                    self.settings.max_query_image_pixels,
                 )
                 engine.background_calibration = True
                 self.engine = engine

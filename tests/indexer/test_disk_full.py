@@ -109,6 +109,55 @@ def test_full_tmpfs_says_so_keeps_the_last_checkpoint_and_a_rerun_completes(tmp_
         assert store_ids == row_ids and len(paths) == 170
 
 
+def _fill(mnt: Path) -> None:
+    """Fill the file system to the last byte."""
+    fd = os.open(mnt / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        for size in (1 << 16, 512, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+    finally:
+        os.close(fd)
+
+
+def test_a_search_on_a_full_disk_says_so_and_the_index_is_intact(tmp_path):
+    """A reader must map the catalog's -shm file: on a full disk SQLite answers "disk I/O
+    error" (SQLITE_IOERR_SHMSIZE), which was a traceback; and the API answered 500."""
+    files = tmp_path / "files"
+    _corpus(files, 20, 2)
+    with _tmpfs(tmp_path / "mnt", "2m") as mnt:
+        db = mnt / "db"
+        assert _cli("index", str(files), "--db", str(db), "--model", "fake").returncode == 0
+        _fill(mnt)
+        search = ("search", "river stone", "--db", str(db), "--model", "fake", "--json")
+        full = _cli(*search)
+        assert full.returncode == 2, full.stderr
+        assert full.stderr.strip() == (
+            f"crossfind: error: no space left on device to open the index at {db} (SQLite "
+            "needs room for its shared-memory file); free space and search again: the index "
+            "is intact")
+        assert full.stdout == ""
+        from search.errors import is_disk_full
+
+        with pytest.raises(Exception) as opening:  # SQLAlchemy's error: checked below
+            Index.open(db)  # the server's engine: answered 507 (web/errors.py), not 500
+        assert is_disk_full(opening.value)
+        os.unlink(mnt / "filler")
+        found = _cli(*search)
+        assert found.returncode == 0, found.stderr
+        assert len(json.loads(found.stdout)["results"]) > 0
+        # --reindex removes the old index first: the message must not claim nothing was lost
+        _fill(mnt)
+        again = _cli("index", str(files), "--db", str(db), "--model", "fake", "--reindex")
+        assert again.returncode == 2
+        assert again.stderr.strip() == (
+            f"crossfind: error: no space left on device writing {db}; --reindex had removed "
+            "the old index: free space and re-run (what this run indexed so far is kept)")
+
+
 # -- injected: each write the indexer makes runs out of space ---------------------------------
 
 

@@ -6,18 +6,24 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import sqlite3
 import unicodedata
 
+import numpy as np
 import pytest
 
 import cli
-from indexer.discover import LEAVES, Found, walk
+from indexer import loaders, plan
+from indexer.discover import LEAVES, OWN_FOLDER, Found, walk
+from indexer.loaders import NOT_REGULAR, LoaderConfig, set_config
 from search.access import recorded_roots
 from search.catalog import Catalog
+from search.errors import UnsupportedMedia
 from search.index import Index
 from search.paths import ESC, from_db, shown, to_db
-from tests.indexer.corpus import CountingEncoder, image, text
+from tests.indexer.corpus import CountingEncoder, image, text, wav
 
 SECRET = "root:x:0:0:root:/root:/bin/bash secret"
 
@@ -109,6 +115,159 @@ def test_cli_follow_links_flag_and_report(tmp_path, outside, capsys, monkeypatch
     assert cli.main([*argv, "--follow-links"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["skipped"] == [] and out["index"]["items"] == 2
+
+
+def test_the_index_folder_under_a_root_is_never_indexed(tmp_path, run_index):
+    """`crossfind index ~/photos --db ~/photos/idx`: the server's thumbnail cache (JPEGs in
+    the index folder) was indexed, and each run added the thumbnails of the last one's."""
+    image(tmp_path / "photos" / "red.png", "red")
+    run_index(CountingEncoder(), tmp_path)  # tmp_path holds the index folder, tmp_path / "db"
+    image(tmp_path / "db" / "thumbnails" / "1.jpg", "red", size=(32, 24))  # as the server makes
+    os.symlink(tmp_path / "db", tmp_path / "photos" / "idx")  # and a link to it
+    report = run_index(CountingEncoder(), tmp_path, follow_links=True)
+    assert sorted((s.path, s.reason) for s in report.skipped) == [
+        (str(tmp_path / "db"), OWN_FOLDER), (str(tmp_path / "photos" / "idx"), OWN_FOLDER)]
+    assert _indexed(tmp_path / "db") == {str(tmp_path / "photos" / "red.png")}
+
+
+# -- swaps between the walk and the read ------------------------------------------------------
+@pytest.fixture
+def swap_after_walk(monkeypatch):
+    """``swap_after_walk(fn)``: ``fn()`` runs once the walk has stat'ed every file and before any
+    is read: an attacker who swaps a file or folder at that moment (the OS edge, timed)."""
+
+    def arm(fn):
+        real_walk = plan.walk
+
+        def walk_then_swap(*args, **kwargs):
+            yield from real_walk(*args, **kwargs)
+            fn()
+
+        monkeypatch.setattr(plan, "walk", walk_then_swap)
+
+    return arm
+
+
+@pytest.fixture
+def no_hang():
+    """Fail (not hang) when a read blocks or never ends: a FIFO, /dev/zero."""
+
+    def alarm(*_):
+        raise TimeoutError("indexing hung on a file that is not a regular file")
+
+    old = signal.signal(signal.SIGALRM, alarm)
+    signal.alarm(20)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
+
+
+def _bodies(db) -> str:
+    with Index.open(db) as index:
+        return index.catalog.engine.connect().exec_driver_sql(
+            "SELECT coalesce(group_concat(body), '') FROM passages_fts").scalar()
+
+
+def test_a_file_swapped_for_an_outside_link_after_the_walk_is_not_read(
+        tmp_path, outside, run_index, swap_after_walk):
+    notes = tmp_path / "notes"
+    text(notes / "a.txt", "plain notes about the sea")
+    x = text(notes / "x.txt", "harmless words")
+
+    def swap():
+        x.unlink()
+        os.symlink(outside / "passwd.txt", x)
+
+    swap_after_walk(swap)
+    report = run_index(CountingEncoder(), notes, workers=0)
+    assert [(s.path, s.reason) for s in report.skipped] == [(str(x), LEAVES)]
+    assert "root:x" not in _bodies(tmp_path / "db")
+
+
+def test_a_folder_swapped_for_an_outside_link_after_the_walk_is_not_read(
+        tmp_path, outside, run_index, swap_after_walk):
+    notes = tmp_path / "notes"
+    text(notes / "a.txt", "plain notes about the sea")
+    text(notes / "etc" / "hosts.txt", "a harmless file of the same name")
+
+    def swap():  # mv notes/etc notes/.old && ln -s /etc notes/etc
+        os.rename(notes / "etc", notes / ".old")
+        os.symlink(outside / "etc", notes / "etc")
+
+    swap_after_walk(swap)
+    report = run_index(CountingEncoder(), notes)  # in a worker process too
+    assert [(s.path, s.reason) for s in report.skipped] == [(str(notes / "etc" / "hosts.txt"), LEAVES)]
+    assert "secret" not in _bodies(tmp_path / "db")
+
+
+@pytest.mark.parametrize("follow_links", [False, True])
+@pytest.mark.parametrize("what", ["fifo", "/dev/zero", "/dev/urandom", "socket"])
+def test_a_file_swapped_for_a_fifo_device_or_socket_is_skipped_not_read_forever(
+        tmp_path, run_index, swap_after_walk, no_hang, what, follow_links):
+    notes = tmp_path / "notes"
+    text(notes / "a.txt", "plain notes about the sea")
+    x = text(notes / "x.txt", "harmless words")
+
+    def swap():
+        x.unlink()
+        if what == "fifo":
+            os.mkfifo(x)  # opening it for reading would wait for a writer forever
+        elif what == "socket":
+            sock = socket.socket(socket.AF_UNIX)
+            sock.bind(str(x))
+            sock.close()
+        else:
+            os.symlink(what, x)
+
+    swap_after_walk(swap)
+    report = run_index(CountingEncoder(), notes, workers=0, follow_links=follow_links)
+    [skip] = report.skipped
+    assert (skip.path, skip.reason) == (str(x), NOT_REGULAR)  # refused before any read
+    assert _indexed(tmp_path / "db") == {str(notes / "a.txt")}
+
+
+def test_specials_inside_a_root_are_never_opened(tmp_path, run_index, no_hang):
+    """Met by the walk itself: a FIFO, a socket, links to devices and to /proc (followed)."""
+    notes = tmp_path / "notes"
+    text(notes / "a.txt", "plain notes")
+    os.mkfifo(notes / "pipe.txt")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(notes / "sock.txt"))
+    sock.close()
+    os.symlink("/dev/zero", notes / "zero.txt")
+    os.symlink("/proc/self/environ", notes / "environ.txt")
+    os.symlink("/proc/self/fd/0", notes / "stdin.txt")
+    report = run_index(CountingEncoder(), notes, workers=0, follow_links=True)
+    assert _indexed(tmp_path / "db") == {str(notes / "a.txt")}
+    assert {s.path for s in report.skipped} <= {str(notes / "environ.txt")}  # an empty file
+
+
+def test_loaders_refuse_what_leaves_the_roots_and_specials(tmp_path, outside, no_hang):
+    """Swapped between the probe (hash) and the decode: every loader checks the open file."""
+    root = tmp_path / "root"
+    root.mkdir()
+    set_config(LoaderConfig(lambda im: np.zeros((3, 8, 8), np.float32),
+                            real_roots=(str(root),)))
+    wav(outside / "tone.wav")
+    image(outside / "red.png")
+    for name, target, modality in [("t.txt", outside / "passwd.txt", "text"),
+                                   ("i.png", outside / "red.png", "image"),
+                                   ("s.wav", outside / "tone.wav", "audio")]:
+        os.symlink(target, root / name)
+        assert loaders.load(str(root / name), modality) == loaders.Skip(str(root / name), LEAVES)
+        assert loaders.probe(str(root / name)) == loaders.Skip(str(root / name), LEAVES)
+    os.mkfifo(root / "p.wav")
+    for modality in ("text", "image", "audio"):
+        assert loaders.load(str(root / "p.wav"), modality).reason == NOT_REGULAR
+    # read through its descriptor, a bad file's reason still names the file, not /proc/self/fd/N
+    (root / "bad.wav").write_bytes(b"RIFF\0\0\0\0WAVEjunk" * 40)
+    reason = loaders.load(str(root / "bad.wav"), "audio").reason
+    assert reason.startswith("undecodable audio: bad.wav: corrupt or undecodable audio (")
+    assert str(root / "bad.wav") in reason and "/proc/" not in reason
+    # a long recording is decoded later by the writer: it checks again
+    streamed = loaders.StreamedAudio(str(root / "s.wav"), 5.0, 2.5, 10, (str(root),))
+    with pytest.raises(UnsupportedMedia, match=LEAVES):
+        list(streamed.windows())
 
 
 # -- names -------------------------------------------------------------------------------------
@@ -221,6 +380,25 @@ def test_shown_escapes_bytes_and_control_characters():
     assert shown("/m/bad\udcff.txt") == "/m/bad\\xff.txt"
     assert shown("two\nlines\tx\x1b") == "two\\nlines\\tx\\x1b"
     assert shown("café 🐟") == "café 🐟"
+    assert shown("invoice\u202etxt.exe") == "invoice\\u202etxt.exe"  # shows as "invoiceexe.txt"
+
+
+# names crafted to show as another: the escape text itself, the bytes it stands for, U+FFFF
+# and the catalog's stored form of a surrogate, bidi overrides
+LOOKALIKES = [
+    "bad\udcff.txt", "bad\\xff.txt", "bad\\\\xff.txt", "bad\\\udcff.txt", "bad\\x.txt",
+    "two\nlines.txt", "two\\nlines.txt", "\uffffdcff.txt", "\udcff.txt", "\uffff.txt",
+    "\u202eexe.txt", "exe.txt", "\u202dexe.txt", "a\u2028b.txt", "a\\u2028b.txt", "ansi\x1b[2J.txt",
+]
+
+
+def test_shown_never_shows_two_names_alike():
+    """It was ambiguous: a file named with the four characters \\xff showed as bad\\xff.txt,
+    exactly like the file whose name holds the byte 0xff."""
+    shows = [shown(name) for name in LOOKALIKES]
+    assert len(set(shows)) == len(LOOKALIKES), [s for s in shows if shows.count(s) > 1]
+    for s in shows:
+        assert s.isprintable() and s.encode("utf-8")
 
 
 def test_an_old_catalog_is_migrated_on_open(tmp_path):

@@ -137,3 +137,32 @@ def test_long_query_audio_uses_the_first_seconds_and_reports_it(corpus):
             "/api/search/upload", files={"audio": ("b.wav", wav_bytes(120.0, 2.0), "audio/wav")}
         )
         assert "audio_truncated" not in short.json()["query"]["parts"][0]
+
+
+def test_query_images_have_their_own_lower_cap_on_decoded_pixels(corpus):
+    """In-process: a 20-Mpx PNG (60 KB on the wire, ~90 MB to decode; 64 Mpx: ~250 MB, and 32
+    searches may run at once) is refused as a query though under the index's 64-Mpx cap; a
+    24-Mpx JPEG photo passes (it decodes at a quarter of its size)."""
+    from fastapi.testclient import TestClient
+
+    from search.engine import Engine
+    from search.index import Index
+    from search.settings import Settings
+    from tests.fakes import FakeEncoder
+    from web.app import create_app
+
+    png = flat_png(5000, 4000)
+    buf = io.BytesIO()
+    Image.new("RGB", (6000, 4000), (90, 140, 200)).save(buf, "JPEG")
+    jpeg = buf.getvalue()
+    default = Settings().max_query_image_pixels
+    assert default == 16_000_000  # the documented default
+    for cap, png_status in [(default, 413), (21_000_000, 200)]:
+        engine = Engine(Index.open(corpus.db), FakeEncoder(), max_query_image_pixels=cap)
+        with TestClient(create_app(Settings(db=corpus.db), engine=engine)) as client:
+            r = client.post("/api/search/upload", files={"image": ("big.png", png, "image/png")})
+            assert r.status_code == png_status, r.text
+            if png_status == 413:
+                assert "CROSSFIND_MAX_QUERY_IMAGE_PIXELS" in r.json()["message"]
+            files = {"image": ("photo.jpg", jpeg, "image/jpeg")}
+            assert client.post("/api/search/upload", files=files).status_code == 200

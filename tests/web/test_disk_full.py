@@ -72,3 +72,24 @@ def test_a_thumbnail_that_cannot_be_cached_is_still_served(tmp_path, monkeypatch
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"
     assert r.content[:2] == b"\xff\xd8"
     assert list((corpus.db / "thumbnails").iterdir()) == []  # no cached file, no temp file
+
+
+def test_a_reader_connection_failing_on_a_full_disk_answers_507_not_500(tmp_path, monkeypatch):
+    """A new SQLite reader must map the catalog's -shm file; on a full disk that fails with
+    SQLITE_IOERR_SHMSIZE ("disk I/O error"): the API says the disk is full (was 500)."""
+    import sqlite3
+
+    from search.catalog import Catalog
+
+    def shm_full(*_args: object) -> None:
+        exc = sqlite3.OperationalError("disk I/O error")
+        exc.sqlite_errorcode = 4874  # what sqlite3 sets for SQLITE_IOERR_SHMSIZE
+        raise exc
+
+    corpus = build_corpus(tmp_path)
+    with make_client(corpus.db) as c:
+        item = c.post("/api/search", json={"parts": [{"text": "dog"}]}).json()["results"][0]["id"]
+        monkeypatch.setattr(Catalog, "segments", shm_full)
+        r = c.get(f"/api/items/{item}")
+        assert r.status_code == 507, r.text
+        assert r.json()["message"].startswith("no space left on device to open the index at")

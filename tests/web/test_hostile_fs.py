@@ -5,6 +5,7 @@ API (media, thumbnail, item, snippets, page), and names that are not UTF-8 are s
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 
@@ -13,6 +14,7 @@ import pytest
 from indexer import index_paths
 from search.catalog import SegmentIn
 from search.index import Index
+from search.paths import shown
 from search.settings import get_settings
 from tests.indexer.corpus import CountingEncoder, image, text
 from tests.web.conftest import API_KEY, make_client
@@ -217,3 +219,167 @@ def test_a_small_file_rewritten_in_place_with_the_same_size_and_time_is_not_serv
         assert c.get(f"/api/items/{item}").status_code == 404
         r = c.get(f"/api/items/{item}/media")
         assert r.status_code == 404 and b"SECRET" not in r.content
+
+
+# -- swaps between the check and the read -----------------------------------------------------
+@pytest.fixture
+def swap_at_send(monkeypatch):
+    """``swap_at_send(fn)``: ``fn()`` runs once, after a route checked its file and as the
+    response starts to send (or, for thumbnails, as the image is decoded): an attacker who swaps
+    a file or folder at that moment (the OS edge, timed)."""
+    from starlette.responses import FileResponse
+
+    import web.thumbnails
+
+    def arm(fn):
+        done = []
+
+        def once():
+            if not done:
+                done.append(fn())
+
+        send, decode = FileResponse.__call__, web.thumbnails.open_image
+
+        async def call(self, *args):
+            once()
+            return await send(self, *args)
+
+        def open_image(*args, **kwargs):
+            once()
+            return decode(*args, **kwargs)
+
+        monkeypatch.setattr(FileResponse, "__call__", call)
+        monkeypatch.setattr(web.thumbnails, "open_image", open_image)
+
+    return arm
+
+
+def _evil_twin(tmp_path, album, names) -> object:
+    """A folder elsewhere with files of the same names, sizes and times as ``album``'s, and a
+    function that swaps ``album`` for a link to it (mv album album.old; ln -s evil album)."""
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    image(evil / "red.png", "blue", size=(16, 16))
+    text(evil / "notes.txt", "SECRET")
+    for name in names:  # padded to the indexed size (PNG ignores a tail)
+        with open(evil / name, "ab") as fh:
+            fh.write(b" " * (os.path.getsize(album / name) - os.path.getsize(evil / name)))
+        _same_stat(album / name, evil / name)
+
+    def swap():
+        os.rename(album, tmp_path / "album.old")
+        os.symlink(evil, album)
+
+    return swap
+
+
+@pytest.mark.parametrize("route", ["media", "thumbnail"])
+def test_a_folder_swapped_between_the_check_and_the_read_is_not_what_is_sent(
+        tmp_path, swap_at_send, route):
+    from PIL import Image
+
+    album = tmp_path / "photos" / "album"
+    text(album / "notes.txt", "notes about the album, public")
+    image(album / "red.png", "red")
+    _index(tmp_path / "db", tmp_path / "photos")
+    with make_client(tmp_path / "db") as c:
+        name = "notes.txt" if route == "media" else "red.png"
+        item = _id_of(c, album / name)
+        swap_at_send(_evil_twin(tmp_path, album, [name]))
+        r = c.get(f"/api/items/{item}/{route}")
+        assert r.status_code == 200
+        if route == "media":
+            assert r.text == "notes about the album, public"
+        else:
+            rgb = Image.open(io.BytesIO(r.content)).convert("RGB").resize((1, 1)).getpixel((0, 0))
+            assert rgb[0] > 150 and rgb[2] < 100  # red, not the swapped-in blue
+
+
+@pytest.mark.parametrize("what", ["fifo", "/dev/zero"])
+def test_a_file_swapped_for_a_fifo_or_device_at_send_time_never_hangs_or_500s(
+        tmp_path, swap_at_send, what):
+    notes = tmp_path / "notes"
+    text(notes / "a.txt", "notes, public")
+    _index(tmp_path / "db", notes, follow_links=True)
+    with make_client(tmp_path / "db") as c:
+        item = _id_of(c, notes / "a.txt")
+
+        def swap():
+            os.rename(notes / "a.txt", tmp_path / "a.old")
+            os.mkfifo(notes / "a.txt") if what == "fifo" else os.symlink(what, notes / "a.txt")
+
+        swap_at_send(swap)
+        r = c.get(f"/api/items/{item}/media")  # was: RuntimeError "is not a file" (500)
+        assert r.status_code == 200 and r.text == "notes, public"
+        assert c.get(f"/api/items/{item}/media").status_code == 404  # checked afresh: refused
+
+
+def test_crafted_names_never_break_the_page_the_json_or_the_cli_table(tmp_path, capsys, monkeypatch):
+    """Names that are markup, script, ANSI escapes, bidi overrides or the escape text itself:
+    the page shows them as text (no element or script made of a name), the JSON and the CLI
+    table show each name as itself, distinct from every other, on one line."""
+    import cli
+    from tests.indexer.test_hostile_fs import LOOKALIKES
+
+    m = tmp_path / "m"
+    m.mkdir()
+    xss = ['<img src=x onerror=alert(1)>.txt', '"><script>alert(1)<\u2215script>.txt',
+           "';alert(1);'.txt", "{{7*7}}.txt"]
+    names = [*LOOKALIKES, *xss]
+    for i, name in enumerate(names):
+        with open(os.path.join(os.fsencode(m), os.fsencode(name)), "w") as fh:
+            fh.write(f"notes number {i}")
+    _index(tmp_path / "db", m)
+    with make_client(tmp_path / "db") as c:
+        hits = _all_hits(c)
+        shown_paths = [h["path"] for h in hits]
+        assert len(hits) == len(names) and len(set(shown_paths)) == len(names)
+        for h in hits:  # each result serves its own file
+            i = int(c.get(h["media_url"]).text.split()[-1])
+            assert h["path"] == f"{m}/{shown(names[i])}"
+        page = c.get("/", params={"q": "notes number", "k": 100}).text
+        assert "<img src=x" not in page and "<script>alert" not in page
+        assert "onerror=alert(1)&gt;" in page and "{{7*7}}" in page
+        assert "\x1b" not in page and "\u202e" not in page
+    monkeypatch.setenv("CROSSFIND_EXTRA_ENCODERS", "tests.fakes:register")
+    capsys.readouterr()
+    assert cli.main(["search", "notes number", "--db", str(tmp_path / "db"), "--k", "100"]) == 0
+    table = capsys.readouterr().out
+    assert "\x1b" not in table and "\u202e" not in table
+    rows = [line for line in table.splitlines() if str(m) in line]
+    assert len(rows) == len(names)
+    assert {row[row.index(str(m)):].split("  ")[0] for row in rows} == set(shown_paths)
+
+
+def test_range_and_head_abuse_on_media_is_answered_within_the_file(tmp_path):
+    notes = tmp_path / "notes"
+    body = "notes " + "x" * 1000
+    text(notes / "a.txt", body)
+    image(notes / "red.png", "red")
+    _index(tmp_path / "db", notes)
+    with make_client(tmp_path / "db") as c:
+        url = f"/api/items/{_id_of(c, notes / 'a.txt')}/media"
+        n = len(body)
+        cases = {  # Range -> (status, bytes sent)
+            "bytes=0-99999999999999999999": (206, n),  # clamped to the file
+            "bytes=-5": (206, 5),
+            "bytes=-99999999999999999999999": (206, n),
+            "bytes=-0": (416, 0),
+            "bytes=5-1": (400, None),
+            "bytes=99999-": (416, 0),
+            "items=0-1": (400, None),
+            "bytes=" + ",".join(["0-"] * 100): (206, n),  # overlapping ranges merged: no x100
+            "bytes=" + ",".join(["0-"] * 101): (200, n),  # too many: the whole file, once
+        }
+        for header, (status, size) in cases.items():
+            r = c.get(url, headers={"Range": header})
+            assert r.status_code == status, header
+            assert size is None or len(r.content) == size, header
+        parts = c.get(url, headers={"Range": "bytes=" + ",".join(f"{i}-{i}" for i in range(0, 200, 2))})
+        assert parts.status_code == 206 and len(parts.content) < 200 * n // 10  # 100 parts at most
+        for route in ("media", "thumbnail"):  # HEAD: headers only, as GET would send them
+            item = _id_of(c, notes / ("a.txt" if route == "media" else "red.png"))
+            head = c.head(f"/api/items/{item}/{route}")
+            get = c.get(f"/api/items/{item}/{route}")
+            assert head.status_code == 200 and head.content == b""  # was 405
+            assert head.headers["content-length"] == get.headers["content-length"]

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Form, Path, Request
+from fastapi import APIRouter, Body, Form, Request
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, Response
 
+from search.access import reopen_path
 from search.errors import DiskFull, NotFound
 from search.paths import shown
 from search.query import Query
 from web.deps import EngineDep, ReadAccess, ServicesDep, WriteAccess
 from web.errors import ServiceUnavailable
-from web.files import media_path, media_type
+from web.files import OpenFileResponse, media_type, open_media
 from web.forms import MAX_ID, SearchForm, check_query
 from web.present import item_json, result_json
 from web.schemas import (
@@ -31,7 +34,7 @@ from web.schemas import (
 log = logging.getLogger(__name__)
 
 # SQLite integers are signed 64-bit: larger ids cannot exist
-ItemId = Annotated[int, Path(ge=0, le=MAX_ID, description="an item (segment) id from a result")]
+ItemId = Annotated[int, PathParam(ge=0, le=MAX_ID, description="an item (segment) id from a result")]
 
 router = APIRouter(responses=ERROR_RESPONSES)
 reads = APIRouter(prefix="/api", dependencies=[ReadAccess], responses=ERROR_RESPONSES)
@@ -88,16 +91,18 @@ def get_item(request: Request, services: ServicesDep, item_id: ItemId) -> dict[s
     return item_json(services.segment(item_id), _prefix(request))
 
 
-@reads.get(
+@reads.api_route(
     "/items/{item_id}/media",
+    methods=["GET", "HEAD"],
     response_class=FileResponse,
     summary="The item's file (supports HTTP Range)",
     responses={200: {"content": {"image/*": {}, "audio/*": {}, "text/plain": {}}}},
 )
 def get_media(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> FileResponse:
     info = services.segment(item_id)
-    path = media_path(engine.index.catalog, info)
-    return FileResponse(
+    fh, path = open_media(engine.index.catalog, info)
+    return OpenFileResponse(
+        fh,
         path,
         media_type=media_type(path, info.modality),
         headers={
@@ -110,8 +115,9 @@ def get_media(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> File
     )
 
 
-@reads.get(
+@reads.api_route(
     "/items/{item_id}/thumbnail",
+    methods=["GET", "HEAD"],
     response_class=FileResponse,
     summary="A JPEG thumbnail of an image item (made once, cached)",
     responses={200: {"content": {"image/jpeg": {}}}},
@@ -121,15 +127,17 @@ def get_thumbnail(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> 
     if info.modality != "image":
         raise NotFound(f"item {item_id} is {info.modality}; only image items have thumbnails")
     headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
-    source = media_path(engine.index.catalog, info)  # checked even when a thumbnail is cached
-    cached = services.thumbnails.path(info.content_id)
-    if not cached.exists():
-        try:
-            cached = services.thumbnails.get(info.content_id, source)
-        except DiskFull:  # no room to cache it: serve it made afresh
-            log.warning("thumbnail cache is full; serving %s uncached", info.content_id)
-            data = services.thumbnails.render(source)
-            return Response(data, media_type="image/jpeg", headers=headers)
+    fh, path = open_media(engine.index.catalog, info)  # checked even when a thumbnail is cached
+    with fh:  # rendered from the checked descriptor, never by name again
+        source = Path(reopen_path(fh, str(path)))
+        cached = services.thumbnails.path(info.content_id)
+        if not cached.exists():
+            try:
+                cached = services.thumbnails.get(info.content_id, source)
+            except DiskFull:  # no room to cache it: serve it made afresh
+                log.warning("thumbnail cache is full; serving %s uncached", info.content_id)
+                data = services.thumbnails.render(source)
+                return Response(data, media_type="image/jpeg", headers=headers)
     return FileResponse(cached, media_type="image/jpeg", headers=headers)
 
 
