@@ -12,7 +12,7 @@ import traceback
 from bench.context import BenchContext
 
 # figures of each section come from bench/<name>.py
-SECTIONS = ("store", "indexing", "audio", "fusion", "api")
+SECTIONS = ("store", "indexing", "audio", "fusion", "api", "scale")
 
 
 def main(argv: list[str] | None = None) -> int:
