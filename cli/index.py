@@ -32,6 +32,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="decoding processes (default 2; 0 decodes in the main process)")
     p.add_argument("--reindex", action="store_true",
                    help="delete the index and rebuild it (needed to change --model)")
+    p.add_argument(
+        "--store", metavar="BACKEND:SPEC",
+        help="vector index: faiss:auto (default: exact while small, then an ANN index sized for "
+        "the collection), faiss:Flat (always exact) or any FAISS factory string (faiss:HNSW32, "
+        "faiss:IVF4096,PQ48); also $CROSSFIND_STORE. Changing it rebuilds the vector index "
+        "from the stored vectors, no re-embedding",
+    )
     p.add_argument("--include-hidden", action="store_true",
                    help="also index hidden files and folders (names starting with '.')")
     p.add_argument("--ocr", choices=["auto", "on", "off"],
@@ -80,8 +87,11 @@ def run_index(args: argparse.Namespace) -> int:
     from search.encoders import create_encoder
     from search.errors import DiskFull
     from search.index import Index
+    from search.store import StoreOptions, StoreSpec
 
     settings = settings_from(args)
+    store = args.store or settings.store
+    spec = StoreSpec.parse(store) if store else None  # a bad spec fails before any work
     if args.include_hidden:
         settings.include_hidden = True
     if args.ocr:
@@ -92,7 +102,8 @@ def run_index(args: argparse.Namespace) -> int:
     encoder = create_encoder(_encoder_name(args, settings.model, settings.db), settings.cache_dir)
     try:
         with Index.open_for_write(
-            settings.db, encoder.id, encoder.dim, reindex=args.reindex
+            settings.db, encoder.id, encoder.dim, reindex=args.reindex, store=spec,
+            options=StoreOptions.from_settings(settings),
         ) as index:
             report = index_paths(
                 args.paths, index, encoder, settings,

@@ -2,9 +2,11 @@
 
 Decoding overlaps inference: a bounded window of decode jobs stays in flight in the worker
 pool while the main process runs the encoder on the current batch, so the model does not wait
-on I/O and memory stays flat. Writes follow ``search.index``: catalog rows commit first, then
-the vectors join the store, and ``checkpoint`` saves the store every ``checkpoint_every_s``
-and at the end. A crash at any moment is repaired by the next ``Index.open_for_write``.
+on I/O and memory stays flat. Writes follow ``search.index``: a batch's rows and vectors
+commit in one transaction, so a crash at any moment leaves a state every reader can serve;
+``checkpoint`` (every ``checkpoint_every_s`` and at the end) folds the exact tail into the ANN
+index when it has grown enough, and the end of a run computes the relevance calibration, so a
+user's first query does not.
 """
 
 from __future__ import annotations
@@ -149,7 +151,8 @@ class _Writer:
                 parts.append(shared[start : start + len(loaded.inputs)])
                 start += len(loaded.inputs)
         vectors = np.concatenate(parts)
-        written = self.index.catalog.add_contents(
+        # rows and vectors in one transaction: see search/index.py
+        written = self.index.add_contents(
             [
                 NewContent(
                     pending.sha256, modality, pending.size,
@@ -157,15 +160,14 @@ class _Writer:
                     loaded.width, loaded.height, loaded.duration_s,
                 )
                 for pending, loaded in batch.items
-            ]
+            ],
+            vectors,
         )
-        ids = [i for _, seg_ids in written for i in seg_ids]
         for (pending, loaded), (_, seg_ids) in zip(batch.items, written):
             self._count(modality, pending, len(seg_ids))
             self.report.add_ocr(*loaded.ocr)
             if loaded.note:
                 self.report.partial.append(Skipped(pending.path, loaded.note))
-        self.index.add_vectors(ids, vectors)  # after the rows committed: see search/index.py
         self.dirty = True
         batch.items.clear()
         batch.n_inputs = 0
@@ -243,15 +245,15 @@ def index_paths(
             _embed_all(pending, workers, writer, bar)
             if bar is not None:
                 bar.close()
+        # also when nothing changed: a new --store rebuilds the vector index here
+        index.finish()
         if writer.dirty:
-            writer.checkpoint()
+            _calibrate(index, encoder)
     except BaseException as exc:
-        if is_disk_full(exc):  # a catalog commit, a store save: back to the last checkpoint
+        if is_disk_full(exc):  # a batch's commit or the vector index file: nothing else is lost
             index.rollback()
             raise DiskFull.writing(index.root) from exc
-        if writer.dirty:  # Ctrl-C or a bug: keep what was done
-            writer.checkpoint()
-        raise
+        raise  # Ctrl-C or a bug: every batch written so far is already committed
     finally:
         report.seconds = time.perf_counter() - t0
     return report
@@ -336,6 +338,16 @@ def _bar(total: int, desc: str) -> tqdm:
         total=total, desc=desc, unit="file", file=sys.stderr, dynamic_ncols=True,
         leave=desc == "indexing",  # the hashing bar gives way to the indexing one
     )
+
+
+def _calibrate(index: Index, encoder: Encoder) -> None:
+    """Relevance calibration for the new state, computed here rather than on a user's first
+    query (``search.calibration`` reuses it while the index stays within its tolerance).
+    Small indexes calibrate in milliseconds at query time and are left to it."""
+    from search.calibration import REUSE_MIN, load_or_compute
+
+    if index.store.count() >= REUSE_MIN:
+        load_or_compute(index.store, index.catalog, encoder.id, encoder.encode_text)
 
 
 def _stale_before(index: Index, encoder: Encoder) -> Callable[[str], float]:

@@ -11,8 +11,10 @@ sigma over random pairs) and the z-scores of each probe's best match. Relevance 
 
 with ``center`` the median best-match z of the probes minus one ``spread`` and ``spread`` their
 spread: a generic query's best match lands near 0.73, an average pair near 0. The tables are
-computed lazily, cached in the catalog's meta table and recomputed when the index changes
-(vector count or highest id differs).
+computed by the indexer at the end of a run (or lazily), cached in the catalog's meta table,
+and recomputed when the index changes: any change below ``REUSE_MIN`` vectors, else a change
+of the vector count by more than ``REUSE_FRACTION`` (the scales are statistics of a sample,
+stable under small changes; recomputing costs seconds at 1M, never on a user's first query).
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ META_KEY = "calibration_v1"
 PROBES_PER_MODALITY = 48
 NULL_SAMPLE = 2000
 MIN_SPREAD = 0.5
+REUSE_MIN = 10_000
+REUSE_FRACTION = 0.1
 
 # generic text probes: everyday subjects across photos, documents and sounds
 TEXT_PROBES = (
@@ -142,11 +146,12 @@ def compute(
     for m in ("image", "audio"):
         if m in by_modality:
             ids = rng.choice(by_modality[m], min(PROBES_PER_MODALITY, len(by_modality[m])), replace=False)
-            probes[m] = (store.reconstruct(ids), ids)
+            ids, vecs = store.vectors(ids)
+            probes[m] = (vecs, ids)
     scales: dict[str, Scale] = {}
     for target, target_ids in by_modality.items():
         sample = rng.choice(target_ids, min(NULL_SAMPLE, len(target_ids)), replace=False)
-        sample_vecs = store.reconstruct(sample)
+        sample, sample_vecs = store.vectors(sample)
         for qmod, (qvecs, qids) in probes.items():
             null = qvecs @ sample_vecs.T
             null = null[qids[:, None] != sample[None, :]]  # a probe is never its own null pair
@@ -159,6 +164,16 @@ def compute(
     return Calibration(fingerprint(store, encoder_id), scales)
 
 
+def current(stored: list[object], now: list[object]) -> bool:
+    """Whether a calibration made at ``stored`` still serves the index at ``now``."""
+    if stored == now:
+        return True
+    if len(stored) != 3 or stored[0] != now[0]:
+        return False
+    then, count = int(stored[1]), int(now[1])  # type: ignore[call-overload]
+    return then >= REUSE_MIN and abs(count - then) <= REUSE_FRACTION * then
+
+
 def load_or_compute(
     store: VectorStore,
     catalog: Catalog,
@@ -168,7 +183,7 @@ def load_or_compute(
 ) -> Calibration:
     """The index's calibration: ``cached`` or the meta table's if still current, else fresh."""
     fp = fingerprint(store, encoder_id)
-    if cached is not None and cached.fingerprint == fp:
+    if cached is not None and current(cached.fingerprint, fp):
         return cached
     stored = catalog.get_meta(META_KEY)
     if stored:
@@ -176,7 +191,7 @@ def load_or_compute(
             cal = Calibration.from_json(stored)
         except (ValueError, KeyError, TypeError):
             cal = None
-        if cal is not None and cal.fingerprint == fp:
+        if cal is not None and current(cal.fingerprint, fp):
             return cal
     cal = compute(store, catalog, encoder_id, embed_text)
     with contextlib.suppress(Exception):

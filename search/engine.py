@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from search.audio import SR, decode_audio_prefix, embed_clip
-from search.calibration import Calibration, fingerprint, load_or_compute
+from search.calibration import Calibration, current, fingerprint, load_or_compute
 from search.deadline import NO_DEADLINE, Deadline
 from search.encoders.base import Encoder
 from search.errors import NotFound
@@ -149,7 +149,7 @@ class Engine:
         """
         cached = self._calibration
         if cached is not None and self.background_calibration:
-            if cached.fingerprint != fingerprint(self.index.store, self.encoder.id):
+            if not current(cached.fingerprint, fingerprint(self.index.store, self.encoder.id)):
                 self._recalibrate_in_background()
             return cached
         with self._calibration_lock:  # one computation; the others wait for its result

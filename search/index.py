@@ -1,25 +1,31 @@
-"""An index directory: the vector store file, the SQLite catalog and a manifest.
+"""An index directory: the SQLite catalog (rows *and* vectors), a manifest, and a derived
+vector index.
 
-Write order keeps the two halves recoverable after a crash at any moment:
+Crash-consistent by construction: a segment's vector is committed in the same SQLite
+transaction as its row (``Catalog.add_contents(items, vectors)``), and deleting a row deletes
+its vector and leaves a tombstone (triggers). Whatever a reader sees — after a ``kill -9``
+anywhere, mid-write, on a full disk — every visible row has its vector.
 
-* adding: catalog rows commit first, vectors go to the in-memory store, and ``checkpoint``
-  writes the store file atomically (temp file + rename);
-* removing: catalog rows are deleted first, then the vectors.
+The FAISS index is derived: a sealed base file (``ann-<gen>.faiss`` + ids, named in the
+catalog's ``ann`` meta row with the id and tombstone it was built at) plus an exact tail read
+from the catalog, with deleted ids masked (``search.store.layered``). Checkpoints therefore
+write only what changed (the rows' own transactions); ``compact`` folds the tail into the base
+when it grows past a fraction of it, and rebuilds the base when deletes pile up or ``faiss:auto``
+moves to a bigger index. Readers catch up from the catalog on open and on ``refresh``.
 
-``reconcile`` (run by every writer on open) then repairs whatever a crash left: vectors whose
-rows are gone are removed; rows whose vectors never reached the store file are deleted, so the
-next indexing run embeds those files again. Afterwards store ids == catalog segment ids exactly.
+Indexes made before vectors moved into the catalog (``vectors.faiss``, schema 1) are migrated
+on first open.
 
-A full disk is a write that fails, not a crash: ``rollback`` returns the index to its last
-checkpoint at once (so readers never meet rows without vectors), using the room a writer keeps
-in reserve (``RESERVE``) for the catalog deletes that takes.
+A full disk is a write that fails, not a crash: SQLite rolls the batch's transaction back, a
+vector index file is written under a temp name that is removed, and ``rollback`` reloads the
+writer's in-memory store from what is durable. Nothing committed before is lost.
 """
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
+import logging
 import os
 import shutil
 import threading
@@ -30,17 +36,27 @@ from pathlib import Path
 import numpy as np
 
 from search.atomic import temp_path, write_atomically
-from search.catalog import Catalog
-from search.errors import Conflict, DiskFull, EncoderMismatch, IndexLocked, NotFound, is_disk_full
-from search.store import VectorStore, create_store, load_store
+from search.catalog import Catalog, NewContent
+from search.errors import (
+    BadRequest,
+    Conflict,
+    DiskFull,
+    EncoderMismatch,
+    IndexLocked,
+    NotFound,
+    is_disk_full,
+)
+from search.store import ann
+from search.store.layered import LayeredStore
+from search.store.spec import DEFAULT_SPEC, StoreOptions, StoreSpec, auto_factory, min_train
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "index.json"
-VECTORS = "vectors.faiss"
+VECTORS = "vectors.faiss"  # schema 1's store file; migrated into the catalog on open
 CATALOG = "catalog.sqlite3"
 LOCK = "write.lock"
-# room a writer holds so that undoing a batch on a full disk can still write to SQLite
-RESERVE = "space.reserve"
-RESERVE_BYTES = 256 * 1024
+ANN_META = "ann"
 
 
 @dataclass
@@ -48,7 +64,7 @@ class Manifest:
     encoder: str
     dim: int
     backend: str = "faiss"
-    factory: str = "Flat"
+    factory: str = "Flat"  # the store spec: "auto", "Flat" or a FAISS factory string
     created_at: float = 0.0
 
     @classmethod
@@ -58,17 +74,36 @@ class Manifest:
     def write(self, path: Path) -> None:
         write_atomically(path, lambda fh: fh.write(json.dumps(self.__dict__, indent=2).encode()))
 
+    @property
+    def spec(self) -> StoreSpec:
+        return StoreSpec(self.backend, self.factory)
+
+
+@dataclass
+class _Loaded:
+    """A reader's position in the catalog's history."""
+
+    ann_raw: str | None
+    seq: int
+    version: int
+
 
 class Index:
     """Open with ``Index.open`` (readers) or ``Index.open_for_write`` (one writer at a time)."""
 
-    def __init__(self, root: Path, manifest: Manifest, store: VectorStore, catalog: Catalog):
+    def __init__(self, root: Path, manifest: Manifest, catalog: Catalog,
+                 options: StoreOptions | None = None) -> None:
         self.root = root
         self.manifest = manifest
-        self.store = store
         self.catalog = catalog
+        if options is None:
+            from search.settings import get_settings
+
+            options = StoreOptions.from_settings(get_settings())
+        self.options = options
         self._lock_fd: int | None = None
-        self._store_stamp = self._vectors_stamp()
+        self._repaired = {"orphan_vectors": 0, "rows_without_vectors": 0}
+        self.store, self._state = self._load_store()
         self._refresh_lock = threading.Lock()
 
     # -- opening ------------------------------------------------------------------------------
@@ -84,7 +119,14 @@ class Index:
             raise NotFound(f"no crossfind index at {root}; build one with `crossfind index PATH --db {root}`")
         manifest = Manifest.read(root / MANIFEST)
         _check_encoder(root, manifest, encoder)
-        return cls(root, manifest, _load_or_create_store(root, manifest), Catalog(root / CATALOG))
+        catalog = Catalog(root / CATALOG)
+        try:
+            if catalog.schema_version < 2:
+                _migrate_locked(root, manifest, catalog)
+            return cls(root, manifest, catalog)
+        except BaseException:
+            catalog.close()
+            raise
 
     @classmethod
     def open_for_write(
@@ -94,34 +136,53 @@ class Index:
         dim: int,
         *,
         reindex: bool = False,
-        backend: str = "faiss",
-        factory: str = "Flat",
+        store: str | StoreSpec | None = None,
+        options: StoreOptions | None = None,
     ) -> Index:
-        """Open or create an index for writing: takes the write lock and reconciles.
+        """Open or create an index for writing: takes the write lock, migrates and reconciles.
+
+        ``store`` (``backend:spec``, e.g. ``faiss:auto``) sets the vector index of a new index,
+        or switches an existing one (its derived index is rebuilt from the stored vectors by the
+        next ``compact``); None keeps the index's own (``faiss:auto`` for a new one).
 
         Raises:
             EncoderMismatch: the index was built with another encoder and ``reindex`` is off.
             IndexLocked: another process is writing.
+            BadRequest: ``store`` is not a valid spec.
             DiskFull: no room for the manifest, the catalog or the reserve.
         """
         root = Path(root)
+        spec = StoreSpec.parse(store) if isinstance(store, str) else store
         root.mkdir(parents=True, exist_ok=True)
         lock_fd = _take_lock(root)
         try:
-            _make_reserve(root)
             if reindex:
                 # the manifest goes last: a crash midway leaves the old manifest over an empty
                 # or partial index (reconcile repairs it), never a new manifest over old vectors
+                for path in _derived_files(root):
+                    path.unlink(missing_ok=True)
                 for name in (VECTORS, CATALOG, CATALOG + "-wal", CATALOG + "-shm", MANIFEST):
                     (root / name).unlink(missing_ok=True)
                 shutil.rmtree(root / "thumbnails", ignore_errors=True)
             if cls.exists(root):
                 manifest = Manifest.read(root / MANIFEST)
                 _check_encoder(root, manifest, encoder)
+                if spec is not None and spec != manifest.spec:
+                    manifest.backend, manifest.factory = spec.backend, spec.spec
+                    manifest.write(root / MANIFEST)
             else:
-                manifest = Manifest(encoder, dim, backend, factory, time.time())
+                spec = spec or StoreSpec.parse(DEFAULT_SPEC)
+                manifest = Manifest(encoder, dim, spec.backend, spec.spec, time.time())
                 manifest.write(root / MANIFEST)
-            index = cls(root, manifest, _load_or_create_store(root, manifest), Catalog(root / CATALOG))
+            catalog = Catalog(root / CATALOG)
+            try:
+                if catalog.schema_version < 2:
+                    _migrate(root, manifest, catalog)
+                repaired = _reconcile_rows(catalog)
+                index = cls(root, manifest, catalog, options)
+            except BaseException:
+                catalog.close()
+                raise
         except BaseException as exc:
             os.close(lock_fd)
             if is_disk_full(exc):
@@ -129,11 +190,7 @@ class Index:
                 raise DiskFull.writing(root) from exc
             raise
         index._lock_fd = lock_fd
-        try:
-            index.reconcile()
-        except BaseException:
-            index.close()
-            raise
+        index._repaired = repaired
         return index
 
     def close(self) -> None:
@@ -148,104 +205,198 @@ class Index:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- consistency --------------------------------------------------------------------------
-    def reconcile(self) -> dict[str, int]:
-        """Make store ids and catalog segment ids agree exactly (see module docstring)."""
-        store_ids = self.store.ids()
-        row_ids = self.catalog.segment_ids()
-        orphan_vectors = np.setdiff1d(store_ids, row_ids, assume_unique=True)
-        missing = np.setdiff1d(row_ids, store_ids, assume_unique=True)
-        dropped_rows = 0
-        if len(missing):
-            contents = {info.content_id for info in self.catalog.segments(missing.tolist()).values()}
-            dropped = self.catalog.remove_contents(contents)
-            dropped_rows = len(dropped)
-            # segments of those contents that did reach the store leave it too
-            orphan_vectors = np.union1d(orphan_vectors, np.intersect1d(store_ids, dropped))
-        if len(orphan_vectors):
-            self.store.remove(orphan_vectors)
-        if len(orphan_vectors) or dropped_rows:
-            self.checkpoint()
-        return {"orphan_vectors": int(len(orphan_vectors)), "rows_without_vectors": dropped_rows}
+    # -- the derived vector index -------------------------------------------------------------
+    def _load_store(self) -> tuple[LayeredStore, _Loaded]:
+        """The base named by the ``ann`` meta row plus every vector and tombstone after it,
+        read in one snapshot (retried if a compaction lands in between)."""
+        dim = self.manifest.dim
 
-    def checkpoint(self) -> None:
-        """Write the store file atomically.
+        def source(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return self.catalog.get_vectors(ids, dim)
+
+        for _ in range(20):
+            raw = self.catalog.get_meta(ANN_META)
+            meta = json.loads(raw) if raw else None
+            base = None
+            if meta is not None:
+                try:
+                    base = ann.AnnBase.load(self.root / meta["file"], meta["factory"], meta["params"])
+                except FileNotFoundError:  # replaced by a newer one since the meta row was read
+                    continue
+                except (RuntimeError, ValueError) as exc:
+                    raise Conflict(
+                        f"the vector index file {self.root / meta['file']} is unreadable "
+                        f"({str(exc).splitlines()[0][:200]}); rebuild the index with --reindex"
+                    ) from None
+                if base.index.d != dim:
+                    raise Conflict(
+                        f"the vector index file {self.root / meta['file']} holds {base.index.d}-d "
+                        f"vectors but {self.root / MANIFEST} says {dim}-d; rebuild the index with --reindex"
+                    )
+            upto = int(meta["upto_id"]) if meta else 0
+            changes = self.catalog.vector_changes(dim, upto, int(meta["tomb_seq"]) if meta else 0)
+            if changes.ann != raw:
+                continue
+            store = LayeredStore(dim, base, source, rerank=bool(meta.get("rerank", True)) if meta else True)
+            store.add(changes.ids, changes.vectors)
+            store.remove(changes.deleted)
+            return store, _Loaded(raw, changes.last_seq, changes.version)
+        raise Conflict(f"the index at {self.root} kept changing while being opened; try again")
+
+    def refresh(self) -> bool:
+        """Catch up with a writer's commits (readers only). True if anything changed."""
+        if self._lock_fd is not None:
+            return False
+        if self.catalog.version() == self._state.version:
+            return False
+        # concurrent searches (the server) go on over the current store while one thread
+        # catches a copy up and swaps it in; the others wait for that copy
+        with self._refresh_lock:
+            if self.catalog.version() == self._state.version:
+                return False
+            changes = self.catalog.vector_changes(self.manifest.dim, self.store.max_id, self._state.seq)
+            if changes.ann != self._state.ann_raw:  # a new base was written: load it
+                self.store, self._state = self._load_store()
+                return True
+            store = self.store.clone()
+            store.add(changes.ids, changes.vectors)
+            store.remove(changes.deleted)
+            self.store, self._state = store, _Loaded(changes.ann, changes.last_seq, changes.version)
+            return True
+
+    def compact(self, *, force: bool = False) -> str | None:
+        """Fold the exact tail into the base, or rebuild the base, when the policy says so
+        (see the module docstring); ``force``: whenever anything is pending. Writers only.
+        Returns what was done ("rebuilt" / "folded") or None.
 
         Raises:
-            DiskFull: no room for it; its temp file is removed and the last file stays.
+            DiskFull: (from ``checkpoint``) no room for the new file; the last one stays.
         """
+        if self._lock_fd is None:
+            raise Conflict("only the writer compacts the index")
+        store, options = self.store, self.options
+        n = store.count()
+        target = self._target_factory(n)
+        if target is None:
+            return None
+        base = store.base
+        masked_in_base = len(store.masked) if base is not None else 0
+        tail = len(store.tail_ids)
+        folding_limit = 0 if force else max(options.compact_min, options.compact_fraction * (base.n if base else 0))
+        if base is None:
+            full = target != "Flat" or tail > folding_limit
+        else:
+            full = base.factory != target or masked_in_base > options.compact_fraction * base.n or (
+                force and masked_in_base > 0)
+        if full:
+            self._rebuild(target)
+            return "rebuilt"
+        if base is not None and tail > folding_limit and tail:
+            base.add(store.tail_ids, store.tail_vectors)
+            self._publish(base, tomb_seq=json.loads(self._state.ann_raw or "{}").get("tomb_seq", 0))
+            return "folded"
+        return None
+
+    def _target_factory(self, n: int) -> str | None:
+        spec = self.manifest.spec
+        if spec.backend != "faiss":
+            raise BadRequest(f"vector store backend {spec.backend!r} is not available here")
+        factory = auto_factory(n, self.manifest.dim, self.options) if spec.auto else spec.spec
+        if n < max(1, min_train(factory)):
+            return None  # not enough vectors to train it well: the exact tail serves meanwhile
+        return factory
+
+    def _rebuild(self, factory: str) -> None:
+        seq = self.catalog.vector_changes(self.manifest.dim, self.store.max_id, 0).last_seq
+        ids, vectors = ann.chunks_to_arrays(
+            self.catalog.iter_vectors(self.manifest.dim, 0, self.store.max_id), self.manifest.dim
+        )
         try:
-            self.store.save(self.root / VECTORS)
+            base = ann.build(factory, self.manifest.dim, ids, vectors, self.options)
+        except RuntimeError as exc:
+            raise BadRequest(
+                f"FAISS cannot build {factory!r} over {len(ids)} {self.manifest.dim}-d vectors "
+                f"({str(exc).strip().splitlines()[-1][:160]}); pick another --store"
+            ) from None
+        del vectors
+        self._publish(base, tomb_seq=seq)
+        self.catalog.prune_tombstones(seq)
+
+    def _publish(self, base: ann.AnnBase, tomb_seq: int) -> None:
+        """Write ``base`` under a new generation, point the catalog at it, drop old files."""
+        old = json.loads(self._state.ann_raw) if self._state.ann_raw else None
+        gen = (old["gen"] + 1) if old else 1
+        name = f"ann-{gen:06d}.faiss"
+        base.save(self.root / name)
+        # every vector up to here is in the base or was deleted (masked by tombstones)
+        upto = max(self.store.max_id, int(base.ids[-1]) if base.n else 0)
+        meta = {
+            "gen": gen, "file": name, "factory": base.factory, "params": base.params,
+            "upto_id": upto,
+            "tomb_seq": int(tomb_seq), "count": base.n, "rerank": self.options.rerank,
+            "built_at": time.time(),
+        }
+        raw = json.dumps(meta, sort_keys=True)
+        self.catalog.set_meta_and_bump(ANN_META, raw)
+        self.store.rerank = self.options.rerank
+        self.store.replace_base(base, keep_tail_after=upto)
+        self._state = _Loaded(raw, self._state.seq, self._state.version)
+        for path in _derived_files(self.root):
+            if path.name not in (name, ann.ids_file(self.root / name).name):
+                path.unlink(missing_ok=True)
+
+    def checkpoint(self) -> None:
+        """Rows and vectors are durable at each commit already; this folds the exact tail into
+        the base when it has grown past ``compact_fraction`` of it (writes proportional to
+        the change in between)."""
+        if self._lock_fd is None:
+            return
+        try:
+            self.compact()
         except Exception as exc:
             if not is_disk_full(exc):
                 raise
-            _remove_temps(self.root)
+            self.rollback()
             raise DiskFull.writing(self.root) from exc
-        self._store_stamp = self._vectors_stamp()
 
-    def rollback(self) -> dict[str, int]:
-        """Return to the last checkpoint after a write failed for lack of space (writers only).
+    def finish(self) -> None:
+        """End of a writing run: compact by the same policy (readers then open fast)."""
+        self.checkpoint()
 
-        The store is reloaded from its file and the catalog rows whose vectors it lacks are
-        deleted (the next run embeds those files again), in room freed from the reserve. Rows
-        deleted since the checkpoint may leave their vectors in the file: readers never return
-        a vector without its row, and the next writer's ``reconcile`` drops them.
-
-        Raises:
-            DiskFull: not even the reserve made room for the deletes.
-        """
-        (self.root / RESERVE).unlink(missing_ok=True)
+    def rollback(self) -> None:
+        """After a write failed for lack of space (writers only): drop temp files and reload
+        the in-memory store from what is durable (the failed batch's transaction was rolled
+        back by SQLite; a half-folded base is discarded). Nothing committed before is lost."""
         _remove_temps(self.root)
-        self.store = _load_or_create_store(self.root, self.manifest)
-        self._store_stamp = self._vectors_stamp()
-        try:
-            missing = np.setdiff1d(self.catalog.segment_ids(), self.store.ids())
-            dropped = 0
-            if len(missing):
-                contents = {i.content_id for i in self.catalog.segments(missing.tolist()).values()}
-                dropped = len(self.catalog.remove_contents(contents))
-        except Exception as exc:
-            if is_disk_full(exc):
-                raise DiskFull.writing(self.root) from exc
-            raise
-        with contextlib.suppress(OSError):  # still full: the next writer asks for the reserve when it opens
-            _make_reserve(self.root)
-        return {"rows_without_vectors": dropped}
+        self.store, self._state = self._load_store()
 
     # -- writes -------------------------------------------------------------------------------
+    def add_contents(self, items: list[NewContent], vectors: np.ndarray) -> list[tuple[int, list[int]]]:
+        """Rows and their vectors in one transaction, then into the in-memory store."""
+        written = self.catalog.add_contents(items, vectors)
+        ids = [i for _, seg_ids in written for i in seg_ids]
+        self.store.add(np.asarray(ids, dtype=np.int64), vectors)
+        return written
+
     def add_vectors(self, segment_ids: list[int], vectors: np.ndarray) -> None:
-        self.store.add(np.asarray(segment_ids, dtype=np.int64), vectors)
+        """Vectors of segments already in the catalog (durable at once)."""
+        ids = np.asarray(segment_ids, dtype=np.int64)
+        if len(ids) and int(ids.min()) <= self.store.max_id:
+            raise ValueError("vector ids must be new and distinct")
+        self.catalog.put_vectors(ids.tolist(), vectors)
+        self.store.add(ids, vectors)
 
     def remove_segments(self, segment_ids: list[int]) -> None:
+        """Mask the vectors of segments whose rows were deleted (the catalog dropped the
+        durable vectors with the rows)."""
         if segment_ids:
             self.store.remove(np.asarray(segment_ids, dtype=np.int64))
 
+    def reconcile(self) -> dict[str, int]:
+        """What opening for write repaired (rows without vectors, vectors without rows)."""
+        return dict(self._repaired)
+
     # -- readers ------------------------------------------------------------------------------
-    def refresh(self) -> bool:
-        """Reload the store if a writer saved a newer file (readers only). True if reloaded."""
-        if self._lock_fd is not None:
-            return False
-        if self._vectors_stamp() == self._store_stamp:
-            return False
-        # concurrent searches all see the new file at once: one loads it, the others wait for
-        # that copy instead of each reading the whole file again
-        with self._refresh_lock:
-            stamp = self._vectors_stamp()
-            if stamp == self._store_stamp:
-                return False
-            self.store = _load_or_create_store(self.root, self.manifest)
-            self._store_stamp = stamp
-            return True
-
-    def _vectors_stamp(self) -> tuple[int, int, int]:
-        """Identity of the store file. Each save renames a new file into place, so the inode
-        changes even when two saves land within one coarse mtime tick."""
-        try:
-            st = (self.root / VECTORS).stat()
-        except FileNotFoundError:
-            return (0, 0, 0)
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
-
     def stale_before(self, modality: str, fingerprint: str) -> float:
         """Contents of ``modality`` created before the returned time were embedded by another
         model than ``fingerprint`` (0.0: none). A new fingerprint is recorded with the time it
@@ -274,6 +425,8 @@ class Index:
 
     def info(self) -> dict[str, object]:
         counts = self.catalog.counts()
+        base = self.store.base
+        in_use = base.factory if base is not None else "Flat"
         return {
             "items": counts["items"],
             "vectors": self.store.count(),
@@ -281,7 +434,17 @@ class Index:
             "dim": self.manifest.dim,
             "by_modality": counts["by_modality"],
             "contents": counts["contents"],
-            "store": f"{self.manifest.backend}:{self.manifest.factory}",
+            # the index serving searches now (what "store" always meant); the spec it follows
+            "store": f"{self.manifest.backend}:{in_use}",
+            "store_spec": str(self.manifest.spec),
+            "store_params": {
+                "factory": in_use,
+                **(base.params if base is not None else {}),
+                "indexed": base.n if base is not None else 0,
+                "exact_tail": len(self.store.tail_ids),
+                "deleted_masked": len(self.store.masked),
+                "rerank": bool(base is not None and base.lossy and self.store.rerank),
+            },
             "models": self.models(),
             "path": str(self.root),
         }
@@ -295,48 +458,89 @@ def _check_encoder(root: Path, manifest: Manifest, encoder: str | None) -> None:
         )
 
 
-def _load_or_create_store(root: Path, manifest: Manifest) -> VectorStore:
-    path = root / VECTORS
-    if not path.exists():
-        return create_store(manifest.dim, manifest.backend, manifest.factory)
+def _derived_files(root: Path) -> list[Path]:
+    return sorted(root.glob("ann-*.faiss*"))
+
+
+def _reconcile_rows(catalog: Catalog) -> dict[str, int]:
+    """Rows whose vector is missing (an older crossfind's crash, or a caller that wrote rows
+    alone) are dropped with their whole content, so the next run embeds those files again;
+    vectors without rows are deleted. Two anti-joins on primary keys: no scan of Python ids."""
+    missing = catalog.rows_without_vectors()
+    dropped = 0
+    if len(missing):
+        contents = {info.content_id for info in catalog.segments(missing.tolist()).values()}
+        dropped = len(catalog.remove_contents(contents))
+    orphans = catalog.vectors_without_rows()
+    if len(orphans):
+        catalog.delete_vectors(orphans.tolist())
+    return {"orphan_vectors": len(orphans), "rows_without_vectors": dropped}
+
+
+def _migrate_locked(root: Path, manifest: Manifest, catalog: Catalog) -> None:
+    """A reader met a schema-1 index: migrate it under the write lock, or say why not."""
     try:
-        store = load_store(path, manifest.backend)
-    except RuntimeError as exc:  # FAISS cannot parse the file
+        fd = _take_lock(root)
+    except IndexLocked:
         raise Conflict(
-            f"the vector file {path} is unreadable ({str(exc).splitlines()[0][:200]}); rebuild "
-            "the index with --reindex"
+            f"the index at {root} predates stored vectors and is being written by another "
+            "process; open it again when that finishes, or rebuild it with --reindex"
         ) from None
-    if store.dim != manifest.dim:
-        raise Conflict(
-            f"the vector file {path} holds {store.dim}-d vectors but {root / MANIFEST} says "
-            f"{manifest.dim}-d; rebuild the index with --reindex"
-        )
-    return store
+    try:
+        if catalog.schema_version < 2:
+            _migrate(root, manifest, catalog)
+    finally:
+        os.close(fd)
+
+
+def _migrate(root: Path, manifest: Manifest, catalog: Catalog) -> None:
+    """Schema 1 -> 2: copy the vectors of ``vectors.faiss`` into the catalog (rows that had
+    none are then dropped by reconcile, as schema 1's own repair did), then retire the file.
+
+    Raises:
+        Conflict: the old file is unreadable or holds vectors FAISS cannot give back (names
+            --reindex).
+    """
+    from search.store.faiss_store import FaissStore
+
+    legacy = root / VECTORS
+    if legacy.exists():
+        try:
+            old = FaissStore.load(legacy)
+        except RuntimeError as exc:
+            raise Conflict(
+                f"the vector file {legacy} is unreadable ({str(exc).splitlines()[0][:200]}); "
+                "rebuild the index with --reindex"
+            ) from None
+        if old.dim != manifest.dim:
+            raise Conflict(
+                f"the vector file {legacy} holds {old.dim}-d vectors but {root / MANIFEST} says "
+                f"{manifest.dim}-d; rebuild the index with --reindex"
+            )
+        rows = set(catalog.segment_ids().tolist())
+        ids = np.array(sorted(set(old.ids().tolist()) & rows), dtype=np.int64)
+        have = catalog.get_vectors(ids, manifest.dim)[0]
+        ids = np.setdiff1d(ids, have)
+        try:
+            for start in range(0, len(ids), 50_000):
+                chunk = ids[start : start + 50_000]
+                catalog.put_vectors(chunk.tolist(), old.reconstruct(chunk))
+        except (KeyError, RuntimeError):
+            raise Conflict(
+                f"the vectors in {legacy} cannot be read back ({old.factory}); rebuild the index "
+                "with --reindex"
+            ) from None
+    _reconcile_rows(catalog)  # rows schema 1 left without vectors (its crash state)
+    catalog.set_meta("schema_version", "2")
+    legacy.unlink(missing_ok=True)
+    log.info("migrated %s to stored vectors", root)
 
 
 def _remove_temps(root: Path) -> None:
     """The temp files of atomic writes that failed (a full disk leaves them partial)."""
-    for name in (VECTORS, MANIFEST):
-        temp_path(root / name).unlink(missing_ok=True)
-
-
-def _make_reserve(root: Path) -> None:
-    """Hold ``RESERVE_BYTES`` of the disk, written out (random bytes: a compressing file
-    system keeps zeros in no space), so that ``rollback`` has room when the disk fills."""
-    path = root / RESERVE
-    try:
-        if path.stat().st_size >= RESERVE_BYTES:
-            return
-    except FileNotFoundError:
-        pass
-    try:
-        with open(path, "wb") as fh:
-            fh.write(os.urandom(RESERVE_BYTES))
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
+    temp_path(root / MANIFEST).unlink(missing_ok=True)
+    for path in root.glob("ann-*.tmp"):
         path.unlink(missing_ok=True)
-        raise
 
 
 def _take_lock(root: Path) -> int:

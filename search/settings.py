@@ -37,6 +37,15 @@ class Settings(BaseSettings):
     follow_links: bool = False
     # indexing saves the vector store this often (and at the end); a crash loses at most this
     checkpoint_every_s: float = 30.0
+    # the vector index: "backend:spec" (faiss:auto, faiss:Flat, faiss:HNSW32, faiss:IVF4096,PQ48);
+    # None keeps an index's own (faiss:auto for a new one). See search/store/spec.py.
+    store: str | None = None
+    store_exact_max: int = 200_000  # faiss:auto stays exact up to this many vectors
+    store_memory_mb: float = 1024.0  # faiss:auto's budget for the ANN codes
+    store_recall: float = 0.96  # recall@10 target nprobe / efSearch are tuned for
+    store_rerank: bool = True  # re-score lossy codes (SQ/PQ) exactly from the stored vectors
+    store_compact_fraction: float = 0.1  # fold the exact tail in past this share of the index
+    store_compact_min: int = 8192
     # text passages: words per passage and overlap between neighbours
     passage_words: int = 120
     passage_overlap: int = 30

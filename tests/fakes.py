@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import time
@@ -12,9 +13,12 @@ import numpy as np
 from search.encoders.base import Encoder, l2_normalize
 
 
+@functools.lru_cache(maxsize=65536)  # pure: cached so that big test corpora embed fast
 def word_vector(word: str, dim: int) -> np.ndarray:
     seed = int.from_bytes(hashlib.sha256(word.lower().encode()).digest()[:8], "little")
-    return np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    vector = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
+    vector.flags.writeable = False  # shared by the cache
+    return vector
 
 
 class FakeEncoder(Encoder):

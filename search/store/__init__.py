@@ -1,4 +1,9 @@
-"""Vector stores behind one interface, chosen by ``create_store``."""
+"""Vector stores behind one interface, chosen by ``create_store``.
+
+``FaissStore`` is one FAISS index under ids; ``LayeredStore`` (what an index serves from) is a
+sealed ANN base plus an exact tail over the catalog's durable vectors; ``StoreSpec`` parses
+``--store backend:spec``.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,9 @@ from pathlib import Path
 
 from search.store.base import VectorStore
 from search.store.faiss_store import FaissStore
+from search.store.spec import BACKENDS, StoreOptions, StoreSpec
 
-_BACKENDS = {"faiss"}
+_BACKENDS = set(BACKENDS)
 
 
 def create_store(dim: int, backend: str = "faiss", factory: str = "Flat") -> VectorStore:
@@ -23,4 +29,4 @@ def load_store(path: Path, backend: str = "faiss") -> VectorStore:
     raise ValueError(f"unknown vector store backend {backend!r}; known: {sorted(_BACKENDS)}")
 
 
-__all__ = ["VectorStore", "create_store", "load_store"]
+__all__ = ["StoreOptions", "StoreSpec", "VectorStore", "create_store", "load_store"]

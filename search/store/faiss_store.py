@@ -9,14 +9,13 @@ import faiss
 import numpy as np
 
 from search.atomic import write_atomically
+from search.store.ann import prepare_queries
 from search.store.base import VectorStore
 
 # below this many allowed ids a filtered query is answered exactly from the stored vectors,
 # which is both faster than a selector scan and exact for approximate indexes (HNSW, IVF)
 _EXACT_FILTER_MAX = 2048
 _HNSW_EF_SEARCH = 128
-_PARALLEL_MIN_QUERIES = 16
-_THREADS = faiss.omp_get_max_threads()
 
 
 class FaissStore(VectorStore):
@@ -37,31 +36,46 @@ class FaissStore(VectorStore):
             index = faiss.IndexIDMap2(inner)
         self.index: Any = index  # faiss's type hints lack most attributes
         self._ids: np.ndarray | None = None  # ids() cached until the next add/remove
+        self._max_id: int | None = None  # ids above it are new without looking at the rest
 
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if len(ids) != len(vectors):
-            raise ValueError(f"{len(ids)} ids for {len(vectors)} vectors")
-        if vectors.ndim != 2 or vectors.shape[1] != self.dim:
-            raise ValueError(f"vectors must be [n, {self.dim}], got {vectors.shape}")
+        ids, vectors = self._batch(ids, vectors)
         if len(ids) == 0:
             return
-        # a repeated id would leave two vectors under one id and break reconcile's accounting
+        # a repeated id would leave two vectors under one id; ids only grow in practice, so
+        # one comparison with the highest id held replaces a scan of all of them
         if len(np.unique(ids)) != len(ids) or (
-            self.index.ntotal and np.isin(ids, self.ids(), assume_unique=True).any()
+            self.index.ntotal and int(ids.min()) <= self._highest()
+            and np.isin(ids, self.ids(), assume_unique=True).any()
         ):
             raise ValueError("vector ids must be new and distinct")
         if not self.index.is_trained:
-            self.index.train(vectors)
+            from search.store.spec import min_train
+
+            raise ValueError(
+                f"the {self.factory} index must be trained before vectors are added: call "
+                f"train() with a sample of at least {max(1, min_train(self.factory))} vectors"
+            )
         self._ids = None
         self.index.add_with_ids(vectors, ids)
+        self._max_id = max(self._highest(), int(ids.max()))
+
+    def train(self, vectors: np.ndarray) -> None:
+        """Train the index (IVF lists, PQ/SQ code books) on a representative sample."""
+        self.index.train(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def _highest(self) -> int:
+        if self._max_id is None:
+            ids = self.ids()
+            self._max_id = int(ids.max()) if len(ids) else -1
+        return self._max_id
 
     def remove(self, ids: np.ndarray) -> int:
         ids = np.ascontiguousarray(ids, dtype=np.int64).reshape(-1)
         if len(ids) == 0 or self.index.ntotal == 0:
             return 0
         self._ids = None
+        self._max_id = None
         try:
             return int(self.index.remove_ids(faiss.IDSelectorBatch(ids)))
         except RuntimeError:  # e.g. HNSW cannot delete: rebuild it from the vectors kept
@@ -81,17 +95,11 @@ class FaissStore(VectorStore):
         return int(len(held) - len(keep))
 
     def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, *, rerank: bool = True
     ) -> tuple[np.ndarray, np.ndarray]:
-        queries = np.ascontiguousarray(queries, dtype=np.float32)
-        if queries.ndim == 1:
-            queries = queries[None, :]
-        k = max(1, int(k))
+        queries, k = prepare_queries(queries, k)
         if self.index.ntotal == 0:
             return _empty(len(queries), k)
-        # OpenMP threads are per calling thread: one thread for a handful of queries, where
-        # FAISS's workers only add contention (127 ms vs 14 ms at 100k on 2 busy cores)
-        faiss.omp_set_num_threads(1 if len(queries) < _PARALLEL_MIN_QUERIES else _THREADS)
         if allowed is None:
             return self.index.search(queries, k)
         allowed = np.ascontiguousarray(allowed, dtype=np.int64).reshape(-1)

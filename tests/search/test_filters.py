@@ -98,3 +98,59 @@ def test_cached_allowed_set_follows_catalog_changes(tmp_path):
     index.catalog.remove_paths(["/b/two.jpg"])
     assert len(allowed_segment_ids(index.catalog, f)) == 0
     index.close()
+
+
+def test_path_prefix_is_a_range_with_unicode_edges_and_the_cache_follows_the_version(tmp_path):
+    from search.filters import _next_prefix
+
+    assert _next_prefix("/a/") == "/a0" and _next_prefix("/\U0010ffff") == "0"
+    assert _next_prefix("/x\ud7ff") == "/y"
+    engine, index, _ = engine_over(tmp_path, DIM)
+    vec = l2_normalize(np.ones((1, DIM)))[0]
+    paths = ["/p/a.jpg", "/p/b/c.jpg", "/p0/d.jpg", "/p\u00e9/e.jpg", "/q/f.jpg"]
+    ids = {p: add_item(index, vec, p, "image") for p in paths}
+    prefix = Filters(path_prefix="/p/")
+    assert allowed_segment_ids(index.catalog, prefix).tolist() == [ids["/p/a.jpg"], ids["/p/b/c.jpg"]]
+    before = index.catalog.version()
+    # a re-pointed path moves the version, so the cached allowed set is not reused
+    index.catalog.link_file("/p/z.jpg", index.catalog.file("/q/f.jpg").content_id, 1, 1)
+    assert index.catalog.version() > before
+    assert ids["/q/f.jpg"] in allowed_segment_ids(index.catalog, prefix).tolist()
+    index.catalog.remove_paths(["/p/a.jpg"])
+    assert ids["/p/a.jpg"] not in allowed_segment_ids(index.catalog, prefix).tolist()
+
+
+@pytest.mark.parametrize(
+    ("filters", "keep"),
+    [
+        (Filters(ext=["jpg"]), lambda i, p: p.endswith(".JPG")),  # passes 99.75%
+        (Filters(min_size=1000), lambda i, p: i >= 1000),  # passes 50%
+        (Filters(max_size=1200, ext=["jpg"]), lambda i, p: i <= 1200 and p.endswith(".JPG")),
+    ],
+)
+def test_broad_filters_checked_on_candidates_give_the_exact_order(corpus, filters, keep):
+    import search.ranking as ranking
+
+    engine, vectors, meta = corpus
+    for seed in range(5):
+        q = l2_normalize(np.random.default_rng(seed).standard_normal(DIM))[0]
+        for k, offset in ((10, 0), (10, 30)):
+            query = Query(parts=[QueryPart(text="x")], k=k, offset=offset, filters=filters, hybrid=False)
+            listed = ranking.rank(engine.index, query, q[None, :], calibration=engine.calibration,
+                                  sample=engine._sample, full_filter=True)
+            hits = engine.search_embedded(query, q[None, :])
+            expected = _brute(vectors, meta, q, keep, N)[offset : offset + k]
+            assert [h.id for h in hits] == [h.id for h in listed] == expected
+    taken: list[object] = []
+    original = ranking._broad_filter
+
+    def spy(*args: object) -> object:
+        taken.append(original(*args))  # type: ignore[arg-type]
+        return taken[-1]
+
+    try:  # the candidates path is the one taken for these filters
+        ranking._broad_filter = spy  # type: ignore[assignment]
+        engine.search_embedded(Query(parts=[QueryPart(text="x")], k=10, filters=filters, hybrid=False), q[None, :])
+    finally:
+        ranking._broad_filter = original
+    assert taken and taken[0] is not None

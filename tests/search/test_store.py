@@ -182,3 +182,16 @@ def test_ids_follow_every_add_and_remove_and_are_read_only():
     h.add(np.array([5, 6, 7]), clustered(3))
     h.remove(np.array([6]))  # the rebuild path
     assert sorted(h.ids().tolist()) == [5, 7]
+
+
+def test_an_untrained_index_refuses_a_first_batch_with_the_fix(data):
+    """IVF/PQ trained on the first 32-vector batch raised FAISS's "nx >= k" after the rows
+    committed; now adding before training names train(), and training on a sample works."""
+    _, vectors, _ = data
+    s = create_store(DIM, factory="IVF16,PQ4")
+    batch = np.ascontiguousarray(vectors[:32], dtype=np.float32)
+    with pytest.raises(ValueError, match=r"train\(\)"):
+        s.add(np.arange(32), batch)
+    s.train(np.ascontiguousarray(vectors[:1000], dtype=np.float32))
+    s.add(np.arange(32), batch)
+    assert s.count() == 32

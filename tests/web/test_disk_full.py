@@ -3,11 +3,11 @@ thumbnails that cannot be cached are still served."""
 
 from __future__ import annotations
 
-import errno
-import os
+import sqlite3
 
 from fastapi.testclient import TestClient
 
+from search.catalog import Catalog
 from search.settings import Settings
 from tests.fakes import FakeEncoder
 from tests.web.conftest import API_KEY, TEXTS, build_corpus, full_disk_for_new_files, make_client
@@ -17,8 +17,8 @@ from web.app import create_app
 KEY = {"X-API-Key": API_KEY}
 
 
-def _enospc(*_args: object) -> None:
-    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+def _sqlite_full(*_args: object, **_kwargs: object) -> None:
+    raise sqlite3.OperationalError("database or disk is full")
 
 
 def test_index_job_on_a_full_disk_fails_clearly_and_the_server_stays_up(tmp_path, monkeypatch):
@@ -31,7 +31,8 @@ def test_index_job_on_a_full_disk_fails_clearly_and_the_server_stays_up(tmp_path
         assert client.post("/api/index", headers=KEY).status_code == 202
         assert _wait(client)["state"] == "done"
         (root / "extra.txt").write_text("zebras grazing on the savanna")
-        monkeypatch.setattr(os, "fsync", _enospc)  # the store save at the end of the run
+        # SQLite's own error on a full disk, at the commit of the new file's batch
+        monkeypatch.setattr(Catalog, "add_contents", _sqlite_full)
         assert client.post("/api/index", headers=KEY).status_code == 202
         status = _wait(client)
         assert status["state"] == "failed"
