@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DEMO_DB := .cache/demo-index
 
-.PHONY: setup demo lint test test-fast browser-deps bench clean
+.PHONY: setup demo lint test test-fast browser-deps test-deps bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,15 +29,18 @@ demo: setup
 browser-deps:
 	@bash scripts/ensure-chromium.sh
 
+test-deps:
+	@bash scripts/ensure-fonts.sh
+
 # ruff's rules and mypy's settings are in pyproject.toml
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-test: setup lint browser-deps
+test: setup lint browser-deps test-deps
 	$(PY) -m pytest -q
 
-test-fast: setup
+test-fast: setup test-deps
 	$(PY) -m pytest -q -m "not slow and not browser"
 
 bench: setup

@@ -19,8 +19,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "index",
         help="index files and folders (incremental: unchanged files are skipped)",
-        description="Index text (.txt .md), images (jpg png webp gif bmp tiff) and audio "
-        "(wav flac ogg mp3) under PATHs. Re-running updates the index: changed files are "
+        description="Index text (.txt .md), documents (.pdf .html .htm .docx), images (jpg png "
+        "webp gif bmp tiff), audio (wav flac ogg mp3) and video (mp4 m4v mkv webm mov avi) under "
+        "PATHs. Re-running updates the index: changed files are "
         "re-embedded, vanished ones removed, identical files stored once.",
     )
     p.add_argument("paths", nargs="+", metavar="PATH", help="files or folders")
@@ -40,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--include-hidden", action="store_true",
                    help="also index hidden files and folders (names starting with '.')")
+    p.add_argument("--ocr", choices=["auto", "on", "off"],
+                   help="read text inside images, video frames and scanned PDF pages: on, off, "
+                   "or auto (only where a quick check sees text); default $CROSSFIND_OCR or off")
     p.add_argument("--follow-links", action="store_true",
                    help="also follow links that lead outside the given folders (recorded in "
                    "the index: the server then serves files those links reach)")
@@ -90,6 +94,8 @@ def run_index(args: argparse.Namespace) -> int:
     spec = StoreSpec.parse(store) if store else None  # a bad spec fails before any work
     if args.include_hidden:
         settings.include_hidden = True
+    if args.ocr:
+        settings.ocr = args.ocr
     if args.follow_links:
         settings.follow_links = True
     _check_db(settings.db)
@@ -144,6 +150,9 @@ def _print_table(report, info: dict) -> None:
             print(f"  ... and {len(report.skipped) - _SHOW_SKIPPED} more (--json lists all)")
     for s in report.partial:
         print(f"  partly indexed {shown(s.path)}: {s.reason}")
+    if report.ocr_checked or report.ocr_read:
+        print(f"\nOCR: {report.ocr_read} image(s) read, {report.ocr_checked} checked for text, "
+              f"{report.ocr_seconds:.1f} s in the decoding workers")
     if report.ignored:
         print(f"\nignored {report.ignored} file(s) of types crossfind does not index")
     print(

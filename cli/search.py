@@ -63,7 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--queries", metavar="FILE", help="one text query per line; JSON lines out")
     p.add_argument("--k", type=int, default=10, help="number of results (default 10)")
     p.add_argument("--offset", type=int, default=0, help="skip this many results (paging)")
-    p.add_argument("--modality", choices=["image", "text", "audio"], action="append",
+    p.add_argument("--modality", choices=["image", "text", "audio", "video"], action="append",
                    help="only results of this modality (repeatable)")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
                    help="repeatable: modality=image, path=/photos/ (prefix), glob='*/2024/*', "
@@ -198,7 +198,11 @@ def _print_table(result) -> None:
     for rank, hit in enumerate(result.hits, 1):
         where = ""
         if hit.start_s is not None:
-            where = f"  [{hit.start_s:.1f}-{hit.end_s:.1f} s]"
+            where = f"  [{hit.stream + ' ' if hit.stream else ''}{hit.start_s:.1f}-{hit.end_s:.1f} s]"
+        if hit.page is not None:
+            where += f"  (page {hit.page})"
+        if hit.ocr:
+            where += "  (text in the picture)"
         if hit.extra.get("keyword"):
             where += "  (keyword match)"
         rel = hit.extra.get("relevance")

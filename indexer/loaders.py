@@ -12,14 +12,18 @@ import io
 import itertools
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, BinaryIO
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 import numpy as np
 from PIL import Image as PILImage
 
+import indexer.ocr as ocr
+import indexer.video as video
 from indexer.discover import LEAVES
-from indexer.sniff import HEAD_BYTES, classify
+from indexer.documents import DocumentError, document_kind, read_document
+from indexer.sniff import DOCUMENT_EXTS, HEAD_BYTES, classify
 from search.access import NOT_REGULAR, NotRegular, inside, open_regular, reopen_path
 from search.audio import audio_duration, iter_windows
 from search.errors import PayloadTooLarge, UnsupportedMedia
@@ -54,6 +58,10 @@ class LoaderConfig:
     # a recording with more windows than this is not decoded here: the writer streams it
     # window batch by window batch, so memory stays bounded however long it is (~0.3 MB a window)
     stream_audio_after: int = 24
+    # text inside images, video frames and scanned PDF pages: "auto" | "on" | "off"
+    ocr: str = "off"
+    video_min_frame_s: float = 1.0
+    video_max_frame_s: float = 10.0
     # the real paths of the roots: a file whose opened descriptor leads elsewhere (swapped for
     # a link after the walk) is not read. None: anywhere (--follow-links)
     real_roots: tuple[str, ...] | None = None
@@ -65,6 +73,7 @@ _config: LoaderConfig | None = None
 def set_config(config: LoaderConfig) -> None:
     global _config
     _config = config
+    video.set_preprocess(config.preprocess_image)
 
 
 @dataclass(frozen=True)
@@ -97,7 +106,23 @@ class Loaded:
     height: int | None = None
     duration_s: float | None = None
     note: str | None = None  # indexed, but only in part (why)
-    streamed: StreamedAudio | None = None  # a long recording the writer decodes itself
+    streamed: Streamed | None = None  # a long recording or video the writer decodes itself
+    # the encoder each input goes through when not all are of ``modality`` (text read off an
+    # image, a video's frames and sound)
+    kinds: list[str] | None = None
+    # OCR done decoding this file: (images checked for text, images read, seconds)
+    ocr: tuple[int, int, float] = (0, 0, 0.0)
+
+    def input_kinds(self) -> list[str]:
+        return self.kinds if self.kinds is not None else [self.modality] * len(self.inputs)
+
+
+class Streamed(Protocol):
+    """A long file the writer decodes and embeds a batch at a time."""
+
+    def inputs(self) -> Iterator[tuple[str, Any, dict]]:
+        """(encoder kind, encoder input, the segment's fields) in order."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -122,6 +147,10 @@ class StreamedAudio:
         with opened as fh:
             windows = iter_windows(reopen_path(fh, self.path), self.window_s, self.hop_s)
             yield from itertools.islice(_named(windows, fh, self.path), self.max_windows)
+
+    def inputs(self) -> Iterator[tuple[str, Any, dict]]:
+        for w in self.windows():
+            yield "audio", w.samples, {"start_s": w.start_s, "end_s": w.end_s}
 
 
 def _named(windows: Iterator[AudioWindow], fh: BinaryIO, path: str) -> Iterator[AudioWindow]:
@@ -157,6 +186,21 @@ def _roots() -> tuple[str, ...] | None:
     return _config.real_roots if _config is not None else None
 
 
+@contextmanager
+def checked_path(path: str) -> Iterator[str]:
+    """A path by which to decode ``path`` (its open descriptor's), checked on opening as
+    ``_open`` does, for decoders that want a path (PyAV).
+
+    Raises:
+        UnsupportedMedia: no longer a regular file inside the roots, or unreadable.
+    """
+    opened = _open(path, _roots())
+    if isinstance(opened, Skip):
+        raise UnsupportedMedia(opened.reason)
+    with opened as fh:
+        yield reopen_path(fh, path)
+
+
 def probe(path: str) -> Probe | Skip:
     """Read a file once: its sha256 and the kind of its first bytes."""
     digest = hashlib.sha256()
@@ -187,18 +231,29 @@ def probe_many(paths: list[str]) -> list[Probe | Skip]:
 def load(path: str, modality: str) -> Loaded | Skip:
     """Decode one file of ``modality`` into encoder inputs; any failure is a ``Skip``."""
     assert _config is not None, "set_config() first"
+    before = (ocr.stats.checked, ocr.stats.read, ocr.stats.seconds)
     try:
-        if modality == "image":
-            return _load_image(path, _config)
-        if modality == "text":
-            return _load_text(path, _config)
-        if modality == "audio":
-            return _load_audio(path, _config)
-        return Skip(path, f"no loader for {modality}")
+        result = _load(path, modality, _config)
+        if isinstance(result, Loaded):
+            now = (ocr.stats.checked, ocr.stats.read, ocr.stats.seconds)
+            result.ocr = (now[0] - before[0], now[1] - before[1], now[2] - before[2])
+        return result
     except MemoryError:
         return Skip(path, "out of memory while decoding")
     except Exception as exc:  # a decoder bug on one file must not stop the run
         return Skip(path, f"failed to decode: {type(exc).__name__}: {exc}")
+
+
+def _load(path: str, modality: str, cfg: LoaderConfig) -> Loaded | Skip:
+    if modality == "image":
+        return _load_image(path, cfg)
+    if modality == "text":
+        return _load_text(path, cfg)
+    if modality == "audio":
+        return _load_audio(path, cfg)
+    if modality == "video":
+        return _load_video(path, cfg)
+    return Skip(path, f"no loader for {modality}")
 
 
 CHANGED = "the file changed while being indexed; run again"
@@ -231,10 +286,30 @@ def _load_image(path: str, cfg: LoaderConfig) -> Loaded | Skip:
         why = exc.message.removeprefix("not a decodable image: ")
         return Skip(path, f"corrupt or truncated image: {why}")
     array = np.ascontiguousarray(cfg.preprocess_image(image), dtype=np.float32)
-    return Loaded(
+    loaded = Loaded(
         path, "image", hashlib.sha256(data).hexdigest(), [array], [{}],
         *_stored_size(data, image),
     )
+    add_ocr_passages(loaded, np.asarray(image), cfg)
+    return loaded
+
+
+def add_ocr_passages(loaded: Loaded, pixels: np.ndarray, cfg: LoaderConfig,
+                     **fields: object) -> None:
+    """Passages of the text read off an image (``--ocr``), as text inputs of ``loaded``;
+    ``fields`` go into each passage's segment (a video frame's stream and times)."""
+    text = ocr.image_text(pixels, cfg.ocr)
+    if not text:
+        return
+    kinds = loaded.input_kinds()
+    for p in split_passages(text, cfg.passage_words, cfg.passage_overlap):
+        loaded.inputs.append(p.text)
+        loaded.segments.append(
+            {"text": p.text, "char_start": p.char_start, "char_end": p.char_end, "ocr": True,
+             **fields}
+        )
+        kinds.append("text")
+    loaded.kinds = kinds
 
 
 def _stored_size(data: bytes, decoded: Image) -> tuple[int, int]:
@@ -250,8 +325,24 @@ def _stored_size(data: bytes, decoded: Image) -> tuple[int, int]:
 
 
 def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:
-    # UTF-8 spends at most 4 bytes a character: a larger file is surely over
-    data = _read(path, 4 * cfg.max_text_chars)
+    # UTF-8 spends at most 4 bytes a character: a larger text file is surely over
+    ext = os.path.splitext(path)[1].lower()
+    data = _read(path, None if ext in DOCUMENT_EXTS else 4 * cfg.max_text_chars)
+    if isinstance(data, Skip):
+        return data
+    kind = document_kind(path, data[:HEAD_BYTES])
+    if kind is not None:
+        try:
+            segments, note = read_document(
+                kind, data, cfg.max_text_chars, cfg.passage_words, cfg.passage_overlap,
+                ocr_pages=ocr.page_reader(cfg.ocr),
+            )
+        except DocumentError as exc:
+            return Skip(path, str(exc))
+        return Loaded(
+            path, "text", hashlib.sha256(data).hexdigest(), [s["text"] for s in segments],
+            segments, note=note,
+        )
     if isinstance(data, Skip):
         return data
     try:
@@ -299,6 +390,36 @@ def _load_audio(path: str, cfg: LoaderConfig) -> Loaded | Skip:
         duration_s=duration,
         note=note,
     )
+
+
+def _load_video(path: str, cfg: LoaderConfig) -> Loaded | Skip:
+    """A short video's inputs decoded here; a long one is left to the writer to stream."""
+    params = video.VideoParams(
+        path, cfg.video_min_frame_s, cfg.video_max_frame_s, cfg.audio_window_s, cfg.audio_hop_s,
+        cfg.max_audio_windows, cfg.max_audio_windows, cfg.ocr, cfg.passage_words,
+        cfg.passage_overlap,
+    )
+    try:
+        with checked_path(path) as readable:
+            info = video.probe_video(readable)
+            opened = replace(params, path=readable)
+            items = list(itertools.islice(video.iter_inputs(opened), cfg.stream_audio_after + 1))
+    except video.VideoError as exc:
+        return Skip(path, str(exc))
+    except UnsupportedMedia as exc:
+        return Skip(path, exc.message)
+    loaded = Loaded(
+        path, "video", None, width=info.width, height=info.height, duration_s=info.duration_s
+    )
+    if len(items) > cfg.stream_audio_after:  # long: the writer streams it
+        loaded.streamed = video.VideoStream(params, checked_path)
+        return loaded
+    if not items:
+        return Skip(path, "no video to index (no frames, silent sound)")
+    loaded.kinds = [kind for kind, _, _ in items]
+    loaded.inputs = [value for _, value, _ in items]
+    loaded.segments = [segment for _, _, segment in items]
+    return loaded
 
 
 def window_cap_note(stream: StreamedAudio, duration_s: float) -> str | None:

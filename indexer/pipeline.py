@@ -59,7 +59,10 @@ class _Writer:
     def __init__(
         self, index: Index, encoder: Encoder, batch_size: int, report: IndexReport,
         checkpoint_every_s: float, stale_before: Callable[[str], float] = lambda modality: 0.0,
+        audio_ok: Callable[[], bool] = lambda: True,
     ) -> None:
+        # without an audio model a video indexes its frames only
+        self.audio_ok = audio_ok
         self.index, self.encoder, self.batch_size, self.report = index, encoder, batch_size, report
         # asked before a modality's first write, so the index records the model that made it
         self.stale_before = stale_before
@@ -81,44 +84,63 @@ class _Writer:
         self.report.encode_seconds += time.perf_counter() - t0
         return np.concatenate(parts).astype(np.float32, copy=False)
 
-    def stream_audio(self, loaded: Loaded) -> np.ndarray:
-        """Embed a long recording a batch of windows at a time; its segments are filled in
-        from the windows as they pass, so only one batch of samples is ever held."""
+    def encode_mixed(self, inputs: list, kinds: list[str]) -> np.ndarray:
+        """Embed inputs of several kinds (a video's frames and sound, an image and the text
+        read off it): each kind through its own model, the vectors back in input order."""
+        if len(set(kinds)) == 1:
+            return self.encode(kinds[0], inputs)
+        out = np.zeros((len(inputs), self.encoder.dim), np.float32)
+        for kind in dict.fromkeys(kinds):
+            rows = [i for i, k in enumerate(kinds) if k == kind]
+            out[rows] = self.encode(kind, [inputs[i] for i in rows])
+        return out
+
+    def stream(self, loaded: Loaded) -> np.ndarray:
+        """Embed a long recording or video a batch of inputs at a time; its segments are
+        filled in as the inputs pass, so only one batch of samples or frames is ever held."""
         assert loaded.streamed is not None
-        parts, chunk = [], []
-        for window in loaded.streamed.windows():
-            loaded.segments.append({"start_s": window.start_s, "end_s": window.end_s})
-            chunk.append(window.samples)
+        parts, chunk, kinds = [], [], []
+        for kind, value, segment in loaded.streamed.inputs():
+            if kind == "audio" and loaded.modality == "video" and not self.audio_ok():
+                continue
+            loaded.segments.append(segment)
+            chunk.append(value)
+            kinds.append(kind)
             if len(chunk) == self.batch_size:
-                parts.append(self.encode("audio", chunk))
-                chunk = []
+                parts.append(self.encode_mixed(chunk, kinds))
+                chunk, kinds = [], []
         if chunk:
-            parts.append(self.encode("audio", chunk))
+            parts.append(self.encode_mixed(chunk, kinds))
         return np.concatenate(parts) if parts else np.zeros((0, self.encoder.dim), np.float32)
 
     def flush(self, modality: str, batch: _Batch) -> None:
         if not batch.items:
             return
         self.stale_before(modality)
-        # long recordings stream through the model on their own; the rest share batches
+        # long recordings and videos stream through the model on their own; the rest share batches
         streamed = {}
         for pending, loaded in list(batch.items):
             if loaded.streamed is None:
                 continue
             try:
-                streamed[id(loaded)] = self.stream_audio(loaded)
+                streamed[id(loaded)] = self.stream(loaded)
             except Exception as exc:  # e.g. the file went bad between decode and embedding
                 reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-                self.report.skip(pending.path, f"undecodable audio: {reason}")
+                self.report.skip(pending.path, f"undecodable {modality}: {reason}")
                 batch.items.remove((pending, loaded))
             else:
                 if not loaded.segments:
-                    self.report.skip(pending.path, "no audio to index (silent or empty)")
+                    self.report.skip(pending.path, f"no {modality} to index (silent or empty)")
                     batch.items.remove((pending, loaded))
         if not batch.items:
             return
-        batched = [x for _, loaded in batch.items if not loaded.streamed for x in loaded.inputs]
-        shared = self.encode(modality, batched) if batched else None
+        for _, loaded in batch.items:
+            if loaded.modality == "video" and not loaded.streamed and not self.audio_ok():
+                _drop_sound(loaded)
+        unstreamed = [loaded for _, loaded in batch.items if not loaded.streamed]
+        batched = [x for loaded in unstreamed for x in loaded.inputs]
+        kinds = [k for loaded in unstreamed for k in loaded.input_kinds()]
+        shared = self.encode_mixed(batched, kinds) if batched else None
         parts: list[np.ndarray] = []
         start = 0
         for _, loaded in batch.items:
@@ -143,6 +165,7 @@ class _Writer:
         )
         for (pending, loaded), (_, seg_ids) in zip(batch.items, written):
             self._count(modality, pending, len(seg_ids))
+            self.report.add_ocr(*loaded.ocr)
             if loaded.note:
                 self.report.partial.append(Skipped(pending.path, loaded.note))
         self.dirty = True
@@ -197,12 +220,15 @@ def index_paths(
         passage_overlap=settings.passage_overlap,
         audio_window_s=settings.audio_window_s,
         audio_hop_s=settings.audio_hop_s,
+        ocr=settings.ocr,
+        video_min_frame_s=settings.video_min_frame_s,
+        video_max_frame_s=settings.video_max_frame_s,
         real_roots=None if settings.follow_links else tuple(os.path.realpath(r) for r in roots),
     )
     stale_before = _stale_before(index, encoder)
     writer = _Writer(
         index, encoder, max(1, settings.batch_size), report, settings.checkpoint_every_s,
-        stale_before,
+        stale_before, audio_ok=lambda: _audio_supported(encoder),
     )
     try:
         # before any file: the server checks every read against these (search.access)
@@ -288,6 +314,15 @@ def _embed_all(pending: list[Pending], workers: Workers, writer: _Writer, bar: o
         writer.flush(modality, batch)
 
 
+def _drop_sound(loaded: Loaded) -> None:
+    """Leave a video's sound windows out (the encoder has no audio model)."""
+    keep = [i for i, kind in enumerate(loaded.input_kinds()) if kind != "audio"]
+    kinds = loaded.input_kinds()
+    loaded.inputs = [loaded.inputs[i] for i in keep]
+    loaded.segments = [loaded.segments[i] for i in keep]
+    loaded.kinds = [kinds[i] for i in keep]
+
+
 def _skip_all(report: IndexReport, item: Pending, reason: str) -> None:
     for path, _, _ in item.files:
         report.skip(path, reason)
@@ -323,7 +358,7 @@ def _stale_before(index: Index, encoder: Encoder) -> Callable[[str], float]:
 
     def since(modality: str) -> float:
         if modality not in cache:
-            usable = modality != "audio" or _audio_supported(encoder)
+            usable = modality not in ("audio", "video") or _audio_supported(encoder)
             fingerprint = encoder.fingerprint(modality) if usable else None
             cache[modality] = 0.0 if fingerprint is None else index.stale_before(modality, fingerprint)
         return cache[modality]

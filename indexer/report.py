@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 from search.paths import shown
 
-MODALITIES = ("image", "text", "audio")
+MODALITIES = ("image", "text", "audio", "video")
 
 
 @dataclass
@@ -49,6 +49,15 @@ class IndexReport:
     seconds: float = 0.0
     encode_seconds: float = 0.0  # time inside encoder calls
     scan_seconds: float = 0.0  # walking, hashing, linking and removing, before embedding
+    # OCR in the decoding workers: images checked for text (--ocr auto), images read, seconds
+    ocr_checked: int = 0
+    ocr_read: int = 0
+    ocr_seconds: float = 0.0
+
+    def add_ocr(self, checked: int, read: int, seconds: float) -> None:
+        self.ocr_checked += checked
+        self.ocr_read += read
+        self.ocr_seconds += seconds
 
     def count(self, modality: str, outcome: str, n: int = 1) -> None:
         counts = self.by_modality.setdefault(modality, ModalityCounts())
@@ -88,4 +97,6 @@ class IndexReport:
             "encode_seconds": round(self.encode_seconds, 3),
             "scan_seconds": round(self.scan_seconds, 3),
             "model_busy_fraction": round(self.model_busy_fraction, 4),
+            "ocr": {"checked": self.ocr_checked, "read": self.ocr_read,
+                    "seconds": round(self.ocr_seconds, 3)},
         }

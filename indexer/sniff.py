@@ -10,6 +10,9 @@ HEAD_BYTES = 64
 TEXT_EXTS = frozenset({".txt", ".md"})
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff"})
 AUDIO_EXTS = frozenset({".wav", ".flac", ".ogg", ".mp3"})
+# documents are indexed as text (their passages); each format has its own reader
+DOCUMENT_EXTS = frozenset({".pdf", ".html", ".htm", ".docx"})
+VIDEO_EXTS = frozenset({".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi"})
 
 # content kind -> modality
 _MODALITY = {
@@ -24,14 +27,22 @@ _MODALITY = {
     "Ogg": "audio",
     "MP3": "audio",
     "text": "text",
+    "PDF": "text",
+    "MP4": "video",
+    "Matroska": "video",
+    "AVI": "video",
 }
+# containers whose streams or pages the video and document readers handle
+_CONTAINERS = ("PDF", "MP4", "Matroska", "AVI")
 
 
 def modality_of_extension(path: str) -> str | None:
     """The modality an extension names, or None when crossfind does not index that extension."""
     ext = os.path.splitext(path)[1].lower()
-    if ext in TEXT_EXTS:
+    if ext in TEXT_EXTS or ext in DOCUMENT_EXTS:
         return "text"
+    if ext in VIDEO_EXTS:
+        return "video"
     if ext in IMAGE_EXTS:
         return "image"
     if ext in AUDIO_EXTS:
@@ -64,6 +75,18 @@ def sniff(head: bytes) -> str:
         return "Ogg"
     if head[:3] == b"ID3" and len(head) >= 10 and head[3] in (2, 3, 4) and head[4] == 0:
         return "MP3"
+    if head.startswith(b"%PDF-"):
+        return "PDF"
+    if head.startswith(b"PK\x03\x04"):
+        return "ZIP"
+    if head.startswith(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"):
+        return "OLE"  # legacy Office, or an encrypted Office document
+    if head[:1] == b"\0" and head[4:8] in (b"ftyp", b"moov", b"mdat", b"wide", b"free"):
+        return "MP4"  # ISO base media (mp4, m4v, mov): a box size (big-endian), then its type
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "Matroska"  # mkv, webm
+    if head[:4] == b"RIFF" and head[8:12] == b"AVI ":
+        return "AVI"
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return "text"  # a UTF-16 byte-order mark (FF FE would also pass for an MPEG sync)
     if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0 and head[1] & 0x06:
@@ -103,14 +126,22 @@ def classify(path: str, head: bytes) -> Verdict:
     """
     kind = sniff(head)
     by_ext = modality_of_extension(path)
+    ext = os.path.splitext(path)[1].lower()
     if kind == "empty":
         return Verdict(None, kind, "empty file")
+    if kind == "ZIP" and ext == ".docx":
+        return Verdict("text", "DOCX")
+    if kind == "OLE" and ext == ".docx":
+        return Verdict(None, kind, "encrypted or legacy Word document (not a DOCX package)")
+    if ext in (".pdf", ".docx") and kind not in _CONTAINERS:
+        what = {"text": "text", "ZIP": "a ZIP archive"}.get(kind, "data of no known format")
+        return Verdict(None, kind, f"wrong extension: content is {what}, not a {ext} document")
     if by_ext == "text" and kind == "text":
         return Verdict("text", kind)
     by_content = _MODALITY.get(kind)
-    if by_content in ("image", "audio"):
+    if by_content in ("image", "audio") or kind in _CONTAINERS:
         return Verdict(by_content, kind)
     if by_ext == "text":
         return Verdict(None, kind, "not UTF-8 text")
-    what = "text" if kind == "text" else "data of no known format"
+    what = {"text": "text", "ZIP": "a ZIP archive"}.get(kind, "data of no known format")
     return Verdict(None, kind, f"wrong extension: content is {what}, not {by_ext}")

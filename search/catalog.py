@@ -93,6 +93,14 @@ class Segment(Base):
     char_end: Mapped[int | None] = mapped_column(Integer, nullable=True)
     start_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     end_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # documents: the 1-based page; videos: "frame" or "sound"; text read off an image: ocr = 1
+    page: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    stream: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    ocr: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+# columns added after schema v1 shipped: an older index gains them (NULL) when opened
+_ADDED_SEGMENT_COLUMNS = {"page": "INTEGER", "stream": "VARCHAR(8)", "ocr": "INTEGER"}
 
 
 class Vector(Base):
@@ -141,13 +149,17 @@ _TRIGGERS = (
 
 @dataclass
 class SegmentIn:
-    """A segment to store: text passages carry text + char offsets, audio windows times."""
+    """A segment to store: text passages carry text + char offsets (and a document's page),
+    audio windows times, video segments their stream, text read off an image ``ocr``."""
 
     text: str | None = None
     char_start: int | None = None
     char_end: int | None = None
     start_s: float | None = None
     end_s: float | None = None
+    page: int | None = None
+    stream: str | None = None
+    ocr: bool = False
 
 
 @dataclass
@@ -184,6 +196,9 @@ class SegmentInfo:
     mtime_ns: int
     stats: list[tuple[int, int]] = field(default_factory=list)  # (size, mtime_ns) per path
     sha256: str = ""  # of the content
+    page: int | None = None
+    stream: str | None = None
+    ocr: bool = False
 
     @property
     def path(self) -> str:
@@ -222,6 +237,10 @@ class Catalog:
                     "body, name, tokenize='unicode61 remove_diacritics 2')"
                 )
             )
+            have = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(segments)")}
+            for name, sql_type in _ADDED_SEGMENT_COLUMNS.items():
+                if name not in have:
+                    conn.exec_driver_sql(f"ALTER TABLE segments ADD COLUMN {name} {sql_type}")
             conn.exec_driver_sql("INSERT OR IGNORE INTO counters (name, value) VALUES ('catalog', 0)")
             for trigger in _TRIGGERS:
                 conn.exec_driver_sql(trigger)
@@ -336,8 +355,9 @@ class Catalog:
                 seg_ids = [
                     run(
                         "INSERT INTO segments (content_id, ordinal, text, char_start, char_end,"
-                        " start_s, end_s) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (cid, i, seg.text, seg.char_start, seg.char_end, seg.start_s, seg.end_s),
+                        " start_s, end_s, page, stream, ocr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (cid, i, seg.text, seg.char_start, seg.char_end, seg.start_s, seg.end_s,
+                         seg.page, seg.stream, 1 if seg.ocr else None),
                     ).lastrowid
                     for i, seg in enumerate(item.segments)
                 ]
@@ -633,7 +653,7 @@ class Catalog:
                         id=seg_id, content_id=row[1], modality=row[2], paths=[], text=row[3],
                         char_start=row[4], char_end=row[5], start_s=row[6], end_s=row[7],
                         size=row[8], width=row[9], height=row[10], duration_s=row[11], mtime_ns=0,
-                        sha256=sha256,
+                        sha256=sha256, page=row[16], stream=row[17], ocr=bool(row[18]),
                     )
                 if path is not None:
                     info.paths.append(from_db(path))
@@ -697,7 +717,8 @@ class Catalog:
 # so the statement text never changes and sqlite3 keeps it prepared
 _SEGMENTS_SQL = """
 SELECT s.id, s.content_id, c.modality, s.text, s.char_start, s.char_end, s.start_s, s.end_s,
-       c.size, c.width, c.height, c.duration_s, f.path, f.mtime_ns, f.size, c.sha256
+       c.size, c.width, c.height, c.duration_s, f.path, f.mtime_ns, f.size, c.sha256,
+       s.page, s.stream, s.ocr
 FROM segments s
 JOIN contents c ON c.id = s.content_id
 LEFT JOIN files f ON f.content_id = s.content_id

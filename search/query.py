@@ -105,7 +105,7 @@ class QueryPart(PartFields):
 class Filters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    modality: list[Literal["text", "image", "audio"]] | None = None
+    modality: list[Literal["text", "image", "audio", "video"]] | None = None
     path_prefix: str | None = None
     path_glob: str | None = Field(None, examples=["*/holidays/*.jpg"])
     ext: list[str] | None = Field(None, examples=[["jpg", "png"]])

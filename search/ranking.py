@@ -225,13 +225,23 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
         n *= 4
 
 
+def _vector_kind(hit: Hit) -> str:
+    """What made the hit's vector, for calibration: text read off an image is text, a video
+    frame an image, a video's sound audio."""
+    if hit.ocr:
+        return "text"
+    if hit.stream is not None:
+        return "image" if hit.stream == "frame" else "audio"
+    return hit.modality
+
+
 def _annotate(hits: list[Hit], fused: np.ndarray | None, ids: np.ndarray, matched: set[int],
               qmod: str, calibration: Calibration, query: Query) -> list[Hit]:
     """Relevance, keyword flags and fused scores on the hits; the min_score threshold."""
     fused_of = dict(zip(ids.tolist(), fused.tolist())) if fused is not None else {}
     out = []
     for hit in hits:
-        relevance = calibration.scale(qmod, hit.modality).relevance_one(hit.score)
+        relevance = calibration.scale(qmod, _vector_kind(hit)).relevance_one(hit.score)
         keyword = hit.id in matched
         if query.min_score is not None and relevance < query.min_score and not keyword:
             continue
@@ -289,6 +299,9 @@ def to_hits(
                 char_end=info.char_end,
                 start_s=info.start_s,
                 end_s=info.end_s,
+                page=info.page,
+                stream=info.stream,
+                ocr=info.ocr,
             )
         )
     return hits

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,6 +52,11 @@ class Settings(BaseSettings):
     # audio windows (seconds)
     audio_window_s: float = 5.0
     audio_hop_s: float = 2.5
+    # text inside images, video frames and scanned PDF pages (see indexer/ocr.py)
+    ocr: Literal["auto", "on", "off"] = "off"
+    # video: a frame per scene, at least every max, at most every min seconds
+    video_min_frame_s: float = 1.0
+    video_max_frame_s: float = 10.0
     # web
     host: str = "127.0.0.1"
     port: int = 8000

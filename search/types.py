@@ -13,6 +13,7 @@ class Modality(str, Enum):
     TEXT = "text"
     IMAGE = "image"
     AUDIO = "audio"
+    VIDEO = "video"
 
     def __str__(self) -> str:
         return self.value
@@ -33,6 +34,9 @@ class Hit:
     char_end: int | None = None
     start_s: float | None = None
     end_s: float | None = None
+    page: int | None = None  # a document's 1-based page
+    stream: str | None = None  # a video's "frame" or "sound"
+    ocr: bool = False  # found through text read off the image (the snippet)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -43,10 +47,12 @@ class Hit:
             "modality": self.modality,
             "score": round(float(self.score), 6),
         }
-        for key in ("snippet", "char_start", "char_end", "start_s", "end_s"):
+        for key in ("snippet", "char_start", "char_end", "start_s", "end_s", "page", "stream"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value
+        if self.ocr:
+            out["ocr"] = True
         if len(self.paths) > 1:
             out["paths"] = [shown(p) for p in self.paths]
         out.update(self.extra)

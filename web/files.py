@@ -35,6 +35,15 @@ _TYPES = {
     ".heic": "image/heic",
 }
 _FALLBACK = {"image": "application/octet-stream", "audio": "application/octet-stream"}
+_VIDEO_TYPES = {
+    ".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".webm": "video/webm",
+    ".mkv": "video/x-matroska", ".avi": "video/x-msvideo",
+}
+# documents indexed as text served as themselves (HTML never: it would run)
+_DOCUMENT_TYPES = {
+    ".pdf": "application/pdf",
+    ".docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+}
 
 
 def open_media(catalog: Catalog, info: SegmentInfo) -> tuple[BinaryIO, Path]:
@@ -73,9 +82,11 @@ class OpenFileResponse(FileResponse):
 
 def media_type(path: Path, modality: str) -> str:
     """The Content-Type to serve: text items always as plain text (never HTML that would run)."""
-    if modality == "text":
-        return "text/plain; charset=utf-8"
+    if modality == "text":  # a document as itself; HTML and the rest as text that cannot run
+        return _DOCUMENT_TYPES.get(path.suffix.lower(), "text/plain; charset=utf-8")
     suffix = path.suffix.lower()
+    if modality == "video":
+        return _VIDEO_TYPES.get(suffix, "application/octet-stream")
     guessed = _TYPES.get(suffix) or mimetypes.guess_type(path.name)[0]
     if guessed and guessed.split("/")[0] == modality:
         return guessed

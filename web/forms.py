@@ -15,7 +15,7 @@ from search.query import MAX_TEXT_CHARS, Filters, Query, QueryPart
 from web.deps import ServicesDep
 from web.errors import Unprocessable, validation_message
 
-MODALITIES = ("text", "image", "audio")
+MODALITIES = ("text", "image", "audio", "video")
 MAX_ID = 2**63 - 1  # SQLite integers are signed 64-bit
 
 
@@ -50,7 +50,7 @@ class FormQuery:
             raise BadRequest("nothing to search for: give text, an image, a sound or an item")
         unknown = [m for m in self.modality if m not in MODALITIES]
         if unknown:
-            raise Unprocessable(f"unknown modality {unknown[0]!r}; use text, image or audio")
+            raise Unprocessable(f"unknown modality {unknown[0]!r}; use text, image, audio or video")
         try:
             return Query(
                 parts=[QueryPart(**p) for p in parts],
@@ -124,7 +124,7 @@ async def search_form(
     audio_weight: Weight = 1.0,
     item_id: Annotated[int | None, Form(ge=0, le=MAX_ID, description="more like this")] = None,
     item_weight: Weight = 1.0,
-    modality: Annotated[list[Literal["text", "image", "audio"]] | None, Form()] = None,
+    modality: Annotated[list[Literal["text", "image", "audio", "video"]] | None, Form()] = None,
 ) -> FormQuery:
     """The multipart search fields (API upload and page script alike), uploads read and checked."""
     cap = int(services.settings.max_upload_mb * 1_000_000)

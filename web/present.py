@@ -9,12 +9,12 @@ from search.engine import SearchResult
 from search.paths import shown
 
 
-def item_urls(item_id: int, modality: str, prefix: str = "") -> dict[str, str]:
+def item_urls(item_id: int, modality: str, prefix: str = "", stream: str | None = None) -> dict[str, str]:
     urls = {
         "media_url": f"{prefix}/api/items/{item_id}/media",
         "item_url": f"{prefix}/api/items/{item_id}",
     }
-    if modality == "image":
+    if modality == "image" or (modality == "video" and stream == "frame"):
         urls["thumbnail_url"] = f"{prefix}/api/items/{item_id}/thumbnail"
     return urls
 
@@ -22,13 +22,13 @@ def item_urls(item_id: int, modality: str, prefix: str = "") -> dict[str, str]:
 def result_json(result: SearchResult, prefix: str = "") -> dict[str, Any]:
     out = result.to_json()
     out["results"] = [
-        {**hit, **item_urls(hit["id"], hit["modality"], prefix)} for hit in out["results"]
+        {**hit, **item_urls(hit["id"], hit["modality"], prefix, hit.get("stream"))} for hit in out["results"]
     ]
     return out
 
 
 def item_json(info: SegmentInfo, prefix: str = "") -> dict[str, Any]:
-    urls = item_urls(info.id, info.modality, prefix)
+    urls = item_urls(info.id, info.modality, prefix, info.stream)
     urls.pop("item_url")
     return {
         "id": info.id,
@@ -46,5 +46,8 @@ def item_json(info: SegmentInfo, prefix: str = "") -> dict[str, Any]:
         "char_end": info.char_end,
         "start_s": info.start_s,
         "end_s": info.end_s,
+        "page": info.page,
+        "stream": info.stream,
+        "ocr": info.ocr or None,
         **urls,
     }

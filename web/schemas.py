@@ -99,13 +99,18 @@ class ResultPublic(BaseModel):
 
     id: int = Field(description="segment id: use it for item_id ('more like this')")
     path: str
-    modality: Literal["text", "image", "audio"]
+    modality: Literal["text", "image", "audio", "video"]
     score: float
-    snippet: str | None = Field(None, description="the matching passage of a text item")
+    snippet: str | None = Field(
+        None, description="the matching passage of a text item, or the text read off an image")
     char_start: int | None = None
     char_end: int | None = None
-    start_s: float | None = Field(None, description="start of the matching audio window")
+    start_s: float | None = Field(
+        None, description="start of the matching audio window or video moment")
     end_s: float | None = None
+    page: int | None = Field(None, description="the document page of the passage (PDF)")
+    stream: Literal["frame", "sound"] | None = Field(None, description="what matched in a video")
+    ocr: bool | None = Field(None, description="matched through text read off the image")
     paths: list[str] | None = Field(None, description="all paths holding identical bytes")
     thumbnail_url: str | None = None
     media_url: str
@@ -125,7 +130,7 @@ class ItemPublic(BaseModel):
     content_id: int
     path: str
     paths: list[str]
-    modality: Literal["text", "image", "audio"]
+    modality: Literal["text", "image", "audio", "video"]
     size: int = Field(description="bytes")
     modified: float | None = Field(None, description="file mtime, Unix seconds")
     width: int | None = None
@@ -136,6 +141,9 @@ class ItemPublic(BaseModel):
     char_end: int | None = None
     start_s: float | None = None
     end_s: float | None = None
+    page: int | None = None
+    stream: Literal["frame", "sound"] | None = None
+    ocr: bool | None = None
     media_url: str
     thumbnail_url: str | None = None
 

@@ -1,14 +1,19 @@
-"""Image thumbnails: made once with Pillow, cached as JPEG under ``<db>/thumbnails/``."""
+"""Image thumbnails (and video frames'): made once with Pillow, cached as JPEG under
+``<db>/thumbnails/``."""
 
 from __future__ import annotations
 
 import io
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+
+from PIL import Image
 
 from search.errors import DiskFull, is_disk_full
 from search.media import open_image
+from search.video import frame_at
 
 SIZE = 384  # long side in pixels: sharp on a 2x screen in a ~190 px grid cell
 QUALITY = 82
@@ -31,10 +36,22 @@ class Thumbnails:
             UnsupportedMedia / PayloadTooLarge: the image cannot be decoded safely.
             DiskFull: no room to cache it (``render`` still makes it, in memory).
         """
-        out = self.path(content_id)
+        return self._cached(self.path(content_id), lambda: self.render(source))
+
+    def get_frame(self, segment_id: int, t: float, source: Path) -> Path:
+        """The cached thumbnail of a video's frame at ``t`` s (keyed by the frame's segment).
+
+        Raises:
+            UnsupportedMedia: the video cannot be decoded.
+            DiskFull: no room to cache it (``render_frame`` still makes it, in memory).
+        """
+        return self._cached(self.root / f"frame-{int(segment_id)}.jpg",
+                            lambda: self.render_frame(source, t))
+
+    def _cached(self, out: Path, render: Callable[[], bytes]) -> Path:
         if out.exists():
             return out
-        data = self.render(source)
+        data = render()
         # write then rename: two requests making the same thumbnail never see half a file
         tmp: str | None = None
         try:
@@ -53,11 +70,18 @@ class Thumbnails:
 
     def render(self, source: Path) -> bytes:
         """The JPEG bytes of ``source``'s thumbnail, not cached."""
-        image = open_image(source, self.max_pixels)
-        image.thumbnail((SIZE, SIZE))
-        buf = io.BytesIO()
-        image.save(buf, "JPEG", quality=QUALITY, optimize=True)
-        return buf.getvalue()
+        return _jpeg(open_image(source, self.max_pixels))
+
+    def render_frame(self, source: Path, t: float) -> bytes:
+        """The JPEG bytes of a video's frame at ``t`` s, not cached."""
+        return _jpeg(frame_at(source, t))
 
     def forget(self, content_id: int) -> None:
         self.path(content_id).unlink(missing_ok=True)
+
+
+def _jpeg(image: Image.Image) -> bytes:
+    image.thumbnail((SIZE, SIZE))
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=QUALITY, optimize=True)
+    return buf.getvalue()

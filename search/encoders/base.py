@@ -83,7 +83,7 @@ class Encoder(ABC):
         """What identifies the model that embeds ``modality`` beyond ``id`` (which an index is
         bound to): the audio weights, which may be replaced under the same encoder. An index
         re-embeds content whose fingerprint changed; None: nothing beyond ``id``."""
-        if Modality(modality) is Modality.AUDIO:
+        if Modality(modality) in (Modality.AUDIO, Modality.VIDEO):  # a video's sound track
             head = self.audio_head()
             return getattr(head, "fingerprint", None) if head is not None else None
         return None

@@ -89,6 +89,18 @@ def _state(pid: int) -> str:
         return "X"
 
 
+def kill_when(proc: subprocess.Popen, db: Path, items: int, pause_s: float) -> None:
+    """kill -9 the indexing run once ``items`` files are committed and ``pause_s`` more passed;
+    its decoding workers must die with it."""
+    while proc.poll() is None and _items(db) < items:
+        time.sleep(0.02)
+    time.sleep(pause_s)
+    workers = _children(proc.pid)
+    proc.kill()
+    proc.communicate()
+    assert _gone(workers), "decoding workers outlived their killed parent"
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_kill_9_at_random_moments_then_rerun_completes_consistently(tmp_path):
@@ -100,17 +112,10 @@ def test_kill_9_at_random_moments_then_rerun_completes_consistently(tmp_path):
     for round_ in range(5):
         proc = subprocess.Popen(_cmd(root, db), env=_env(), cwd=REPO,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        if round_ == 0:
-            time.sleep(rng.uniform(0.2, 1.5))  # anywhere: start-up, scan, first batches
+        if round_ == 0:  # anywhere: start-up, scan, first batches
+            kill_when(proc, db, 0, rng.uniform(0.2, 1.5))
         else:  # mid-work: once some more files are committed, after a random extra moment
-            target = _items(db) + int(rng.integers(1, 8))
-            while proc.poll() is None and _items(db) < target:
-                time.sleep(0.02)
-            time.sleep(rng.uniform(0.0, 0.3))
-        workers = _children(proc.pid)
-        proc.kill()
-        proc.communicate()
-        assert _gone(workers), "decoding workers outlived their killed parent"
+            kill_when(proc, db, _items(db) + int(rng.integers(1, 8)), rng.uniform(0.0, 0.3))
         partial_states += 0 < _items(db) < total_files
     assert partial_states >= 2, "the kills should have interrupted runs half-way"
 

@@ -49,7 +49,7 @@ def hostile(tmp_path):
     os.symlink(c / "nowhere.jpg", c / "dangling.jpg")
     bad["dangling.jpg"] = "broken symlink"
     text(c / ".hidden.txt", "secret words")  # skipped silently (hidden)
-    (c / "report.pdf").write_bytes(b"%PDF-1.4")  # ignored: not a type crossfind indexes
+    (c / "sheet.xlsx").write_bytes(b"PK\x03\x04")  # ignored: not a type crossfind indexes
     locked = text(c / "locked.txt", "cannot read me")
     locked.chmod(0)
     readable_anyway = os.access(locked, os.R_OK)  # root reads through chmod 000

@@ -44,7 +44,8 @@ def test_extensions_map_to_modalities_case_insensitively():
     assert modality_of_extension("/a/B.JPEG") == "image"
     assert modality_of_extension("/a/b.Md") == "text"
     assert modality_of_extension("/a/b.flac") == "audio"
-    assert modality_of_extension("/a/b.pdf") is None
+    assert modality_of_extension("/a/b.PDF") == "text"  # documents are indexed as text
+    assert modality_of_extension("/a/b.xlsx") is None
     assert modality_of_extension("/a/README") is None
 
 
@@ -59,3 +60,16 @@ def test_content_wins_where_it_is_known_media_else_the_file_is_skipped_with_a_re
     assert v.reason == "wrong extension: content is data of no known format, not image"
     assert classify("/x/a.txt", b"caf\xe9 \xe8").reason == "not UTF-8 text"
     assert classify("/x/a.txt", b"").reason == "empty file"
+
+
+def test_documents_are_recognised_by_content_and_need_their_own_extension():
+    assert classify("/x/a.pdf", b"%PDF-1.7\n%").modality == "text"
+    assert classify("/x/a.txt", b"%PDF-1.7\n%").modality == "text"  # content wins: read as PDF
+    assert classify("/x/a.docx", b"PK\x03\x04\x14\x00").kind == "DOCX"
+    assert classify("/x/a.html", b"<!doctype html><html>").modality == "text"
+    assert classify("/x/a.pdf", b"just words").reason == (
+        "wrong extension: content is text, not a .pdf document"
+    )
+    assert classify("/x/a.txt", b"PK\x03\x04\x14\x00").reason == "not UTF-8 text"
+    # a text that happens to hold "free" or "ftyp" at bytes 4..8 is not a video
+    assert sniff(b"the free world") == "text" and sniff(b"\0\0\0\x20ftypisom") == "MP4"

@@ -8,6 +8,7 @@ import io
 import wave
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -141,3 +142,19 @@ def make_client(db: Path, **settings: object) -> TestClient:
 def client(corpus: Corpus):
     with make_client(corpus.db, api_key=API_KEY) as c:
         yield c
+
+
+def full_disk_for_new_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every file made through ``tempfile.mkstemp`` from now on writes to /dev/full (ENOSPC
+    from the kernel on every write), as on a full disk."""
+    import os
+    import tempfile
+
+    real_mkstemp = tempfile.mkstemp
+
+    def full_mkstemp(*args: Any, **kwargs: Any) -> tuple[int, str]:
+        fd, path = real_mkstemp(*args, **kwargs)
+        os.close(fd)
+        return os.open("/dev/full", os.O_WRONLY), path
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_mkstemp)

@@ -3,7 +3,6 @@ thumbnails that cannot be cached are still served."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 
 from fastapi.testclient import TestClient
@@ -11,7 +10,7 @@ from fastapi.testclient import TestClient
 from search.catalog import Catalog
 from search.settings import Settings
 from tests.fakes import FakeEncoder
-from tests.web.conftest import API_KEY, TEXTS, build_corpus, make_client
+from tests.web.conftest import API_KEY, TEXTS, build_corpus, full_disk_for_new_files, make_client
 from tests.web.test_indexing import _wait
 from web.app import create_app
 
@@ -56,17 +55,8 @@ def test_index_job_on_a_full_disk_fails_clearly_and_the_server_stays_up(tmp_path
 
 
 def test_a_thumbnail_that_cannot_be_cached_is_still_served(tmp_path, monkeypatch):
-    import tempfile
-
     corpus = build_corpus(tmp_path)
-    real_mkstemp = tempfile.mkstemp
-
-    def full_mkstemp(*args, **kwargs):
-        fd, path = real_mkstemp(*args, **kwargs)
-        os.close(fd)
-        return os.open("/dev/full", os.O_WRONLY), path  # every write: ENOSPC, from the kernel
-
-    monkeypatch.setattr(tempfile, "mkstemp", full_mkstemp)
+    full_disk_for_new_files(monkeypatch)
     with make_client(corpus.db) as client:
         r = client.get(f"/api/items/{corpus.ids['red.png']}/thumbnail")
     assert r.status_code == 200 and r.headers["content-type"] == "image/jpeg"

@@ -73,7 +73,7 @@ def test_no_results_state(tmp_path):
 
 
 def test_error_states(client):
-    r = client.get("/?q=apples&modality=video")
+    r = client.get("/?q=apples&modality=smell")
     assert (
         r.status_code == 422 and "unknown modality" in r.text and 'class="notice error"' in r.text
     )

@@ -184,7 +184,7 @@ def test_bad_uploads_get_4xx_with_a_message(client, files, status):
         (b'{"parts": [{"item_id": 123456789}]}', 404),
         (b'{"parts": [{"item_id": 99999999999999999999999}]}', 422),
         (b'{"parts": [{"text": "a"}], "fusion": "nope"}', 422),
-        (b'{"parts": [{"text": "a"}], "filters": {"modality": ["video"]}}', 422),
+        (b'{"parts": [{"text": "a"}], "filters": {"modality": ["smell"]}}', 422),
     ],
 )
 def test_malformed_bodies_get_4xx_json(client, body, status):

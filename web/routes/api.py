@@ -96,7 +96,7 @@ def get_item(request: Request, services: ServicesDep, item_id: ItemId) -> dict[s
     methods=["GET", "HEAD"],
     response_class=FileResponse,
     summary="The item's file (supports HTTP Range)",
-    responses={200: {"content": {"image/*": {}, "audio/*": {}, "text/plain": {}}}},
+    responses={200: {"content": {"image/*": {}, "audio/*": {}, "video/*": {}, "text/plain": {}}}},
 )
 def get_media(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> FileResponse:
     info = services.segment(item_id)
@@ -124,20 +124,24 @@ def get_media(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> File
 )
 def get_thumbnail(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> Response:
     info = services.segment(item_id)
-    if info.modality != "image":
-        raise NotFound(f"item {item_id} is {info.modality}; only image items have thumbnails")
+    video_frame = info.modality == "video" and info.stream == "frame"
+    if info.modality != "image" and not video_frame:
+        raise NotFound(f"item {item_id} is {info.modality}; "
+                       "only image items (and video frames) have thumbnails")
     headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
     fh, path = open_media(engine.index.catalog, info)  # checked even when a thumbnail is cached
     with fh:  # rendered from the checked descriptor, never by name again
         source = Path(reopen_path(fh, str(path)))
-        cached = services.thumbnails.path(info.content_id)
-        if not cached.exists():
-            try:
-                cached = services.thumbnails.get(info.content_id, source)
-            except DiskFull:  # no room to cache it: serve it made afresh
-                log.warning("thumbnail cache is full; serving %s uncached", info.content_id)
-                data = services.thumbnails.render(source)
-                return Response(data, media_type="image/jpeg", headers=headers)
+        thumbnails, moment = services.thumbnails, info.start_s or 0.0
+        try:
+            if video_frame:  # the matching frame
+                cached = thumbnails.get_frame(info.id, moment, source)
+            else:
+                cached = thumbnails.get(info.content_id, source)
+        except DiskFull:  # no room to cache it: serve it made afresh
+            log.warning("thumbnail cache is full; serving %s uncached", info.id)
+            data = thumbnails.render_frame(source, moment) if video_frame else thumbnails.render(source)
+            return Response(data, media_type="image/jpeg", headers=headers)
     return FileResponse(cached, media_type="image/jpeg", headers=headers)
 
 

@@ -34,7 +34,7 @@ def _view(hit: dict[str, Any], terms: list[str]) -> dict[str, Any]:
         "folder": os.path.dirname(path),
         "score_pct": max(0, min(100, round(hit["score"] * 100))),
     }
-    if hit["modality"] == "text":
+    if hit["modality"] == "text" or hit.get("ocr"):
         view["snippet_html"] = highlight(hit.get("snippet"), terms)
     if hit.get("start_s") is not None:
         start, end = hit["start_s"], hit.get("end_s") or hit["start_s"]

@@ -137,7 +137,7 @@
 
   // browsers without media-fragment support start at 0: seek to the matching window
   function startAudioAtWindow() {
-    for (const audio of results.querySelectorAll("audio[data-start]")) {
+    for (const audio of results.querySelectorAll("audio[data-start], video[data-start]")) {
       const start = Number(audio.dataset.start), end = Number(audio.dataset.end);
       audio.addEventListener("loadedmetadata", () => { if (audio.currentTime < start) audio.currentTime = start; }, { once: true });
       audio.addEventListener("timeupdate", () => { if (end > start && audio.currentTime > end + 0.25 && !audio.dataset.free) { audio.pause(); audio.dataset.free = "1"; } });

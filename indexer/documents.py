@@ -1,0 +1,187 @@
+"""Documents: PDF (text per page), HTML (the main text) and DOCX, read into passages.
+
+A document is indexed as text: its passages are embedded and searched exactly as a ``.txt``
+file's, and a PDF passage keeps its 1-based page. Every failure is a ``Skip`` with a reason:
+encrypted, corrupt or truncated files, and archives that would unpack past the caps.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import zipfile
+from collections.abc import Callable
+
+import numpy as np
+
+from search.text import split_passages
+
+HTML_EXTS = (".html", ".htm")
+# elements that are never a page's main text
+_CHROME = (
+    "script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form",
+    "svg", "iframe", "button", "select", "menu", "dialog",
+)
+_BLANK_LINES = re.compile(r"\n\s*\n+")
+# a DOCX may unpack to at most this many bytes per character of the text cap (XML is verbose)
+_ZIP_BYTES_PER_CHAR = 20
+
+
+class DocumentError(Exception):
+    """A document that cannot be indexed; the message is the reason recorded for it."""
+
+
+def document_kind(path: str, head: bytes) -> str | None:
+    """"PDF", "DOCX" or "HTML" for a document file, None for plain text."""
+    ext = os.path.splitext(path)[1].lower()
+    if head.startswith(b"%PDF-"):
+        return "PDF"
+    if head.startswith(b"PK\x03\x04") and ext == ".docx":
+        return "DOCX"
+    if ext in HTML_EXTS:
+        return "HTML"
+    return None
+
+
+def read_document(
+    kind: str, data: bytes, max_chars: int, passage_words: int, passage_overlap: int,
+    ocr_pages: Callable[[list[np.ndarray]], list[str]] | None = None,
+) -> tuple[list[dict], str | None]:
+    """A document's passages (segment fields; a PDF's carry their page) and a note when only
+    part of it could be read.
+
+    ``ocr_pages``: reads the text off scanned pages (their images) when given; a PDF page
+    without a text layer is otherwise left out.
+
+    Raises:
+        DocumentError: encrypted, corrupt, over the caps, or without words (the reason).
+    """
+    if kind == "PDF":
+        pages, note = _pdf_pages(data, max_chars, ocr_pages)
+    elif kind == "DOCX":
+        pages, note = [(None, _docx_text(data, max_chars), False)], None
+    else:
+        pages, note = [(None, html_main_text(data), False)], None
+    if sum(len(page[1]) for page in pages) > max_chars:
+        raise DocumentError(f"text over the cap of {max_chars:,} characters")
+    segments: list[dict] = []
+    for page, text, read in pages:
+        for p in split_passages(text, passage_words, passage_overlap):
+            if p.text:
+                segments.append({
+                    "text": p.text, "char_start": p.char_start, "char_end": p.char_end,
+                    "page": page, "ocr": read,
+                })
+    if not segments:
+        scanned = "no text layer (a scanned PDF: index it with --ocr on)"
+        raise DocumentError(f"{scanned if kind == 'PDF' else 'no words'} in the document")
+    return segments, note
+
+
+def _pdf_pages(
+    data: bytes, max_chars: int, ocr_pages: Callable[[list[np.ndarray]], list[str]] | None,
+) -> tuple[list[tuple[int | None, str, bool]], str | None]:
+    """(page number, text, read by OCR) per page with text, and a note when some had none."""
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not _decrypt_empty(reader):
+            raise DocumentError("encrypted PDF (needs a password)")
+        pages: list[tuple[int | None, str, bool]] = []
+        scanned: list[int] = []
+        total = 0
+        for number, page in enumerate(reader.pages, 1):
+            text = page.extract_text() or ""
+            if text.strip():
+                pages.append((number, text, False))
+                total += len(text)
+                if total > max_chars:
+                    break  # the caller refuses it: no need to read the rest
+            else:
+                scanned.append(number)
+        if scanned and ocr_pages is not None and total <= max_chars:
+            images = {n: _page_image(reader.pages[n - 1]) for n in scanned}
+            found = [n for n, image in images.items() if image is not None]
+            for n, text in zip(found, ocr_pages([images[n] for n in found])):  # type: ignore[misc]
+                if text.strip():
+                    pages.append((n, text, True))
+            pages.sort(key=lambda page: page[0] or 0)
+            scanned = [n for n in scanned if n not in {page[0] for page in pages}]
+    except DocumentError:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError,
+            RecursionError, zipfile.BadZipFile, NotImplementedError) as exc:
+        raise DocumentError(f"corrupt or truncated PDF: {type(exc).__name__}: {exc}") from None
+    note = None
+    if scanned and pages:
+        note = f"{len(scanned)} page(s) without a text layer left out (--ocr on reads them)"
+    return pages, note
+
+
+def _decrypt_empty(reader: object) -> bool:
+    """Open a PDF locked only against editing (an empty user password)."""
+    try:
+        return bool(reader.decrypt(""))  # type: ignore[attr-defined]
+    except Exception:  # e.g. AES without the cryptography package: not readable here
+        return False
+
+
+def _page_image(page: object) -> np.ndarray | None:
+    """The largest image on a scanned page, as RGB pixels (a scan is one image per page)."""
+    best: np.ndarray | None = None
+    for image in getattr(page, "images", []):
+        try:
+            pixels = np.asarray(image.image.convert("RGB"))
+        except Exception:  # an image filter pypdf or PIL cannot decode: no text from it
+            continue
+        if best is None or pixels.size > best.size:
+            best = pixels
+    return best
+
+
+def html_main_text(data: bytes) -> str:
+    """The readable text of an HTML page: its title and its main content, without menus,
+    scripts, styles, forms, headers and footers. The page's own charset is honoured."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(data, "html.parser")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup(_CHROME):
+        tag.decompose()
+    for tag in soup.select('[role="navigation"], [role="banner"], [role="contentinfo"]'):
+        tag.decompose()
+    mains = soup.find_all(["main", "article"]) or [soup.body or soup]
+    body = "\n\n".join(m.get_text("\n", strip=True) for m in mains)
+    text = f"{title}\n\n{body}" if title and title not in body[: len(title) + 200] else body
+    return _BLANK_LINES.sub("\n\n", text).strip()
+
+
+def _docx_text(data: bytes, max_chars: int) -> str:
+    """Paragraphs, then table cells, of a DOCX; refuses packages that unpack past the cap."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+            if "word/document.xml" not in archive.namelist():
+                raise DocumentError("not a Word document (no word/document.xml in the package)")
+    except zipfile.BadZipFile as exc:
+        raise DocumentError(f"corrupt or truncated DOCX: {exc}") from None
+    cap = _ZIP_BYTES_PER_CHAR * max_chars
+    if unpacked > cap:
+        raise DocumentError(
+            f"decompression bomb refused: the package unpacks to {unpacked / 2**20:.0f} MB,"
+            f" over {cap / 2**20:.0f} MB"
+        )
+    import docx
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as exc:  # python-docx raises several kinds for broken packages
+        raise DocumentError(f"corrupt DOCX: {type(exc).__name__}: {exc}") from None
+    lines = [p.text for p in document.paragraphs]
+    for table in document.tables:
+        for row in table.rows:
+            lines.append(" | ".join(dict.fromkeys(cell.text for cell in row.cells)))
+    return "\n".join(line for line in lines if line.strip())

@@ -1,0 +1,135 @@
+"""Generated documents for tests: PDFs (reportlab; pypdf for encryption), HTML and DOCX,
+and text rendered into images with a real TrueType font (DejaVu)."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw, ImageFont
+
+FONT_PATHS = (
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+)
+
+
+def font(size: int) -> ImageFont.FreeTypeFont:
+    """DejaVu Sans (installed by scripts/ensure-fonts.sh); the test skips without it."""
+    for path in FONT_PATHS:
+        if Path(path).exists():
+            return ImageFont.truetype(path, size)
+    pytest.skip("DejaVu fonts missing: run scripts/ensure-fonts.sh (apt-get fonts-dejavu-core)")
+
+
+def text_image(
+    phrase: str, size: tuple[int, int] = (640, 200), background: np.ndarray | None = None,
+    font_px: int = 40,
+) -> Image.Image:
+    """``phrase`` in black on white (or in white on a darkened ``background`` photo)."""
+    if background is None:
+        image = Image.new("RGB", size, "white")
+        fill, box = "black", None
+    else:
+        image = Image.fromarray(background).convert("RGB").resize(size)
+        fill, box = "white", (0, 0, 0)
+    face = font(font_px)
+    left, top, right, bottom = ImageDraw.Draw(image).textbbox((0, 0), phrase, font=face)
+    if right - left + 60 > size[0]:  # widen to fit the phrase with a margin
+        size = (right - left + 60, size[1])
+        image = image.resize(size)
+    draw = ImageDraw.Draw(image)
+    x, y = (size[0] - (right - left)) // 2, (size[1] - (bottom - top)) // 2
+    if box is not None:
+        draw.rectangle((x - 10, y - 10, x + right - left + 10, y + bottom - top + 16), fill=box)
+    draw.text((x - left, y - top), phrase, font=face, fill=fill)
+    return image
+
+
+def pdf(path: Path, pages: Sequence[str]) -> Path:
+    """A PDF with a text layer: one page per string (wrapped lines)."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.pdfgen import canvas
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    c = canvas.Canvas(str(path), pagesize=A4)
+    for body in pages:
+        y = 800
+        words = body.split()
+        for i in range(0, len(words), 12):
+            c.drawString(50, y, " ".join(words[i : i + 12]))
+            y -= 16
+        c.showPage()
+    c.save()
+    return path
+
+
+def scanned_pdf(path: Path, phrases: Sequence[str]) -> Path:
+    """A PDF of page images only (no text layer), as a scanner makes."""
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.utils import ImageReader
+    from reportlab.pdfgen import canvas
+
+    c = canvas.Canvas(str(path), pagesize=A4)
+    for phrase in phrases:
+        buf = io.BytesIO()
+        text_image(phrase, (900, 300)).save(buf, "PNG")
+        c.drawImage(ImageReader(io.BytesIO(buf.getvalue())), 40, 500, 500, 166)
+        c.showPage()
+    c.save()
+    return path
+
+
+def encrypted_pdf(path: Path, body: str, password: str = "secret") -> Path:
+    from pypdf import PdfReader, PdfWriter
+
+    plain = pdf(path.with_suffix(".plain.pdf"), [body])
+    writer = PdfWriter(clone_from=PdfReader(plain))
+    writer.encrypt(user_password=password, owner_password=password, algorithm="RC4-128")
+    with open(path, "wb") as fh:
+        writer.write(fh)
+    plain.unlink()
+    return path
+
+
+def docx(path: Path, paragraphs: Sequence[str], table: Sequence[Sequence[str]] = ()) -> Path:
+    import docx as python_docx
+
+    document = python_docx.Document()
+    for p in paragraphs:
+        document.add_paragraph(p)
+    if table:
+        t = document.add_table(rows=len(table), cols=len(table[0]))
+        for r, row in enumerate(table):
+            for c, cell in enumerate(row):
+                t.cell(r, c).text = cell
+    document.save(str(path))
+    return path
+
+
+def docx_bomb(path: Path, unpacked_mb: int = 200) -> Path:
+    """A DOCX-shaped package whose document.xml unpacks to ``unpacked_mb`` MB of zeros."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        with archive.open("word/document.xml", "w", force_zip64=True) as fh:
+            block = b"0" * (1 << 20)
+            for _ in range(unpacked_mb):
+                fh.write(block)
+    return path
+
+
+def html(path: Path, main: str, title: str = "A page", menu: str = "Home About Contact") -> Path:
+    path.write_text(
+        f"<!doctype html><html><head><title>{title}</title>"
+        "<style>body {{ color: red }} .secretstyle {{}}</style>"
+        "<script>var trackingscript = 1;</script></head><body>"
+        f"<nav>{menu}</nav><header>Site banner</header>"
+        f"<main><h1>{title}</h1><p>{main}</p></main>"
+        "<footer>Copyright footerword</footer></body></html>",
+        encoding="utf-8",
+    )
+    return path
