@@ -149,7 +149,7 @@ class Index:
             EncoderMismatch: the index was built with another encoder and ``reindex`` is off.
             IndexLocked: another process is writing.
             BadRequest: ``store`` is not a valid spec.
-            DiskFull: no room for the manifest, the catalog or the reserve.
+            DiskFull: no room for the manifest or the catalog.
         """
         root = Path(root)
         spec = StoreSpec.parse(store) if isinstance(store, str) else store
