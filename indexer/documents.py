@@ -26,6 +26,9 @@ _CHROME = (
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 # a DOCX may unpack to at most this many bytes per character of the text cap (XML is verbose)
 _ZIP_BYTES_PER_CHAR = 20
+# an HTML page may hold at most this many tags: the parsed tree costs ~650 bytes a tag, so 50 MB
+# of nested <div>s took 6.8 GB and 200 s; a long real page has ~100k
+_HTML_MAX_TAGS = 500_000
 
 
 class DocumentError(Exception):
@@ -62,6 +65,8 @@ def read_document(
     elif kind == "DOCX":
         pages, note = [(None, _docx_text(data, max_chars), False)], None
     else:
+        if data.count(b"<") > _HTML_MAX_TAGS:  # every tag opens with one: a cheap upper bound
+            raise DocumentError(f"HTML over the cap of {_HTML_MAX_TAGS:,} tags")
         pages, note = [(None, html_main_text(data), False)], None
     if sum(len(page[1]) for page in pages) > max_chars:
         raise DocumentError(f"text over the cap of {max_chars:,} characters")

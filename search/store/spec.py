@@ -27,6 +27,7 @@ def _check_faiss(spec: str) -> str:
         return "auto"
     if spec.lower() == "flat":
         return "Flat"
+    _check_faiss_numbers(spec)
     import faiss
 
     try:  # a dimension every factory accepts (PQ m divides it, as do most OPQ/IVF parts)
@@ -38,6 +39,25 @@ def _check_faiss(spec: str) -> str:
             "faiss:Flat, faiss:HNSW32, faiss:IVF1024,SQ8 or faiss:IVF4096,PQ48"
         ) from None
     return spec
+
+
+def _check_faiss_numbers(spec: str) -> None:
+    """What FAISS's factory accepts but then aborts on (HNSW1 segfaults, HNSW0 aborts), cannot
+    search (IVF0: nprobe 0) or cannot wrap (IDMap: the store maps ids itself): refused here,
+    since a crash in FAISS's C++ cannot be caught and the spec is saved with the index."""
+    links = re.search(r"(HNSW|NSG)(\d+)", spec)
+    if re.search(r"(?<![0-9])0+(?![0-9])", spec):
+        what = "a zero parameter"
+    elif links and int(links.group(2)) < 2:
+        what = f"{links.group(0)} (fewer than 2 links)"
+    elif "idmap" in spec.lower():
+        what = "an IDMap (crossfind maps ids itself)"
+    else:
+        return
+    raise BadRequest(
+        f"--store faiss:{spec} asks for {what}; use faiss:auto, faiss:Flat, faiss:HNSW32, "
+        "faiss:IVF1024,SQ8 or faiss:IVF4096,PQ48"
+    )
 
 
 def _probe_dim(spec: str) -> int:

@@ -137,3 +137,17 @@ def test_cli_store_flag_setting_and_info_json(tmp_path):
     assert json.loads(again.stdout)["totals"]["unchanged"] == 160
     info = json.loads(cli("info", "--db", str(db), "--json").stdout)
     assert info["store"] == "faiss:Flat" and info["store_spec"] == "faiss:Flat"
+
+
+@pytest.mark.parametrize("spec", ["faiss:HNSW1", "faiss:HNSW0", "faiss:IVF0,Flat", "faiss:PQ3x0",
+                                  "faiss:IDMap,Flat", "faiss:IVF16,PQ0"])
+def test_factories_faiss_accepts_but_crashes_on_are_refused_before_any_work(spec):
+    """FAISS's factory accepts these, then HNSW1 segfaults and HNSW0 aborts the indexer (and every
+    later run, the spec being saved with the index), IVF0 fails every search, IDMap every build."""
+    from search.errors import BadRequest
+    from search.store import StoreSpec
+
+    with pytest.raises(BadRequest, match="faiss:auto"):
+        StoreSpec.parse(spec)
+    assert str(StoreSpec.parse("faiss:HNSW2")) == "faiss:HNSW2"
+    assert str(StoreSpec.parse("faiss:IVF1024,PQ48x4fs")) == "faiss:IVF1024,PQ48x4fs"
