@@ -42,10 +42,10 @@ def _corpus(root: Path) -> int:
     return vectors + N_IMAGES
 
 
-def _cmd(root: Path, db: Path) -> list[str]:
+def _cmd(root: Path, db: Path, delay_ms: int = 40) -> list[str]:
     return [
         sys.executable, "-m", "cli", "index", str(root), "--db", str(db),
-        "--model", "fake:delay_ms=40", "--batch-size", "2", "--workers", "1", "--json",
+        "--model", f"fake:delay_ms={delay_ms}", "--batch-size", "2", "--workers", "1", "--json",
     ]
 
 
@@ -145,7 +145,8 @@ def test_ctrl_c_keeps_the_work_done_so_far(tmp_path):
     root, db = tmp_path / "corpus", tmp_path / "db"
     _corpus(root)
     env = {**_env(), "CROSSFIND_CHECKPOINT_EVERY_S": "1000"}  # only the interrupt saves
-    proc = subprocess.Popen(_cmd(root, db), env=env, cwd=REPO,
+    # slow batches: on a loaded machine a fast run could finish before the interrupt arrives
+    proc = subprocess.Popen(_cmd(root, db, delay_ms=150), env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     while proc.poll() is None and _items(db) < 10:
         time.sleep(0.02)
