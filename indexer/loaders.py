@@ -397,7 +397,7 @@ def _load_video(path: str, cfg: LoaderConfig) -> Loaded | Skip:
     params = video.VideoParams(
         path, cfg.video_min_frame_s, cfg.video_max_frame_s, cfg.audio_window_s, cfg.audio_hop_s,
         cfg.max_audio_windows, cfg.max_audio_windows, cfg.ocr, cfg.passage_words,
-        cfg.passage_overlap,
+        cfg.passage_overlap, cfg.max_image_pixels,
     )
     try:
         with checked_path(path) as readable:

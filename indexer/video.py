@@ -59,6 +59,9 @@ class VideoParams:
     ocr: str = "off"
     passage_words: int = 120
     passage_overlap: int = 30
+    # frames larger than images may be (CROSSFIND_MAX_IMAGE_PIXELS) are not decoded: the sound
+    # track alone is indexed, or the file is skipped when it has none
+    max_frame_pixels: int = 64_000_000
 
 
 @dataclass(frozen=True)
@@ -122,7 +125,7 @@ def iter_inputs(p: VideoParams) -> Iterator[tuple[str, Any, dict]]:
     except av.FFmpegError as exc:
         raise VideoError(f"corrupt or truncated video: {exc}") from None
     with container:
-        streams: list[Any] = [*container.streams.video[:1], *container.streams.audio[:1]]
+        streams: list[Any] = [*_video_within_cap(container, p), *container.streams.audio[:1]]
         if not streams:
             raise VideoError("no video or audio stream in the file")
         for s in streams:
@@ -141,6 +144,23 @@ def iter_inputs(p: VideoParams) -> Iterator[tuple[str, Any, dict]]:
             # a truncated tail: what decoded before it is indexed
         yield from frames.finish()
         yield from sound.finish()
+
+
+def _video_within_cap(container: Any, p: VideoParams) -> list[Any]:
+    """The first video stream, unless its frames are over the pixel cap (then none; a file
+    with no other stream is refused, naming the cap)."""
+    if not container.streams.video:
+        return []
+    v = container.streams.video[0]
+    w, h = v.codec_context.width or 0, v.codec_context.height or 0
+    if w * h <= p.max_frame_pixels:
+        return [v]
+    if not container.streams.audio:
+        raise VideoError(
+            f"video frames of {w}x{h} are over the cap of {p.max_frame_pixels:,} pixels "
+            "(CROSSFIND_MAX_IMAGE_PIXELS)"
+        )
+    return []
 
 
 class _FramePicker:

@@ -147,3 +147,16 @@ def test_without_an_audio_model_a_video_indexes_its_frames(run_index, settings, 
     segs = _segments(settings.db)
     assert {s.stream for s in segs["a.mp4"]} == {"frame"} and len(segs["a.mp4"]) == 2
     assert {s.stream for s in segs["long.mp4"]} == {"frame"} and len(segs["long.mp4"]) == 15
+
+
+def test_frames_over_the_pixel_cap_are_never_decoded(run_index, settings, tmp_path):
+    """The image pixel cap holds for video frames: a video with sound indexes its sound alone,
+    one without is skipped naming the cap (a 10,000 x 10,000 video took ~3 s a frame)."""
+    root = tmp_path / "big"
+    make_video(root / "talk.mp4", _scenes("red", "blue"), sounds=[tone(300), tone(3000)])
+    make_video(root / "silent.mkv", _scenes("green", "red"), codec="libvpx")
+    report = run_index(CountingEncoder(), root, max_image_pixels=100 * 100)
+    reasons = {Path(s.path).name: s.reason for s in report.skipped}
+    assert reasons == {"silent.mkv": "video frames of 192x144 are over the cap of 10,000 pixels "
+                       "(CROSSFIND_MAX_IMAGE_PIXELS)"}
+    assert {s.stream for s in _segments(settings.db)["talk.mp4"]} == {"sound"}
