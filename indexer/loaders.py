@@ -395,9 +395,17 @@ def _load_audio(path: str, cfg: LoaderConfig) -> Loaded | Skip:
 def _load_video(path: str, cfg: LoaderConfig) -> Loaded | Skip:
     """A short video's inputs decoded here; a long one is left to the writer to stream."""
     params = video.VideoParams(
-        path, cfg.video_min_frame_s, cfg.video_max_frame_s, cfg.audio_window_s, cfg.audio_hop_s,
-        cfg.max_audio_windows, cfg.max_audio_windows, cfg.ocr, cfg.passage_words,
-        cfg.passage_overlap, cfg.max_image_pixels,
+        path=path,
+        min_frame_s=cfg.video_min_frame_s,
+        max_frame_s=cfg.video_max_frame_s,
+        window_s=cfg.audio_window_s,
+        hop_s=cfg.audio_hop_s,
+        max_frames=cfg.max_audio_windows,
+        max_windows=cfg.max_audio_windows,
+        ocr=cfg.ocr,
+        passage_words=cfg.passage_words,
+        passage_overlap=cfg.passage_overlap,
+        max_frame_pixels=cfg.max_image_pixels,
     )
     try:
         with checked_path(path) as readable:

@@ -47,21 +47,22 @@ class VideoError(Exception):
 
 @dataclass(frozen=True)
 class VideoParams:
-    """What decoding a video needs (plain values: it travels to and from the workers)."""
+    """What decoding a video needs (plain values: it travels to and from the workers), taken
+    from the loader's configuration (``indexer.loaders.LoaderConfig``), where the defaults live."""
 
     path: str
-    min_frame_s: float = 1.0
-    max_frame_s: float = 10.0
-    window_s: float = 5.0
-    hop_s: float = 2.5
-    max_frames: int = 1440
-    max_windows: int = 1440
-    ocr: str = "off"
-    passage_words: int = 120
-    passage_overlap: int = 30
+    min_frame_s: float
+    max_frame_s: float
+    window_s: float
+    hop_s: float
+    max_frames: int
+    max_windows: int
+    ocr: str
+    passage_words: int
+    passage_overlap: int
     # frames larger than images may be (CROSSFIND_MAX_IMAGE_PIXELS) are not decoded: the sound
     # track alone is indexed, or the file is skipped when it has none
-    max_frame_pixels: int = 64_000_000
+    max_frame_pixels: int
 
 
 @dataclass(frozen=True)
