@@ -294,20 +294,15 @@ def _load_image(path: str, cfg: LoaderConfig) -> Loaded | Skip:
     return loaded
 
 
-def add_ocr_passages(loaded: Loaded, pixels: np.ndarray, cfg: LoaderConfig,
-                     **fields: object) -> None:
-    """Passages of the text read off an image (``--ocr``), as text inputs of ``loaded``;
-    ``fields`` go into each passage's segment (a video frame's stream and times)."""
-    text = ocr.image_text(pixels, cfg.ocr)
-    if not text:
+def add_ocr_passages(loaded: Loaded, pixels: np.ndarray, cfg: LoaderConfig) -> None:
+    """Passages of the text read off an image (``--ocr``), as text inputs of ``loaded``."""
+    segments = ocr.passage_segments(pixels, cfg.ocr, cfg.passage_words, cfg.passage_overlap)
+    if not segments:
         return
     kinds = loaded.input_kinds()
-    for p in split_passages(text, cfg.passage_words, cfg.passage_overlap):
-        loaded.inputs.append(p.text)
-        loaded.segments.append(
-            {"text": p.text, "char_start": p.char_start, "char_end": p.char_end, "ocr": True,
-             **fields}
-        )
+    for seg in segments:
+        loaded.inputs.append(seg["text"])
+        loaded.segments.append(seg)
         kinds.append("text")
     loaded.kinds = kinds
 
@@ -343,8 +338,6 @@ def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:
             path, "text", hashlib.sha256(data).hexdigest(), [s["text"] for s in segments],
             segments, note=note,
         )
-    if isinstance(data, Skip):
-        return data
     try:
         text = decode_text(data)
     except UnicodeDecodeError:

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from search.text import normalize
+from search.text import normalize, split_passages
 
 MODES = ("auto", "on", "off")
 # a line read with less confidence than this is noise (RapidOCR's own default)
@@ -126,6 +126,18 @@ def image_text(pixels: np.ndarray, mode: str) -> str:
     if mode == "auto" and max(pixels.shape[:2]) > 2 * CHECK_SIDE and not has_text(pixels):
         return ""
     return read_text(pixels)
+
+
+def passage_segments(
+    pixels: np.ndarray, mode: str, words: int, overlap: int, **fields: object
+) -> list[dict[str, Any]]:
+    """The text read off an image (``mode``: auto | on | off) as passage segments, each marked
+    ``ocr`` and carrying ``fields`` (a video frame's stream and times)."""
+    text = image_text(pixels, mode)
+    return [
+        {**fields, "ocr": True, "text": p.text, "char_start": p.char_start, "char_end": p.char_end}
+        for p in (split_passages(text, words, overlap) if text else [])
+    ]
 
 
 def page_reader(mode: str) -> Callable[[list[np.ndarray]], list[str]] | None:

@@ -21,7 +21,6 @@ import numpy as np
 
 import indexer.ocr as ocr
 from search.audio import SILENCE_PEAK, SR
-from search.text import split_passages
 
 # frames are compared this often (seconds) on a tiny colour copy
 ANALYSE_EVERY_S = 0.25
@@ -210,14 +209,12 @@ class _FramePicker:
         segment = {"stream": "frame", "start_s": round(start, 3), "end_s": None}
         self.open = [segment]
         yield "image", np.ascontiguousarray(_preprocess(image), dtype=np.float32), segment
-        text = ocr.image_text(np.asarray(image), self.p.ocr)
-        words, overlap = self.p.passage_words, self.p.passage_overlap
-        for passage in split_passages(text, words, overlap) if text else []:
-            seg = {"stream": "frame", "start_s": round(start, 3), "end_s": None, "ocr": True,
-                   "text": passage.text, "char_start": passage.char_start,
-                   "char_end": passage.char_end}
+        for seg in ocr.passage_segments(
+            np.asarray(image), self.p.ocr, self.p.passage_words, self.p.passage_overlap,
+            stream="frame", start_s=round(start, 3), end_s=None,
+        ):
             self.open.append(seg)
-            yield "text", passage.text, seg
+            yield "text", seg["text"], seg
 
     def finish(self) -> Iterator[tuple[str, Any, dict]]:
         if not self.kept and self.last_frame is not None:  # shorter than the settling time
