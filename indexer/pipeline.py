@@ -249,6 +249,8 @@ def index_paths(
         index.finish()
         if writer.dirty:
             _calibrate(index, encoder)
+    except DiskFull:
+        raise  # from Index.checkpoint, which has rolled back already
     except BaseException as exc:
         if is_disk_full(exc):  # a batch's commit or the vector index file: nothing else is lost
             index.rollback()
@@ -316,8 +318,8 @@ def _embed_all(pending: list[Pending], workers: Workers, writer: _Writer, bar: o
 
 def _drop_sound(loaded: Loaded) -> None:
     """Leave a video's sound windows out (the encoder has no audio model)."""
-    keep = [i for i, kind in enumerate(loaded.input_kinds()) if kind != "audio"]
     kinds = loaded.input_kinds()
+    keep = [i for i, kind in enumerate(kinds) if kind != "audio"]
     loaded.inputs = [loaded.inputs[i] for i in keep]
     loaded.segments = [loaded.segments[i] for i in keep]
     loaded.kinds = [kinds[i] for i in keep]

@@ -16,7 +16,6 @@ from search.calibration import Calibration, current, fingerprint, load_or_comput
 from search.deadline import NO_DEADLINE, Deadline
 from search.encoders.base import Encoder
 from search.errors import NotFound
-from search.filters import allowed_segment_ids
 from search.index import Index
 from search.media import open_image
 from search.query import Query, QueryPart
@@ -134,10 +133,6 @@ class Engine:
         """Nearest items to one query vector under the query's filters and threshold."""
         return rank(self.index, query, np.asarray(vector)[None, :], calibration=self.calibration,
                     sample=self._sample, fused=True)
-
-    def allowed_ids(self, query: Query) -> np.ndarray | None:
-        """Segment ids that pass the filters, or None for no restriction."""
-        return allowed_segment_ids(self.index.catalog, query.filters)
 
     def calibration(self) -> Calibration:
         """The index's relevance calibration, computed once per index state (cached).

@@ -59,8 +59,8 @@ def open_media(catalog: Catalog, info: SegmentInfo) -> tuple[BinaryIO, Path]:
     if opened is not None:
         return opened[0], Path(opened[1])
     raise NotFound(
-        f"the file of item {info.id} is gone or changed since it was indexed; "
-        "re-run `crossfind index` on its folder"
+        f"the file of item {info.id} is gone, changed or now outside the indexed folders since "
+        "it was indexed; re-run `crossfind index` on its folder"
     )
 
 

@@ -9,12 +9,17 @@ from search.engine import SearchResult
 from search.paths import shown
 
 
+def has_thumbnail(modality: str, stream: str | None) -> bool:
+    """Images and video frames have thumbnails."""
+    return modality == "image" or (modality == "video" and stream == "frame")
+
+
 def item_urls(item_id: int, modality: str, prefix: str = "", stream: str | None = None) -> dict[str, str]:
     urls = {
         "media_url": f"{prefix}/api/items/{item_id}/media",
         "item_url": f"{prefix}/api/items/{item_id}",
     }
-    if modality == "image" or (modality == "video" and stream == "frame"):
+    if has_thumbnail(modality, stream):
         urls["thumbnail_url"] = f"{prefix}/api/items/{item_id}/thumbnail"
     return urls
 

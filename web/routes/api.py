@@ -18,7 +18,7 @@ from web.deps import EngineDep, ReadAccess, ServicesDep, WriteAccess
 from web.errors import ServiceUnavailable
 from web.files import OpenFileResponse, media_type, open_media
 from web.forms import MAX_ID, SearchForm, check_query
-from web.present import item_json, result_json
+from web.present import has_thumbnail, item_json, result_json
 from web.schemas import (
     ERROR_RESPONSES,
     SEARCH_EXAMPLES,
@@ -99,7 +99,7 @@ def get_item(request: Request, services: ServicesDep, item_id: ItemId) -> dict[s
     responses={200: {"content": {"image/*": {}, "audio/*": {}, "video/*": {}, "text/plain": {}}}},
 )
 def get_media(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> FileResponse:
-    info = services.segment(item_id)
+    info = services.segment(item_id, readable=False)  # open_media checks the file, once
     fh, path = open_media(engine.index.catalog, info)
     return OpenFileResponse(
         fh,
@@ -123,9 +123,9 @@ def get_media(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> File
     responses={200: {"content": {"image/jpeg": {}}}},
 )
 def get_thumbnail(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> Response:
-    info = services.segment(item_id)
-    video_frame = info.modality == "video" and info.stream == "frame"
-    if info.modality != "image" and not video_frame:
+    info = services.segment(item_id, readable=False)  # open_media checks the file, once
+    video_frame = info.modality == "video"
+    if not has_thumbnail(info.modality, info.stream):
         raise NotFound(f"item {item_id} is {info.modality}; "
                        "only image items (and video frames) have thumbnails")
     headers = {"Cache-Control": "private, max-age=86400", "X-Content-Type-Options": "nosniff"}
