@@ -25,7 +25,7 @@ import torch
 
 from search.checkpoints import ProjectionWeights
 from search.encoders.base import l2_normalize
-from search.encoders.bundled import BundledEncoder
+from search.encoders.bundled import BundledEncoder, project
 from search.media import open_image
 from training.config import ProjectionConfig
 from training.evaluation import read_captions
@@ -164,17 +164,6 @@ def _project(model, features: np.ndarray, mean: np.ndarray, std: np.ndarray) -> 
     return l2_normalize(out)
 
 
-def project_numpy(layers: list[tuple[np.ndarray, np.ndarray]], features: np.ndarray,
-                  mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    """The shipped head's forward pass (must match ``bundled.ProjectionHead``)."""
-    x = (features - mean) / std
-    for i, (w, b) in enumerate(layers):
-        x = x @ w + b
-        if i < len(layers) - 1:
-            x = np.maximum(x, 0.0)
-    return l2_normalize(x)
-
-
 def recall_summary(images: np.ndarray, s: Split) -> float:
     """Mean of t2i R@1, R@5 and R@10: smoother than R@5 alone on a small dev split."""
     return float(np.mean([t2i_recall(images, s.captions, s.owner, k) for k in (1, 5, 10)]))
@@ -218,7 +207,7 @@ def train_projection(cfg: ProjectionConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
         layers, proj_score, epoch = train_head(train, dev, hidden, temp, lr, cfg.weight_decay,
                                                dropout, cfg.epochs, cfg.seed, mean, std)
-        projected = [project_numpy(layers, s.features, mean, std) for s in dev]
+        projected = [project(layers, s.features, mean, std) for s in dev]
         # alpha from the native-resolution dev photos: flickr8k_extra's are 144 px squashed
         # copies, on which the ImageNet classifier (the bridge) is handicapped
         alpha = best_alpha(dev[0], projected[0])
@@ -232,7 +221,7 @@ def train_projection(cfg: ProjectionConfig) -> dict[str, Any]:
             best = {"cfg": point, "layers": layers, "alpha": alpha}
     assert best is not None
     for s in dev:
-        p = project_numpy(best["layers"], s.features, mean, std)
+        p = project(best["layers"], s.features, mean, std)
         log.info("best on %s: t2i R@5 %.3f (projection alone %.3f)", s.name,
                  t2i_recall(mix(s, p, best["alpha"]), s.captions, s.owner),
                  t2i_recall(p, s.captions, s.owner))

@@ -80,12 +80,18 @@ class ProjectionHead:
         self.sentence_weight = weights.sentence_weight  # the bridge setting it was tuned with
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
-        x = (features - self.mean) / self.std
-        for i, (w, b) in enumerate(self.layers):
-            x = x @ w + b
-            if i < len(self.layers) - 1:
-                x = np.maximum(x, 0.0)
-        return l2_normalize(x)
+        return project(self.layers, features, self.mean, self.std)
+
+
+def project(layers: Sequence[tuple[np.ndarray, np.ndarray]], features: np.ndarray,
+            mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The projection head's forward pass: standardise, ReLU MLP, L2-normalise."""
+    x = (features - mean) / std
+    for i, (w, b) in enumerate(layers):
+        x = x @ w + b
+        if i < len(layers) - 1:
+            x = np.maximum(x, 0.0)
+    return l2_normalize(x)
 
 
 class BundledEncoder(Encoder):
