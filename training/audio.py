@@ -64,20 +64,25 @@ def split_sets(cfg: TrainConfig, floor: np.ndarray | None = None) -> tuple[list[
         clips = load_clipset(manifest, cfg.cache_dir, max_gain_db=cfg.max_gain_db)
         if floor is not None:
             clips = with_floor(clips, floor)
-        keep = np.array([s not in cfg.exclude_splits and r.get(SAME_SOURCE_COL) != "True"
-                         for s, r in zip(clips.splits, clips.rows)])
-        clips = clips.subset(keep)
-        if cfg.val_split and cfg.val_split in clips.splits:
-            mask = np.array([s == cfg.val_split for s in clips.splits])
-        else:
-            # whole recordings on one side where known (UrbanSound8K's fsid); ESC-50's copy has
-            # none (src_file is mostly blank, source_file is one concatenated file per class)
-            group = "fsid" if "fsid" in clips.rows[0] else None
-            mask = holdout(clips, cfg.val_fraction, cfg.holdout_seed + i, group)
+        clips, mask = trainable_and_held_out(clips, cfg, i)
         train.append(clips.subset(~mask))
         val.append(clips.subset(mask))
         log.info("%s: %d train, %d validation clips", clips.name, (~mask).sum(), mask.sum())
     return train, val
+
+
+def trainable_and_held_out(clips: ClipSet, cfg: TrainConfig, i: int) -> tuple[ClipSet, np.ndarray]:
+    """The ``i``-th manifest's clips that may be trained on (no test split, nothing sharing a
+    recording with ESC-50 fold 4), and the mask of those held out for validation."""
+    keep = np.array([s not in cfg.exclude_splits and r.get(SAME_SOURCE_COL) != "True"
+                     for s, r in zip(clips.splits, clips.rows)])
+    clips = clips.subset(keep)
+    if cfg.val_split and cfg.val_split in clips.splits:
+        return clips, np.array([s == cfg.val_split for s in clips.splits])
+    # whole recordings on one side where known (UrbanSound8K's fsid); ESC-50's copy has
+    # none (src_file is mostly blank, source_file is one concatenated file per class)
+    group = "fsid" if "fsid" in clips.rows[0] else None
+    return clips, holdout(clips, cfg.val_fraction, cfg.holdout_seed + i, group)
 
 
 def train_audio(cfg: TrainConfig, report: Callable[[str], None] = log.info,
