@@ -190,9 +190,8 @@ class AudioModel:
         self.label_basis = np.linalg.qr(self.label_vectors.T.astype(np.float64))[0].astype(np.float32)
         self.neutral = off_labels(neutral_embedding(encoder), self.label_basis)
         mode = "mix" if 0.0 < self.alpha < 1.0 else ("bridge" if self.alpha == 1.0 else "proj")
-        if self.confidence_power is not None:
-            mode += "+open"
-        self.id = f"audio-effnet-lite0-v{ckpt.format_version}:{mode}"
+        open_set = "" if self.confidence_power is None else "-open"
+        self.id = f"audio-effnet-lite0-v{ckpt.format_version}{open_set}:{mode}"
         self.fingerprint = self.id  # load_audio_head adds the weights' hash
         self._lock = threading.Lock()
 
