@@ -30,7 +30,7 @@ from search.encoders.audio import AudioModel, read_checkpoint
 from search.encoders.audio_labels import canonical, phrase
 from search.encoders.base import l2_normalize
 from search.errors import BadRequest, UnsupportedMedia
-from training.audio_data import ClipSet, read_manifest
+from training.audio_data import ClipSet, read_manifest, trainable_and_held_out
 from training.config import TrainConfig
 
 if TYPE_CHECKING:
@@ -164,8 +164,6 @@ def engine_report(encoder: Encoder, head: AudioModel, clips: Sequence[ClipOutput
 
 def validation_rows(cfg: TrainConfig) -> list[dict[str, str]]:
     """The rows ``train-audio`` holds out for validation with these manifests and seeds."""
-    from training.audio import trainable_and_held_out  # heavy: torch training code
-
     rows_out: list[dict[str, str]] = []
     for i, manifest in enumerate(cfg.manifests):
         rows = read_manifest(manifest)
