@@ -29,6 +29,7 @@ from indexer.discover import resolve_roots
 from indexer.embedder import Embedder, audio_supported
 from indexer.loaders import CHANGED, Loaded, LoaderConfig, Skip, load
 from indexer.plan import Pending, scan
+from indexer.ray_embed import RayExecutor, RayRun, ray_session
 from indexer.report import IndexReport, Skipped
 from indexer.workers import Workers
 from search.access import record_roots
@@ -138,6 +139,7 @@ def index_paths(
     settings: Settings,
     *,
     progress: bool = True,
+    executor: RayExecutor | None = None,
 ) -> IndexReport:
     """Bring ``index`` up to date with the files under ``paths`` (files or folders).
 
@@ -147,6 +149,10 @@ def index_paths(
         NotFound: a path does not exist (nothing is changed then).
         EncoderMismatch: ``index`` was built with another encoder.
         DiskFull: a write ran out of space; ``index`` is back at its last checkpoint.
+        ServiceUnavailable: ``executor``'s Ray cannot be started or reached, or failed mid-run
+            (what was written before is kept).
+
+    ``executor``: embed on Ray (``indexer.ray_embed``) rather than in this process.
     """
     t0 = time.perf_counter()
     index.require_encoder(encoder.id)
@@ -182,7 +188,10 @@ def index_paths(
             writer.dirty = changed
             report.scan_seconds = time.perf_counter() - t0
             bar = _bar(len(pending), "indexing") if progress and pending else None
-            _embed_all(pending, workers, writer, bar)
+            if executor is None:
+                _embed_all(pending, workers, writer, bar)
+            else:
+                _embed_on_ray(pending, executor, encoder.id, settings, config, workers, writer, bar)
             if bar is not None:
                 bar.close()
         # also when nothing changed: a new --store rebuilds the vector index here
@@ -254,6 +263,35 @@ def _embed_all(pending: list[Pending], workers: Workers, writer: _Writer, bar: o
         _tick(bar)
     for modality, batch in batches.items():
         writer.flush(modality, batch)
+
+
+def _embed_on_ray(pending: list[Pending], executor: RayExecutor, encoder_id: str, settings: Settings,
+                  config: LoaderConfig, workers: Workers, writer: _Writer, bar: object) -> None:
+    """Decode and embed on Ray; write here as the results come back. Files Ray gave up on
+    (a batch that failed past its retries) are embedded here after, by ``_embed_all``."""
+    if not pending:
+        return
+    with ray_session(executor) as ray:
+        run = RayRun(ray, pending, executor, encoder_id, settings.cache_dir, writer.batch_size, config)
+        writer.report.workers = run.slots()
+        for batch in run:
+            by_modality: dict[str, list[tuple[Pending, Loaded, np.ndarray | str]]] = {}
+            for done in batch:
+                writer.report.encode_seconds += done.encode_s
+                if isinstance(done.result, Skip):
+                    _skip_all(writer.report, done.item, done.result.reason)
+                else:
+                    assert done.vectors is not None  # a decoded file comes back embedded
+                    by_modality.setdefault(done.item.modality, []).append(
+                        (done.item, done.result, done.vectors)
+                    )
+                _tick(bar)
+            for modality, items in by_modality.items():
+                writer.write(modality, items)
+        missing = run.missing
+    if missing:
+        log.warning("Ray gave up on %d file(s); embedding them in this process", len(missing))
+        _embed_all(missing, workers, writer, bar)
 
 
 def _skip_all(report: IndexReport, item: Pending, reason: str) -> None:
