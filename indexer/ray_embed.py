@@ -292,9 +292,6 @@ class RayRun:
     def __iter__(self) -> Iterator[list[Embedded]]:
         import ray.data
 
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False
-        ctx.max_errored_blocks = -1  # a batch that fails for good falls back to this process
         rows = [
             {"i": i, "path": p.path, "modality": p.modality, "sha256": p.sha256}
             for i, p in enumerate(self.pending)
@@ -306,6 +303,9 @@ class RayRun:
             # max_restarts / max_task_retries have no named parameter yet (Ray 2.60); Ray
             # Data's tuning hints are not the user's to act on
             warnings.simplefilter("ignore")
+            ctx = ray.data.DataContext.get_current()
+            ctx.enable_progress_bars = False
+            ctx.max_errored_blocks = -1  # a batch that fails for good falls back to this process
             ds = ray.data.from_items(
                 rows, override_num_blocks=math.ceil(len(rows) / per_batch)
             ).map_batches(
