@@ -70,6 +70,7 @@ class _Writer:
         self.stale_before = stale_before
         self.checkpoint_every_s = checkpoint_every_s
         self.last_checkpoint = time.monotonic()
+        self.started = time.perf_counter()
         self.dirty = False
 
     def flush(self, modality: str, batch: _Batch) -> None:
@@ -106,6 +107,9 @@ class _Writer:
             ],
             np.concatenate([vectors for _, _, vectors in done]),
         )
+        if self.report.first_batch is None:
+            n = sum(len(v) for _, _, v in done)
+            self.report.first_batch = (time.perf_counter() - self.started, n)
         for (pending, loaded, _), (_, seg_ids) in zip(done, written):
             self._count(modality, pending, len(seg_ids))
             self.report.add_ocr(*loaded.ocr)

@@ -286,8 +286,17 @@ class RayRun:
         self.seen: set[int] = set()
 
     def slots(self) -> int:
-        """Encoder actors: one per CPU of the cluster."""
-        return max(1, int(self.ray.cluster_resources().get("CPU", 1)))
+        """Encoder actors: one per CPU of the cluster.
+
+        Raises:
+            ServiceUnavailable: the cluster has no CPU (its actors would wait forever).
+        """
+        cpus = int(self.ray.cluster_resources().get("CPU", 0))
+        if cpus < 1:
+            raise ServiceUnavailable(
+                "the Ray cluster has no CPU to run encoders on; add worker nodes or use --executor local"
+            )
+        return cpus
 
     def __iter__(self) -> Iterator[list[Embedded]]:
         import ray.data
