@@ -32,6 +32,7 @@ import logging
 import math
 import os
 import pickle
+import re
 import socket
 import warnings
 from collections.abc import Iterator
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 RETRIES = 3
 _CONNECT_TIMEOUT_S = 5.0
 _INSTALL = "pip install 'ray[data]'"
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 @dataclass(frozen=True)
@@ -174,10 +176,24 @@ def _check_reachable(address: str) -> None:
 
 
 def _quiet(verbose: bool) -> None:
-    """Ray's own logging stays off the terminal unless --verbose (its log files keep it)."""
-    level = logging.INFO if verbose else logging.ERROR
+    """Ray's own logging stays off the terminal unless --verbose (its log files keep it); a
+    failure reaches the user as one line (``RayRun``), not as Ray's stack traces."""
+    level = logging.INFO if verbose else logging.CRITICAL
     for name in ("ray", "ray.data", "ray.train", "ray.tune"):
         logging.getLogger(name).setLevel(level)
+    if verbose:
+        return
+    # the driver prints every failed task of the cluster's (with its traceback) to stderr,
+    # log_to_driver or not: a retried actor would flood the terminal. To the log instead.
+    import ray._private.worker as ray_worker
+
+    if hasattr(ray_worker, "print_to_stdstream"):
+        ray_worker.print_to_stdstream = _log_cluster_message
+
+
+def _log_cluster_message(data: dict, ignore_prefix: bool = False) -> None:
+    for line in data.get("lines", []):
+        log.debug("ray: %s", _ANSI.sub("", str(line)))
 
 
 @contextmanager
@@ -196,8 +212,17 @@ def _native_quiet(verbose: bool) -> Iterator[None]:
         del os.environ["RAY_BACKEND_LOG_LEVEL"]
 
 
+def _reason(exc: BaseException) -> str:
+    """What went wrong on a Ray node: crossfind's own error where the remote traceback ends in
+    one (e.g. the model missing there), else the error's first line."""
+    text = _ANSI.sub("", str(exc))
+    ours = [line.split(": ", 1)[1] for line in text.splitlines()
+            if line.startswith("search.errors.") and ": " in line]
+    return ours[-1] if ours else _first_line(exc)
+
+
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    text = _ANSI.sub("", str(exc)).strip() or type(exc).__name__
     return text.splitlines()[0]
 
 
@@ -335,7 +360,7 @@ class RayRun:
                 yield batch
         except self.ray.exceptions.RayError as exc:
             raise ServiceUnavailable(
-                f"the Ray run failed: {_first_line(exc)} (what was written so far is kept; "
+                f"the Ray run failed: {_reason(exc)} (what was written so far is kept; "
                 "run again to go on)"
             ) from exc
 

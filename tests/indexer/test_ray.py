@@ -166,3 +166,14 @@ def test_cli_unreachable_cluster_exits_2_fast(tmp_path, corpus):
     assert done.stderr.count("\n") == 1  # one line, no traceback, no Ray chatter
     assert time.monotonic() - t0 < 60
     assert not (tmp_path / "db" / CATALOG).exists()
+
+
+@pytest.mark.slow
+def test_an_encoder_that_cannot_start_on_ray_fails_in_one_line(ray_cluster, corpus, settings, tmp_path,
+                                                                capfd):
+    encoder = FakeEncoder()
+    with pytest.raises(ServiceUnavailable) as caught:
+        _index(tmp_path / "db", encoder, settings, corpus, RayExecutor(encoder="nosuch", hooks=HOOKS))
+    assert caught.value.message.startswith("the Ray run failed: unknown encoder 'nosuch'")
+    time.sleep(1)  # Ray reports a failed task from a thread of its own
+    assert "Traceback" not in capfd.readouterr().err  # Ray's traces stay in its logs
