@@ -154,8 +154,21 @@ def ray_session(executor: RayExecutor) -> Iterator[Any]:
 
 def _check_reachable(address: str) -> None:
     """Fail in seconds where Ray would retry a dead address for a minute."""
-    if address == "auto":
-        return  # found from this machine's Ray files; ray.init fails fast without one
+    if address == "auto":  # the cluster this machine's Ray files or $RAY_ADDRESS name
+        try:
+            from ray._private.services import canonicalize_bootstrap_address
+
+            found = canonicalize_bootstrap_address("auto")
+        except (ImportError, AttributeError, ValueError):
+            return  # left to ray.init, which fails fast without one
+        except ConnectionError:
+            found = None
+        if found is None:
+            raise ServiceUnavailable(
+                "--executor ray:auto: no Ray cluster runs on this machine (start one with "
+                "`ray start --head`, set $RAY_ADDRESS, or use --executor ray for a local one)"
+            )
+        address = found
     parsed = urlparse(address if "://" in address else f"tcp://{address}")
     try:
         host, port = parsed.hostname, parsed.port

@@ -177,3 +177,10 @@ def test_an_encoder_that_cannot_start_on_ray_fails_in_one_line(ray_cluster, corp
     assert caught.value.message.startswith("the Ray run failed: unknown encoder 'nosuch'")
     time.sleep(1)  # Ray reports a failed task from a thread of its own
     assert "Traceback" not in capfd.readouterr().err  # Ray's traces stay in its logs
+
+
+def test_ray_auto_follows_ray_address_and_fails_fast_where_nothing_answers(monkeypatch):
+    pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
+    with pytest.raises(ServiceUnavailable, match="cannot reach the Ray cluster at '127.0.0.1:9'"):
+        RayExecutor(address="auto").check()
