@@ -241,8 +241,8 @@ def _first_line(exc: BaseException) -> str:
 
 class _EncoderActor:
     """One per CPU slot: loads the encoder once, then decodes and embeds batches of files.
-    Subclassed per run with its settings as class attributes (``_actor_class``), so Ray holds
-    no constructor arguments to lose on a restart."""
+    Subclassed per run with its settings as class attributes (``_actor_class``): Ray ships
+    the class, and a restarted actor builds itself again from it alone."""
 
     encoder_name = ""
     encoder_id = ""

@@ -184,3 +184,26 @@ def test_ray_auto_follows_ray_address_and_fails_fast_where_nothing_answers(monke
     monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
     with pytest.raises(ServiceUnavailable, match=r"cannot reach the Ray cluster at '[0-9.]+:9'"):
         RayExecutor(address="auto").check()
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_mid_ray_run_then_rerun_completes_consistently(tmp_path):
+    """The driver killed while Ray embeds: its local Ray dies with it, the batches written
+    stay, and the next run (here the local executor: either may resume the other) completes."""
+    from tests.indexer.test_crash import N_IMAGES, N_TEXT, _cmd, _corpus, _env, _items, kill_when
+
+    root, db = tmp_path / "corpus", tmp_path / "db"
+    expected_vectors = _corpus(root)
+    proc = subprocess.Popen([*_cmd(root, db, delay_ms=100), "--executor", "ray"], env=_env(),
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    kill_when(proc, db, 4, 0.1)  # its Ray processes must die with it, as decoding workers do
+    assert 0 < _items(db) < N_TEXT + N_IMAGES
+
+    done = subprocess.run(_cmd(root, db, delay_ms=0), env=_env(), cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with Index.open(db) as index:
+        assert_consistent(index)
+        info = index.info()
+        assert info["items"] == N_TEXT + N_IMAGES and info["vectors"] == expected_vectors
