@@ -131,8 +131,9 @@ def test_ray_with_the_bundled_encoder_makes_the_local_vectors(
     assert _counts(remote) == _counts(local)
     a, b = _snapshot(tmp_path / "local"), _snapshot(tmp_path / "ray")
     assert a.keys() == b.keys()
-    # other batch compositions: the same vectors up to float rounding
-    assert min(float(a[k] @ b[k]) for k in a) > 0.9999
+    # other batch compositions and thread counts: the same vectors up to float rounding
+    # (measured: 7.8e-8 at most)
+    assert max(float(np.abs(a[k] - b[k]).max()) for k in a) < 1e-5
 
 
 def test_executor_values():
