@@ -1,10 +1,18 @@
-"""The SQLite catalog (SQLAlchemy 2.0): files, their deduplicated contents, and segments.
+"""The catalog (SQLAlchemy 2.0; SQLite, or PostgreSQL by ``--catalog``): files, their
+deduplicated contents, and segments.
 
 A *content* is one distinct byte string (by sha256); every *file* path that holds it points to
 it, so identical files are embedded and stored once. A content has one or more *segments* (the
 whole image, a text passage, an audio window); a segment's id is its vector id in the store.
-Segment ids come from AUTOINCREMENT and are never reused, so a stale vector can never be taken
-for a new row.
+Segment ids come from AUTOINCREMENT (a sequence on PostgreSQL) and are never reused, so a stale
+vector can never be taken for a new row. The schema is made and versioned by Alembic
+(``search.migrate``); ``search.dialect`` holds what differs between the engines.
+
+Concurrency: one writer per catalog (``lock_writer``: the index folder's lock file for SQLite,
+an advisory lock on PostgreSQL) and any number of readers. Every batch is one transaction, so
+a reader sees a batch whole or not at all; on PostgreSQL each write statement also locks the
+version-counter row (a trigger) until commit, so write transactions commit in the order they
+take ids and a reader catching up by "ids above the last one seen" misses none.
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    BigInteger,
     Float,
     ForeignKey,
     Integer,
@@ -35,17 +44,22 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from search.errors import Conflict
+from search import migrate
+from search.dialect import CatalogTarget, connect_args, fts_words, to_pyformat
+from search.errors import Conflict, ServiceUnavailable
 from search.paths import ESC, from_db, shown, to_db
 
 # 2: vectors live in the catalog (table ``vectors``, written in the rows' transaction), deletes
 # leave tombstones, a version counter moves on every change, filter columns are indexed
 SCHEMA_VERSION = 2
+# 64-bit on PostgreSQL (sizes, nanosecond mtimes); INTEGER on SQLite (the rowid alias)
+BigInt = BigInteger().with_variant(Integer(), "sqlite")
+# paths compare by code point on both engines (prefix ranges, the hit lookup's order)
+PathText = Text().with_variant(Text(collation="C"), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -61,12 +75,12 @@ class Meta(Base):
 class Content(Base):
     __tablename__ = "contents"
     __table_args__ = {"sqlite_autoincrement": True}
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     modality: Mapped[str] = mapped_column(String(8), index=True)
-    size: Mapped[int] = mapped_column(Integer)
-    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    size: Mapped[int] = mapped_column(BigInt)
+    width: Mapped[int | None] = mapped_column(BigInt, nullable=True)
+    height: Mapped[int | None] = mapped_column(BigInt, nullable=True)
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=time.time)
 
@@ -74,40 +88,36 @@ class Content(Base):
 class File(Base):
     __tablename__ = "files"
     __table_args__ = {"sqlite_autoincrement": True}
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True, index=True)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    path: Mapped[str] = mapped_column(PathText, unique=True, index=True)
     content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"), index=True)
-    size: Mapped[int] = mapped_column(Integer)
-    mtime_ns: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInt)
+    mtime_ns: Mapped[int] = mapped_column(BigInt)
     indexed_at: Mapped[float] = mapped_column(Float, default=time.time)
 
 
 class Segment(Base):
     __tablename__ = "segments"
     __table_args__ = {"sqlite_autoincrement": True}
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
     content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"), index=True)
-    ordinal: Mapped[int] = mapped_column(Integer, default=0)
+    ordinal: Mapped[int] = mapped_column(BigInt, default=0)
     text: Mapped[str | None] = mapped_column(Text, nullable=True)
-    char_start: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    char_end: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    char_start: Mapped[int | None] = mapped_column(BigInt, nullable=True)
+    char_end: Mapped[int | None] = mapped_column(BigInt, nullable=True)
     start_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     end_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     # documents: the 1-based page; videos: "frame" or "sound"; text read off an image: ocr = 1
-    page: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    page: Mapped[int | None] = mapped_column(BigInt, nullable=True)
     stream: Mapped[str | None] = mapped_column(String(8), nullable=True)
-    ocr: Mapped[int | None] = mapped_column(Integer, nullable=True)
-
-
-# columns added after schema v1 shipped: an older index gains them (NULL) when opened
-_ADDED_SEGMENT_COLUMNS = {"page": "INTEGER", "stream": "VARCHAR(8)", "ocr": "INTEGER"}
+    ocr: Mapped[int | None] = mapped_column(BigInt, nullable=True)
 
 
 class Vector(Base):
     """A segment's embedding (float32 bytes), committed in the same transaction as its row."""
 
     __tablename__ = "vectors"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the segment id
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)  # the segment id
     vec: Mapped[bytes] = mapped_column(LargeBinary)
 
 
@@ -116,8 +126,8 @@ class Tombstone(Base):
 
     __tablename__ = "tombstones"
     __table_args__ = {"sqlite_autoincrement": True}
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    segment_id: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    segment_id: Mapped[int] = mapped_column(BigInt)
 
 
 class Counter(Base):
@@ -125,26 +135,14 @@ class Counter(Base):
 
     __tablename__ = "counters"
     name: Mapped[str] = mapped_column(String, primary_key=True)
-    value: Mapped[int] = mapped_column(Integer)
+    value: Mapped[int] = mapped_column(BigInt)
 
 
-# triggers keep the durable-vector invariants whatever path deletes rows: a segment's vector
-# leaves with it (and a tombstone records it), and every change moves the version counter
-_BUMP = "UPDATE counters SET value = value + 1 WHERE name = 'catalog';"
-_TRIGGERS = (
-    "CREATE TRIGGER IF NOT EXISTS segments_ad AFTER DELETE ON segments BEGIN "
-    "DELETE FROM vectors WHERE id = old.id; "
-    "INSERT INTO tombstones (segment_id) VALUES (old.id); " + _BUMP + " END",
-    "CREATE TRIGGER IF NOT EXISTS segments_ai AFTER INSERT ON segments BEGIN " + _BUMP + " END",
-    "CREATE TRIGGER IF NOT EXISTS vectors_ai AFTER INSERT ON vectors BEGIN " + _BUMP + " END",
-    "CREATE TRIGGER IF NOT EXISTS files_ai AFTER INSERT ON files BEGIN " + _BUMP + " END",
-    "CREATE TRIGGER IF NOT EXISTS files_ad AFTER DELETE ON files BEGIN " + _BUMP + " END",
-    "CREATE TRIGGER IF NOT EXISTS files_au AFTER UPDATE ON files BEGIN " + _BUMP + " END",
-    # filters read these by range instead of scanning the tables
-    "CREATE INDEX IF NOT EXISTS ix_files_mtime_ns ON files (mtime_ns)",
-    "CREATE INDEX IF NOT EXISTS ix_files_size ON files (size)",
-    "CREATE INDEX IF NOT EXISTS ix_contents_duration_s ON contents (duration_s)",
-)
+# the triggers (search/migrations) move this counter on every change; a meta row that readers
+# must see moves it by hand
+_BUMP = "UPDATE counters SET value = value + 1 WHERE name = 'catalog'"
+# pg_advisory_lock key of a PostgreSQL catalog's one writer (a database holds one catalog)
+_WRITER_LOCK = 0x63660001
 
 
 @dataclass
@@ -221,31 +219,44 @@ class FileState:
 class Catalog:
     """All SQL of crossfind lives here."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.engine = create_engine(f"sqlite:///{self.path}", future=True)
-        event.listen(self.engine, "connect", _sqlite_pragmas)
+    def __init__(self, target: Path | CatalogTarget) -> None:
+        """Open (and create or upgrade) the catalog: a SQLite file, or ``target``'s database.
+
+        Raises:
+            ServiceUnavailable: the PostgreSQL server cannot be reached or refuses the login.
+            Conflict: the catalog was made by a newer crossfind.
+        """
+        if not isinstance(target, CatalogTarget):
+            target = CatalogTarget(sqlite_path=Path(target))
+        self.target = target
+        self.postgres = target.postgres
+        # what names this catalog (cache keys, messages): the file, or the URL sans password
+        self.path = target.sqlite_path if target.sqlite_path is not None else Path(target.public)
+        self.engine = create_engine(target.sqlalchemy_url, **connect_args(target))
+        if not self.postgres:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._q = to_pyformat if self.postgres else _same
+        self._sql = _POSTGRES_SQL if self.postgres else _SQLITE_SQL
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: list[Any] = []
         self._readers_lock = threading.Lock()
-        Base.metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5("
-                    "body, name, tokenize='unicode61 remove_diacritics 2')"
-                )
-            )
-            have = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(segments)")}
-            for name, sql_type in _ADDED_SEGMENT_COLUMNS.items():
-                if name not in have:
-                    conn.exec_driver_sql(f"ALTER TABLE segments ADD COLUMN {name} {sql_type}")
-            conn.exec_driver_sql("INSERT OR IGNORE INTO counters (name, value) VALUES ('catalog', 0)")
-            for trigger in _TRIGGERS:
-                conn.exec_driver_sql(trigger)
+        self._writer_lock: Any = None
+        try:
+            migrate.upgrade(self.engine)
+        except OperationalError as exc:
+            if self.postgres:
+                raise self._unreachable(exc) from None
+            raise
         self._check_schema()
         self._escape_paths()
+
+    def _unreachable(self, exc: BaseException) -> ServiceUnavailable:
+        first = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:300]
+        return ServiceUnavailable(
+            f"cannot open the catalog {self.target.public}: {first}; check the server, or give the "
+            "password in --catalog / CROSSFIND_CATALOG, PGPASSWORD or ~/.pgpass"
+        )
 
     # -- meta ---------------------------------------------------------------------------------
     def _check_schema(self) -> None:
@@ -302,11 +313,30 @@ class Catalog:
     def session(self) -> Session:
         return self._sessions()
 
+    def lock_writer(self) -> bool:
+        """Take the one-writer lock of a PostgreSQL catalog until ``close`` (a session advisory
+        lock on a connection of its own: a crashed writer's lock goes with its connection).
+        False: another process writes. SQLite needs none: the index folder's lock file is it."""
+        if not self.postgres or self._writer_lock is not None:
+            return True
+        import psycopg
+
+        con = psycopg.connect(self.target.libpq(), autocommit=True)
+        got = con.execute("SELECT pg_try_advisory_lock(%s)", (_WRITER_LOCK,)).fetchone()
+        if not (got and got[0]):
+            con.close()
+            return False
+        self._writer_lock = con
+        return True
+
     def close(self) -> None:
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for con in readers:
             con.close()
+        if self._writer_lock is not None:
+            self._writer_lock.close()
+            self._writer_lock = None
         self._local = threading.local()
         self.engine.dispose()
 
@@ -343,49 +373,77 @@ class Catalog:
         if vectors is not None and len(vectors) != n_segments:
             raise ValueError(f"{len(vectors)} vectors for {n_segments} segments")
         now = time.time()
+        q = self._q
         with self.engine.begin() as conn:
             run = conn.exec_driver_sql
+            insert = self._inserter(conn)
             for item in items:
-                cid = run(
+                cid = insert(
                     "INSERT INTO contents (sha256, modality, size, width, height, duration_s,"
                     " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (item.sha256, item.modality, item.size, item.width, item.height,
                      item.duration_s, now),
-                ).lastrowid
+                )
                 seg_ids = [
-                    run(
+                    insert(
                         "INSERT INTO segments (content_id, ordinal, text, char_start, char_end,"
                         " start_s, end_s, page, stream, ocr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (cid, i, seg.text, seg.char_start, seg.char_end, seg.start_s, seg.end_s,
                          seg.page, seg.stream, 1 if seg.ocr else None),
-                    ).lastrowid
+                    )
                     for i, seg in enumerate(item.segments)
                 ]
                 if item.files:  # a path already present is re-pointed
-                    run(
+                    run(q(
                         "INSERT INTO files (path, content_id, size, mtime_ns, indexed_at)"
                         " VALUES (?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET"
                         " content_id = excluded.content_id, size = excluded.size,"
-                        " mtime_ns = excluded.mtime_ns, indexed_at = excluded.indexed_at",
+                        " mtime_ns = excluded.mtime_ns, indexed_at = excluded.indexed_at"),
                         [(to_db(p), cid, fsize, mtime, now) for p, fsize, mtime in item.files],
                     )
                 if seg_ids:
                     name = " ".join(shown(os.path.basename(p)) for p, _, _ in item.files)
-                    run(
-                        "INSERT INTO passages_fts (rowid, body, name) VALUES (?, ?, ?)",
-                        [(sid, seg.text or "", name) for sid, seg in zip(seg_ids, item.segments)],
-                    )
+                    rows = [(sid, seg.text or "", name) for sid, seg in zip(seg_ids, item.segments)]
+                    if self.postgres:
+                        run(_PG_FTS_INSERT, [(*row, " ".join(fts_words(row[1] + " " + name))) for row in rows])
+                    else:
+                        run("INSERT INTO passages_fts (rowid, body, name) VALUES (?, ?, ?)", rows)
                 out.append((int(cid), [int(x) for x in seg_ids]))
             if vectors is not None:
                 ids = [i for _, seg_ids in out for i in seg_ids]
-                _insert_vectors(_raw(conn), ids, vectors)
+                self._insert_vectors(conn, ids, vectors)
         return out
+
+    def _inserter(self, conn: Connection) -> Any:
+        """``insert(sql, params) -> new row id`` on ``conn`` (RETURNING on PostgreSQL)."""
+        if self.postgres:
+            def insert(sql: str, params: tuple) -> int:
+                return int(conn.exec_driver_sql(to_pyformat(sql) + " RETURNING id", params).scalar_one())
+        else:
+            def insert(sql: str, params: tuple) -> int:
+                return int(conn.exec_driver_sql(sql, params).lastrowid)
+        return insert
+
+    def _insert_vectors(self, conn: Connection, ids: Sequence[int], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype="<f4")
+        if vectors.ndim != 2 or len(vectors) != len(ids):
+            raise ValueError(f"{len(ids)} ids for vectors of shape {vectors.shape}")
+        rows = zip((int(i) for i in ids), (row.tobytes() for row in vectors))
+        raw = conn.connection.driver_connection
+        try:
+            if self.postgres:
+                with raw.cursor() as cur:  # type: ignore[union-attr]
+                    cur.executemany("INSERT INTO vectors (id, vec) VALUES (%s, %s)", rows)
+            else:
+                raw.executemany("INSERT INTO vectors (id, vec) VALUES (?, ?)", rows)  # type: ignore[union-attr]
+        except (sqlite3.IntegrityError, _pg_integrity_errors()):
+            raise ValueError("vector ids must be new and distinct") from None
 
     # -- vectors (the durable copy the vector store is derived from) --------------------------
     def put_vectors(self, ids: Sequence[int], vectors: np.ndarray) -> None:
         """Store the vectors of existing segments (ids must not have one yet)."""
         with self.engine.begin() as conn:
-            _insert_vectors(_raw(conn), ids, vectors)
+            self._insert_vectors(conn, ids, vectors)
 
     def get_vectors(self, ids: Sequence[int] | np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids found, float32[n, dim]) in the order asked; ids without a vector are left out."""
@@ -393,7 +451,7 @@ class Catalog:
         found: dict[int, bytes] = {}
         con = self._reader()
         for chunk in _chunks(wanted, 5000):
-            found.update(con.execute(_VECTORS_SQL, (json.dumps(list(chunk)),)).fetchall())
+            found.update(con.execute(self._sql["vectors"], (self._sql["ids"](list(chunk)),)).fetchall())
         got = [i for i in wanted if i in found]
         return np.array(got, dtype=np.int64), _decode([found[i] for i in got], dim)
 
@@ -417,7 +475,7 @@ class Catalog:
         """What changed since a reader's state, read in one snapshot: vectors with a higher
         id, and the segments deleted (tombstones) after ``after_seq``."""
         con = self._reader()
-        con.execute("BEGIN")
+        con.execute(self._sql["snapshot"])
         try:
             rows = con.execute(
                 "SELECT id, vec FROM vectors WHERE id > ? ORDER BY id", (after_id,)
@@ -448,7 +506,7 @@ class Catalog:
 
     def prune_tombstones(self, upto_seq: int) -> None:
         with self.engine.begin() as conn:
-            conn.exec_driver_sql("DELETE FROM tombstones WHERE seq <= ?", (upto_seq,))
+            conn.exec_driver_sql(self._q("DELETE FROM tombstones WHERE seq <= ?"), (upto_seq,))
 
     def rows_without_vectors(self) -> np.ndarray:
         """Segment ids whose vector never reached the catalog (a crash between the two
@@ -468,28 +526,30 @@ class Catalog:
         with self.engine.begin() as conn:
             for chunk in _chunks([int(i) for i in ids], 500):
                 conn.exec_driver_sql(
-                    f"DELETE FROM vectors WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk)
+                    self._q(f"DELETE FROM vectors WHERE id IN ({','.join('?' * len(chunk))})"), tuple(chunk)
                 )
 
     def set_meta_and_bump(self, key: str, value: str) -> None:
         """``set_meta`` that also moves the version counter (readers then reload)."""
         with self.engine.begin() as conn:
             conn.exec_driver_sql(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
-                "value = excluded.value", (key, value),
+                self._q("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+                        "value = excluded.value"), (key, value),
             )
             conn.exec_driver_sql(_BUMP)
 
     def link_file(self, path: str, content_id: int, size: int, mtime_ns: int) -> None:
         """Point ``path`` at an existing content (a duplicate or an unchanged touched file)."""
+        name = shown(os.path.basename(path))
         with self.session() as s, s.begin():
             self._upsert_file(s, path, content_id, size, mtime_ns)
             s.execute(
                 text(
-                    "UPDATE passages_fts SET name = name || ' ' || :n WHERE rowid IN "
-                    "(SELECT id FROM segments WHERE content_id = :c) AND instr(name, :n) = 0"
+                    f"UPDATE passages_fts SET name = name || ' ' || :n{self._sql['more_words']} "
+                    "WHERE rowid IN (SELECT id FROM segments WHERE content_id = :c) AND "
+                    f"{self._sql['instr']}(name, :n) = 0"
                 ),
-                {"n": shown(os.path.basename(path)), "c": content_id},
+                {"n": name, "c": content_id, "w": " ".join(fts_words(name))},
             )
 
     def _upsert_file(self, s: Session, path: str, content_id: int, size: int, mtime: int) -> None:
@@ -559,8 +619,8 @@ class Catalog:
         with self.engine.connect() as conn:
             for chunk in _chunks(list(dict.fromkeys(shas)), 500):
                 rows = conn.exec_driver_sql(
-                    "SELECT sha256, id, modality FROM contents WHERE sha256 IN "
-                    f"({','.join('?' * len(chunk))})",
+                    self._q("SELECT sha256, id, modality FROM contents WHERE sha256 IN "
+                            f"({','.join('?' * len(chunk))})"),
                     tuple(chunk),
                 )
                 out.update((sha, (cid, modality)) for sha, cid, modality in rows)
@@ -645,7 +705,7 @@ class Catalog:
             return out
         con = self._reader()
         for chunk in _chunks(ids, 5000):
-            for row in con.execute(_SEGMENTS_SQL, (json.dumps(chunk),)).fetchall():
+            for row in con.execute(self._sql["segments"], (self._sql["ids"](list(chunk)),)).fetchall():
                 seg_id, (path, mtime_ns, file_size, sha256) = row[0], row[12:16]
                 info = out.get(seg_id)
                 if info is None:
@@ -664,25 +724,37 @@ class Catalog:
     def ids_where(self, query: Select[Any]) -> np.ndarray:
         """The integer column ``query`` selects, as int64, in one round trip: SQLite joins the
         ids into one string that numpy parses (500k ids in ~0.1 s, row by row took ~1 s)."""
-        compiled = query.compile(dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True})
-        row = self._reader().execute(f"SELECT group_concat(id) FROM ({compiled})").fetchone()
+        compiled = query.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True})
+        row = self._reader().execute(self._sql["concat_ids"].format(compiled)).fetchone()
         if not row or not row[0]:
             return np.zeros(0, dtype=np.int64)
         return np.array(row[0].split(","), dtype=np.int64)
 
-    def _reader(self) -> sqlite3.Connection:
-        """This thread's plain sqlite3 connection for hot reads. Each statement runs in
-        autocommit, so it sees every committed write (WAL); a forked child opens its own."""
+    def _reader(self) -> Any:
+        """This thread's plain DB-API connection for hot reads (qmark SQL on both engines).
+        Each statement runs in autocommit, so it sees every committed write (WAL on SQLite);
+        a forked child opens its own."""
         con, pid = getattr(self._local, "reader", (None, 0))
         if con is None or pid != os.getpid():
-            # the connection stays on this thread; close() may run on another, hence no check
-            con = sqlite3.connect(str(self.path), check_same_thread=False)
-            con.execute("PRAGMA busy_timeout=10000")
-            # reads through a memory map: no read() call per page (hit lookup 0.35 -> 0.24 ms)
-            con.execute("PRAGMA mmap_size=268435456")
+            con = self._connect_reader()
             self._local.reader = (con, os.getpid())
             with self._readers_lock:
                 self._readers.append(con)
+        return con
+
+    def _connect_reader(self) -> Any:
+        if self.postgres:
+            import psycopg
+
+            try:
+                return _PgReader(psycopg.connect(self.target.libpq(), autocommit=True))
+            except psycopg.OperationalError as exc:
+                raise self._unreachable(exc) from None
+        # the connection stays on this thread; close() may run on another, hence no check
+        con = sqlite3.connect(str(self.path), check_same_thread=False)
+        con.execute("PRAGMA busy_timeout=10000")
+        # reads through a memory map: no read() call per page (hit lookup 0.35 -> 0.24 ms)
+        con.execute("PRAGMA mmap_size=268435456")
         return con
 
     def counts(self) -> dict[str, Any]:
@@ -729,6 +801,54 @@ ORDER BY s.id, f.path
 
 _VECTORS_SQL = "SELECT id, vec FROM vectors WHERE id IN (SELECT value FROM json_each(?))"
 
+# what differs between the engines in the hot reads: id lists (a JSON array that json_each
+# reads, a PostgreSQL array), joining ids into one string, a read snapshot, substring search
+_SQLITE_SQL: dict[str, Any] = {
+    "segments": _SEGMENTS_SQL, "vectors": _VECTORS_SQL, "ids": json.dumps,
+    "concat_ids": "SELECT group_concat(id) FROM ({})", "snapshot": "BEGIN", "instr": "instr",
+    "more_words": "",
+}
+_POSTGRES_SQL: dict[str, Any] = {
+    "segments": _SEGMENTS_SQL.replace("IN (SELECT value FROM json_each(?))", "= ANY(?)"),
+    "vectors": _VECTORS_SQL.replace("IN (SELECT value FROM json_each(?))", "= ANY(?)"),
+    "ids": list,
+    "concat_ids": "SELECT string_agg(id::text, ',') FROM ({}) AS q",
+    "snapshot": "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+    "instr": "strpos",
+    "more_words": ", tsv = tsv || to_tsvector('simple', :w)",
+}
+_PG_FTS_INSERT = "INSERT INTO passages_fts (rowid, body, name, tsv) VALUES (%s, %s, %s, to_tsvector('simple', %s))"
+
+
+class _PgReader:
+    """A psycopg connection that takes the catalog's qmark SQL (psycopg prepares a statement
+    on its fifth run, so the hot reads skip planning as sqlite3's statement cache does)."""
+
+    def __init__(self, con: Any) -> None:
+        self.con = con
+        self._sql: dict[str, str] = {}
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        converted = self._sql.get(sql)
+        if converted is None:
+            converted = self._sql[sql] = to_pyformat(sql)
+        return self.con.execute(converted, params)
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def _pg_integrity_errors() -> type[Exception]:
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - a SQLite-only install
+        return sqlite3.IntegrityError
+    return psycopg.IntegrityError
+
+
+def _same(sql: str) -> str:
+    return sql
+
 
 @dataclass
 class VectorChanges:
@@ -742,26 +862,6 @@ class VectorChanges:
     ann: str | None
 
 
-def _raw(conn: Connection) -> sqlite3.Connection:
-    """The sqlite3 connection under a SQLAlchemy one (inside its transaction)."""
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, sqlite3.Connection)
-    return raw
-
-
-def _insert_vectors(con: sqlite3.Connection, ids: Sequence[int], vectors: np.ndarray) -> None:
-    vectors = np.ascontiguousarray(vectors, dtype="<f4")
-    if vectors.ndim != 2 or len(vectors) != len(ids):
-        raise ValueError(f"{len(ids)} ids for vectors of shape {vectors.shape}")
-    try:
-        con.executemany(
-            "INSERT INTO vectors (id, vec) VALUES (?, ?)",
-            zip((int(i) for i in ids), (row.tobytes() for row in vectors)),
-        )
-    except sqlite3.IntegrityError:
-        raise ValueError("vector ids must be new and distinct") from None
-
-
 def _decode(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     if not blobs:
         return np.zeros((0, dim), dtype=np.float32)
@@ -769,6 +869,21 @@ def _decode(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     if out.shape[1] != dim:
         raise ValueError(f"stored vectors are {out.shape[1]}-d, the index says {dim}-d")
     return out.astype(np.float32, copy=False)
+
+
+def drop_postgres_catalog(target: CatalogTarget) -> None:
+    """Remove every table of a PostgreSQL catalog (``--reindex``): the next open recreates
+    them. Runs under the writer lock's caller; DDL is transactional, so it happens whole."""
+    engine = create_engine(target.sqlalchemy_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(
+                "DROP TABLE IF EXISTS passages_fts, vectors, tombstones, counters, segments, files,"
+                " contents, meta, alembic_version CASCADE"
+            )
+            conn.exec_driver_sql("DROP FUNCTION IF EXISTS crossfind_bump, crossfind_segment_gone CASCADE")
+    finally:
+        engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -228,7 +228,7 @@ def _as_schema_1(root, vectors_of: dict[int, np.ndarray]) -> None:
     with sqlite3.connect(root / CATALOG) as con:
         for trigger in ("segments_ad", "segments_ai", "vectors_ai", "files_ai", "files_ad", "files_au"):
             con.execute(f"DROP TRIGGER {trigger}")
-        for table in ("vectors", "tombstones", "counters"):
+        for table in ("vectors", "tombstones", "counters", "alembic_version"):
             con.execute(f"DROP TABLE {table}")
         con.execute("DELETE FROM meta WHERE key = 'ann'")
         con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")

@@ -1,0 +1,161 @@
+"""Where the catalog lives and what differs between its two engines (SQLite, PostgreSQL).
+
+A catalog is the SQLite file in the index folder (the default) or a PostgreSQL database named
+by a URL (``postgresql://user@host:5432/db``). The URL is recorded in the index folder without
+its password: a password is taken from the URL given at use (``--catalog`` /
+``CROSSFIND_CATALOG``) or, by libpq itself, from ``PGPASSWORD`` or ``~/.pgpass``.
+
+The hot reads (the hit lookup, keyword search, vector catch-up) run on a plain DB-API
+connection per thread, in autocommit; their SQL is written once with ``?`` placeholders and
+turned into psycopg's ``%s`` here.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from search.errors import BadRequest
+
+
+@dataclass(frozen=True)
+class CatalogTarget:
+    """A resolved catalog: a SQLite file or a PostgreSQL URL (with its password, if given)."""
+
+    sqlite_path: Path | None = None
+    url: URL | None = None
+
+    @property
+    def postgres(self) -> bool:
+        return self.url is not None
+
+    @property
+    def sqlalchemy_url(self) -> str | URL:
+        if self.url is None:
+            return f"sqlite:///{self.sqlite_path}"
+        return self.url.set(drivername="postgresql+psycopg")
+
+    @property
+    def public(self) -> str:
+        """What may be written down and shown: the URL without its password, or the file."""
+        return public_url(self.url) if self.url is not None else str(self.sqlite_path)
+
+    def libpq(self) -> str:
+        """A libpq connection string (psycopg.connect) for the raw reader connections."""
+        assert self.url is not None
+        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def parse_catalog(spec: str) -> URL:
+    """A ``postgresql://`` URL from ``--catalog``; anything else is refused with the fix."""
+    try:
+        url = make_url(spec)
+    except ArgumentError:
+        url = None
+    if url is None or url.get_backend_name() != "postgresql" or url.drivername not in (
+        "postgresql", "postgresql+psycopg"
+    ):
+        raise BadRequest(
+            f"--catalog {public_spec(spec)!r} is not a PostgreSQL URL; give "
+            "postgresql://USER@HOST:PORT/DB (the default, a SQLite file in the index folder, "
+            "needs no --catalog)"
+        )
+    return url
+
+
+def public_url(url: URL) -> str:
+    return url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+
+
+def public_spec(spec: str) -> str:
+    """``spec`` with any password left out (for messages)."""
+    try:
+        return public_url(make_url(spec))
+    except ArgumentError:
+        return re.sub(r"(://[^:/@]*):[^@]*@", r"\1@", spec)
+
+
+def same_database(a: URL, b: URL) -> bool:
+    """Whether two URLs name the same database (passwords and driver names aside)."""
+    return public_url(a) == public_url(b)
+
+
+def to_pyformat(sql: str) -> str:
+    """qmark SQL (``?``) as psycopg's ``%s`` (our SQL holds no other ``?`` or ``%``)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def glob_regex(glob: str) -> str:
+    """A SQLite GLOB pattern (``*``, ``?``, ``[...]``, case-sensitive) as an anchored POSIX
+    regular expression for PostgreSQL's ``~``."""
+    out = ["^"]
+    i = 0
+    while i < len(glob):
+        ch = glob[i]
+        if ch == "*":
+            out.append(".*")
+        elif ch == "?":
+            out.append(".")
+        elif ch == "[" and (end := glob.find("]", i + 2)) != -1:
+            body = glob[i + 1 : end]
+            body = "^" + body[1:] if body.startswith("^") else body
+            out.append("[" + body.replace("\\", "\\\\") + "]")
+            i = end
+        else:
+            out.append(ch if ch.isalnum() or ch in "/ _-" else "\\" + ch)
+        i += 1
+    return "".join(out) + "$"
+
+
+def connect_args(target: CatalogTarget) -> dict[str, Any]:
+    """Keyword arguments for ``create_engine``."""
+    if not target.postgres:
+        return {}
+    # a pool per process; readers and writers see each other's commits (READ COMMITTED)
+    return {"pool_pre_ping": True, "pool_size": 4, "max_overflow": 8}
+
+
+def resolve(sqlite_path: Path, recorded: str, given: str | None, *, exists: bool) -> CatalogTarget:
+    """The catalog of an index folder: ``recorded`` (its manifest's, password-free) or, for a
+    new index, ``given``; a ``given`` URL that names the recorded database adds its password.
+
+    Raises:
+        BadRequest: ``given`` is not a PostgreSQL URL.
+        Conflict: ``given`` names another catalog than the index's own.
+    """
+    from search.errors import Conflict
+
+    url = parse_catalog(given) if given else None
+    if recorded:
+        kept = parse_catalog(recorded)
+        if url is not None and not same_database(url, kept):
+            raise Conflict(
+                f"the index at {sqlite_path.parent} keeps its catalog in {recorded}, not in "
+                f"{public_url(url)}; pass that --catalog (or none), or rebuild with --reindex"
+            )
+        return CatalogTarget(url=url if url is not None else kept)
+    if url is not None and exists:
+        raise Conflict(
+            f"the index at {sqlite_path.parent} keeps its catalog in SQLite ({sqlite_path.name}); "
+            f"rebuild it with --reindex to move it to {public_url(url)}, or leave out --catalog"
+        )
+    return CatalogTarget(url=url) if url is not None else CatalogTarget(sqlite_path=sqlite_path)
+
+
+_WORD = re.compile(r"[^\W_]+")
+
+
+def fts_words(text: str) -> list[str]:
+    """The words of ``text`` as SQLite's FTS5 ``unicode61 remove_diacritics 2`` tokenizer finds
+    them (runs of letters and digits, lower-cased, accents removed), for PostgreSQL's
+    tsvectors and tsqueries: both sides are tokenised here, so the two engines match the same
+    words whatever the server's locale."""
+    decomposed = unicodedata.normalize("NFKD", text.lower())
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return _WORD.findall(bare)
