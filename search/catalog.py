@@ -22,7 +22,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -313,6 +314,25 @@ class Catalog:
     def session(self) -> Session:
         return self._sessions()
 
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction. On PostgreSQL it first locks the version-counter row (moving
+        it) until commit, so write transactions run one at a time and commit in the order
+        they take segment ids and tombstone numbers: a reader catching up by "ids above the
+        last seen" can miss none. (SQLite's single write lock does this by itself.)"""
+        with self.engine.begin() as conn:
+            if self.postgres:
+                conn.exec_driver_sql(_BUMP)
+            yield conn
+
+    @contextmanager
+    def _writing_session(self) -> Iterator[Session]:
+        """``_writing`` as an ORM session."""
+        with self.session() as s, s.begin():
+            if self.postgres:
+                s.execute(text(_BUMP))
+            yield s
+
     def lock_writer(self) -> bool:
         """Take the one-writer lock of a PostgreSQL catalog until ``close`` (a session advisory
         lock on a connection of its own: a crashed writer's lock goes with its connection).
@@ -374,7 +394,7 @@ class Catalog:
             raise ValueError(f"{len(vectors)} vectors for {n_segments} segments")
         now = time.time()
         q = self._q
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             run = conn.exec_driver_sql
             insert = self._inserter(conn)
             for item in items:
@@ -442,7 +462,7 @@ class Catalog:
     # -- vectors (the durable copy the vector store is derived from) --------------------------
     def put_vectors(self, ids: Sequence[int], vectors: np.ndarray) -> None:
         """Store the vectors of existing segments (ids must not have one yet)."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             self._insert_vectors(conn, ids, vectors)
 
     def get_vectors(self, ids: Sequence[int] | np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -505,7 +525,7 @@ class Catalog:
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     def prune_tombstones(self, upto_seq: int) -> None:
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.exec_driver_sql(self._q("DELETE FROM tombstones WHERE seq <= ?"), (upto_seq,))
 
     def rows_without_vectors(self) -> np.ndarray:
@@ -523,7 +543,7 @@ class Catalog:
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     def delete_vectors(self, ids: Sequence[int]) -> None:
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             for chunk in _chunks([int(i) for i in ids], 500):
                 conn.exec_driver_sql(
                     self._q(f"DELETE FROM vectors WHERE id IN ({','.join('?' * len(chunk))})"), tuple(chunk)
@@ -531,7 +551,7 @@ class Catalog:
 
     def set_meta_and_bump(self, key: str, value: str) -> None:
         """``set_meta`` that also moves the version counter (readers then reload)."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.exec_driver_sql(
                 self._q("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
                         "value = excluded.value"), (key, value),
@@ -541,7 +561,7 @@ class Catalog:
     def link_file(self, path: str, content_id: int, size: int, mtime_ns: int) -> None:
         """Point ``path`` at an existing content (a duplicate or an unchanged touched file)."""
         name = shown(os.path.basename(path))
-        with self.session() as s, s.begin():
+        with self._writing_session() as s:
             self._upsert_file(s, path, content_id, size, mtime_ns)
             s.execute(
                 text(
@@ -571,7 +591,7 @@ class Catalog:
         paths = [to_db(p) for p in paths]
         if not paths:
             return []
-        with self.session() as s, s.begin():
+        with self._writing_session() as s:
             content_ids: set[int] = set()
             for chunk in _chunks(paths, 500):
                 content_ids.update(s.scalars(select(File.content_id).where(File.path.in_(chunk))))
@@ -581,7 +601,7 @@ class Catalog:
     def remove_contents(self, content_ids: Iterable[int]) -> list[int]:
         """Delete contents (and their files and segments). Returns the segment ids dropped."""
         content_ids = set(content_ids)
-        with self.session() as s, s.begin():
+        with self._writing_session() as s:
             for chunk in _chunks(sorted(content_ids), 500):
                 s.execute(delete(File).where(File.content_id.in_(chunk)))
             return self._drop_orphan_contents(s, content_ids)

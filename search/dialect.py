@@ -70,7 +70,8 @@ def parse_catalog(spec: str) -> URL:
 
 
 def public_url(url: URL) -> str:
-    return url.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    # URL.set(password=None) would keep the password: None means "unchanged" there
+    return url._replace(drivername="postgresql", password=None).render_as_string(hide_password=False)
 
 
 def public_spec(spec: str) -> str:

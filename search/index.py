@@ -466,6 +466,8 @@ class Index:
             },
             "models": self.models(),
             "path": str(self.root),
+            # "sqlite", or the PostgreSQL catalog's URL without its password
+            "catalog": self.manifest.catalog or "sqlite",
         }
 
 

@@ -90,3 +90,11 @@ def catalog_url(catalog_kind, request) -> str | None:
     if catalog_kind == "sqlite":
         return None
     return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_catalog_url(request) -> str | None:
+    """``catalog_url`` for module-scoped fixtures (an index built once per engine)."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_server").create_database()
