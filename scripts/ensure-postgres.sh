@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the PostgreSQL server binaries from Debian when missing: the catalog tests start a
 # throw-away server (initdb + pg_ctl in a temp folder, as the 'postgres' user when root; see
-# tests/postgres.py, which finds them in /usr/lib/postgresql/<version>/bin). Without root or
+# bench/pgserver.py, which finds them in /usr/lib/postgresql/<version>/bin). Without root or
 # apt the PostgreSQL tests skip with a reason instead.
 set -u
 if command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then

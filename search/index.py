@@ -381,6 +381,7 @@ class Index:
     def finish(self) -> None:
         """End of a writing run: compact by the same policy (readers then open fast)."""
         self.checkpoint()
+        self.catalog.refresh_statistics()
 
     def rollback(self) -> None:
         """After a write failed for lack of space (writers only): drop temp files and reload

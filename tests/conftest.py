@@ -58,10 +58,10 @@ def bundled_encoder():
 
 @pytest.fixture(scope="session")
 def postgres_server():
-    """A real PostgreSQL server in a temp folder for the whole session (tests/postgres.py);
+    """A real PostgreSQL server in a temp folder for the whole session (bench/pgserver.py);
     skips with the reason where initdb/pg_ctl are missing or cannot run."""
     pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e .)")
-    from tests.postgres import temporary_server
+    from bench.pgserver import temporary_server
 
     try:
         manager = temporary_server()

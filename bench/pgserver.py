@@ -1,5 +1,6 @@
-"""A throw-away PostgreSQL server for the tests: ``initdb`` into a temp folder, ``pg_ctl start``
-on a free port with its unix socket in that folder, stopped and removed at the end.
+"""A throw-away PostgreSQL server (for the tests and ``bench.scaleout_postgres``): ``initdb``
+into a temp folder, ``pg_ctl start`` on a free port with its unix socket in that folder,
+stopped and removed at the end.
 
 initdb refuses to run as root, so as root the server runs as the ``postgres`` user
 (``runuser -u postgres --``). The binaries come from PATH or Debian's
