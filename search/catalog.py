@@ -231,7 +231,7 @@ class Catalog:
             target = CatalogTarget(sqlite_path=Path(target))
         self.target = target
         self.postgres = target.postgres
-        # what names this catalog (cache keys, messages): the file, or the URL sans password
+        # the SQLite file (PostgreSQL: the URL sans password, as ``target.public`` names it)
         self.path = target.sqlite_path if target.sqlite_path is not None else Path(target.public)
         self.engine = create_engine(target.sqlalchemy_url, **connect_args(target))
         if not self.postgres:
@@ -793,7 +793,7 @@ class Catalog:
             import psycopg
 
             try:
-                return _PgReader(psycopg.connect(self.target.libpq(), autocommit=True))
+                return _PgReader(self.target.libpq())
             except psycopg.OperationalError as exc:
                 raise self._unreachable(exc) from None
         # the connection stays on this thread; close() may run on another, hence no check
@@ -882,17 +882,32 @@ _PG_FTS_INSERT = "INSERT INTO passages_fts (rowid, body, name, tsv) VALUES (%s, 
 
 class _PgReader:
     """A psycopg connection that takes the catalog's qmark SQL (psycopg prepares a statement
-    on its fifth run, so the hot reads skip planning as sqlite3's statement cache does)."""
+    on its fifth run, so the hot reads skip planning as sqlite3's statement cache does).
 
-    def __init__(self, con: Any) -> None:
-        self.con = con
+    A connection the server dropped (a restart, a failover) is opened again and a statement
+    outside a transaction retried once, so a long-running server outlives its database's
+    restarts; inside a read snapshot the error goes up (the snapshot is gone)."""
+
+    def __init__(self, conninfo: str) -> None:
+        import psycopg
+
+        self._psycopg = psycopg
+        self._conninfo = conninfo
+        self.con = psycopg.connect(conninfo, autocommit=True)
         self._sql: dict[str, str] = {}
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         converted = self._sql.get(sql)
         if converted is None:
             converted = self._sql[sql] = to_pyformat(sql)
-        return self.con.execute(converted, params)
+        idle = self.con.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE
+        try:
+            return self.con.execute(converted, params)
+        except self._psycopg.OperationalError:
+            if not (idle and self.con.broken):
+                raise
+            self.con = self._psycopg.connect(self._conninfo, autocommit=True)
+            return self.con.execute(converted, params)
 
     def close(self) -> None:
         self.con.close()

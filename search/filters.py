@@ -87,7 +87,7 @@ def allowed_segment_ids(catalog: Catalog, filters: Filters) -> np.ndarray | None
     """Sorted int64 segment ids passing ``filters``; None when nothing is filtered."""
     if filters.is_empty():
         return None
-    key = (str(catalog.path), filters.model_dump_json(), _catalog_version(catalog))
+    key = (catalog.target.public, filters.model_dump_json(), _catalog_version(catalog))
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]

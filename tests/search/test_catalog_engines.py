@@ -196,3 +196,64 @@ def test_glob_as_regex_matches_as_sqlite_glob(pattern, yes, no):
     for path in yes + no:
         expected = bool(con.execute("SELECT ? GLOB ?", (path, pattern)).fetchone()[0])
         assert bool(regex.search(path)) == expected == (path in yes)
+
+
+def test_a_reader_outlives_a_dropped_connection(postgres_server, postgres_url, tmp_path):
+    """A server restart drops every connection: the next read opens a new one."""
+    import psycopg
+
+    with Index.open_for_write(tmp_path, ENC.id, ENC.dim, catalog_url=postgres_url) as index:
+        index.add_contents([_item(1)], ENC.encode_text(["a", "b"]))
+    reader = Index.open(tmp_path)
+    assert sorted(reader.catalog.segments([1, 2])) == [1, 2]
+    database = make_url(postgres_url).database
+    with psycopg.connect(postgres_server.url().replace("postgresql://", "postgresql://", 1),
+                         autocommit=True) as admin:
+        killed = admin.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s",
+            (database,),
+        ).fetchone()
+    assert killed and killed[0] >= 1
+    assert sorted(reader.catalog.segments([1, 2])) == [1, 2]
+    assert reader.catalog.version() > 0
+    reader.close()
+
+
+def test_the_api_answers_503_while_the_catalog_server_is_down(tmp_path, monkeypatch):
+    """A server of its own, stopped under a running app: a JSON 503 that says why, no 500."""
+    from fastapi.testclient import TestClient
+
+    from bench.pgserver import temporary_server
+    from search.access import record_roots
+    from search.encoders import registry
+    from search.settings import Settings
+    from web.app import create_app
+
+    registry._ensure_builtins()
+    monkeypatch.setitem(registry._FACTORIES, "fake", lambda spec, cache: FakeEncoder(dim=16))
+    monkeypatch.setattr(registry, "_CACHE", {})
+    try:
+        manager = temporary_server()
+        server = manager.__enter__()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    try:
+        url = server.create_database()
+        note = tmp_path / "files" / "note.txt"
+        note.parent.mkdir()
+        note.write_text("apples")
+        st = note.stat()
+        item = NewContent("1" * 64, "text", st.st_size, [SegmentIn(text="apples")],
+                          [(str(note), st.st_size, st.st_mtime_ns)])
+        with Index.open_for_write(tmp_path / "db", ENC.id, ENC.dim, catalog_url=url) as index:
+            record_roots(index.catalog, [str(note.parent)], follow_links=False)  # what may be served
+            index.add_contents([item], ENC.encode_text(["apples"]))
+        client = TestClient(create_app(Settings(db=tmp_path / "db")))
+        client.__enter__()
+        r = client.post("/api/search", json={"parts": [{"text": "apples"}]})
+        assert r.status_code == 200 and r.json()["results"][0]["path"] == str(note)
+    finally:
+        manager.__exit__(None, None, None)  # the server stops
+    r = client.post("/api/search", json={"parts": [{"text": "pears"}]})
+    assert r.status_code == 503 and "the catalog cannot be reached" in r.json()["message"]
+    client.__exit__(None, None, None)
