@@ -893,8 +893,16 @@ class _PgReader:
 
         self._psycopg = psycopg
         self._conninfo = conninfo
-        self.con = psycopg.connect(conninfo, autocommit=True)
+        self.con = self._connect()
         self._sql: dict[str, str] = {}
+
+    def _connect(self) -> Any:
+        # the hot reads are index probes into a working set the server caches: plan them
+        # with the SSD-era page cost (PostgreSQL's default 4 picked a 75k-row scan over 750
+        # index probes for a 1% filter: 55 ms against 6 ms at 100k segments)
+        con = self._psycopg.connect(self._conninfo, autocommit=True)
+        con.execute("SET random_page_cost = 1.1")  # a SET, so a URL's own ?options= stay
+        return con
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         converted = self._sql.get(sql)
@@ -906,7 +914,7 @@ class _PgReader:
         except self._psycopg.OperationalError:
             if not (idle and self.con.broken):
                 raise
-            self.con = self._psycopg.connect(self._conninfo, autocommit=True)
+            self.con = self._connect()
             return self.con.execute(converted, params)
 
     def close(self) -> None:
