@@ -11,6 +11,7 @@ scripts/ensure-postgres.sh installs on a fresh machine).
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -70,11 +71,9 @@ def temporary_server() -> Iterator[Server]:
     as_root = os.geteuid() == 0
     if as_root and shutil.which("runuser") is None:
         raise RuntimeError("running as root without runuser: initdb refuses root")
-    user = "postgres" if as_root else os.environ.get("USER", "") or "postgres"
+    user = "postgres" if as_root else pwd.getpwuid(os.geteuid()).pw_name
     if as_root:
         try:
-            import pwd
-
             pwd.getpwnam("postgres")
         except KeyError:
             raise RuntimeError("running as root and no 'postgres' user for initdb") from None
