@@ -17,7 +17,6 @@ take ids and a reader catching up by "ids above the last one seen" misses none.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -50,7 +49,17 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from search import migrate
-from search.dialect import CatalogTarget, connect_args, fts_words, to_pyformat
+from search.dialect import (
+    PG_FTS_INSERT,
+    POSTGRES_SQL,
+    SQLITE_SQL,
+    CatalogTarget,
+    PgReader,
+    connect_args,
+    fts_words,
+    pg_integrity_error,
+    to_pyformat,
+)
 from search.errors import Conflict, ServiceUnavailable
 from search.paths import ESC, from_db, shown, to_db
 
@@ -237,7 +246,7 @@ class Catalog:
         if not self.postgres:
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._q = to_pyformat if self.postgres else _same
-        self._sql = _POSTGRES_SQL if self.postgres else _SQLITE_SQL
+        self._sql = POSTGRES_SQL if self.postgres else SQLITE_SQL
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._local = threading.local()
         self._readers: list[Any] = []
@@ -458,7 +467,7 @@ class Catalog:
             if files:
                 cur.executemany(to_pyformat(_INSERT_FILE), files)
             if fts:
-                cur.executemany(_PG_FTS_INSERT, fts)
+                cur.executemany(PG_FTS_INSERT, fts)
         return out
 
     @staticmethod
@@ -482,7 +491,7 @@ class Catalog:
                     cur.executemany("INSERT INTO vectors (id, vec) VALUES (%s, %s)", rows)
             else:
                 raw.executemany("INSERT INTO vectors (id, vec) VALUES (?, ?)", rows)  # type: ignore[union-attr]
-        except (sqlite3.IntegrityError, _pg_integrity_errors()):
+        except (sqlite3.IntegrityError, pg_integrity_error()):
             raise ValueError("vector ids must be new and distinct") from None
 
     # -- vectors (the durable copy the vector store is derived from) --------------------------
@@ -793,7 +802,7 @@ class Catalog:
             import psycopg
 
             try:
-                return _PgReader(self.target.libpq())
+                return PgReader(self.target.libpq())
             except psycopg.OperationalError as exc:
                 raise self._unreachable(exc) from None
         # the connection stays on this thread; close() may run on another, hence no check
@@ -831,38 +840,6 @@ class Catalog:
             }
 
 
-# the hit lookup: segment + content + every file path (sorted), ids passed as one JSON array
-# so the statement text never changes and sqlite3 keeps it prepared
-_SEGMENTS_SQL = """
-SELECT s.id, s.content_id, c.modality, s.text, s.char_start, s.char_end, s.start_s, s.end_s,
-       c.size, c.width, c.height, c.duration_s, f.path, f.mtime_ns, f.size, c.sha256,
-       s.page, s.stream, s.ocr
-FROM segments s
-JOIN contents c ON c.id = s.content_id
-LEFT JOIN files f ON f.content_id = s.content_id
-WHERE s.id IN (SELECT value FROM json_each(?))
-ORDER BY s.id, f.path
-"""
-
-
-_VECTORS_SQL = "SELECT id, vec FROM vectors WHERE id IN (SELECT value FROM json_each(?))"
-
-# what differs between the engines in the hot reads: id lists (a JSON array that json_each
-# reads, a PostgreSQL array), joining ids into one string, a read snapshot, substring search
-_SQLITE_SQL: dict[str, Any] = {
-    "segments": _SEGMENTS_SQL, "vectors": _VECTORS_SQL, "ids": json.dumps,
-    "concat_ids": "SELECT group_concat(id) FROM ({})", "snapshot": "BEGIN", "instr": "instr",
-    "more_words": "",
-}
-_POSTGRES_SQL: dict[str, Any] = {
-    "segments": _SEGMENTS_SQL.replace("IN (SELECT value FROM json_each(?))", "= ANY(?)"),
-    "vectors": _VECTORS_SQL.replace("IN (SELECT value FROM json_each(?))", "= ANY(?)"),
-    "ids": list,
-    "concat_ids": "SELECT string_agg(id::text, ',') FROM ({}) AS q",
-    "snapshot": "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
-    "instr": "strpos",
-    "more_words": ", tsv = tsv || to_tsvector('simple', :w)",
-}
 _INSERT_CONTENT = (
     "INSERT INTO contents (sha256, modality, size, width, height, duration_s, created_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -877,58 +854,6 @@ _INSERT_FILE = (
     " ON CONFLICT (path) DO UPDATE SET content_id = excluded.content_id, size = excluded.size,"
     " mtime_ns = excluded.mtime_ns, indexed_at = excluded.indexed_at"
 )
-_PG_FTS_INSERT = "INSERT INTO passages_fts (rowid, body, name, tsv) VALUES (%s, %s, %s, to_tsvector('simple', %s))"
-
-
-class _PgReader:
-    """A psycopg connection that takes the catalog's qmark SQL (psycopg prepares a statement
-    on its fifth run, so the hot reads skip planning as sqlite3's statement cache does).
-
-    A connection the server dropped (a restart, a failover) is opened again and a statement
-    outside a transaction retried once, so a long-running server outlives its database's
-    restarts; inside a read snapshot the error goes up (the snapshot is gone)."""
-
-    def __init__(self, conninfo: str) -> None:
-        import psycopg
-
-        self._psycopg = psycopg
-        self._conninfo = conninfo
-        self.con = self._connect()
-        self._sql: dict[str, str] = {}
-
-    def _connect(self) -> Any:
-        # the hot reads are index probes into a working set the server caches: plan them
-        # with the SSD-era page cost (PostgreSQL's default 4 picked a 75k-row scan over 750
-        # index probes for a 1% filter: 55 ms against 6 ms at 100k segments)
-        con = self._psycopg.connect(self._conninfo, autocommit=True)
-        con.execute("SET random_page_cost = 1.1")  # a SET, so a URL's own ?options= stay
-        return con
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        converted = self._sql.get(sql)
-        if converted is None:
-            converted = self._sql[sql] = to_pyformat(sql)
-        idle = self.con.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE
-        try:
-            return self.con.execute(converted, params)
-        except self._psycopg.OperationalError:
-            if not (idle and self.con.broken):
-                raise
-            self.con = self._connect()
-            return self.con.execute(converted, params)
-
-    def close(self) -> None:
-        self.con.close()
-
-
-def _pg_integrity_errors() -> type[Exception]:
-    try:
-        import psycopg
-    except ImportError:  # pragma: no cover - a SQLite-only install
-        return sqlite3.IntegrityError
-    return psycopg.IntegrityError
-
-
 def _content_row(item: NewContent, now: float) -> tuple:
     return (item.sha256, item.modality, item.size, item.width, item.height, item.duration_s, now)
 
@@ -975,21 +900,6 @@ def _decode(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     if out.shape[1] != dim:
         raise ValueError(f"stored vectors are {out.shape[1]}-d, the index says {dim}-d")
     return out.astype(np.float32, copy=False)
-
-
-def drop_postgres_catalog(target: CatalogTarget) -> None:
-    """Remove every table of a PostgreSQL catalog (``--reindex``): the next open recreates
-    them. Runs under the writer lock's caller; DDL is transactional, so it happens whole."""
-    engine = create_engine(target.sqlalchemy_url)
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(
-                "DROP TABLE IF EXISTS passages_fts, vectors, tombstones, counters, segments, files,"
-                " contents, meta, alembic_version CASCADE"
-            )
-            conn.exec_driver_sql("DROP FUNCTION IF EXISTS crossfind_bump, crossfind_segment_gone CASCADE")
-    finally:
-        engine.dispose()
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

@@ -37,7 +37,7 @@ import numpy as np
 
 from search import dialect
 from search.atomic import temp_path, write_atomically
-from search.catalog import Catalog, NewContent, drop_postgres_catalog
+from search.catalog import Catalog, NewContent
 from search.errors import (
     BadRequest,
     Conflict,
@@ -577,7 +577,7 @@ def _reset_postgres(root: Path, target: dialect.CatalogTarget) -> None:
     try:
         if not old.lock_writer():
             raise _locked_by_another(target)
-        drop_postgres_catalog(target)
+        dialect.drop_postgres_catalog(target)
     finally:
         old.close()
 
