@@ -357,7 +357,10 @@ class Catalog:
             return True
         import psycopg
 
-        con = psycopg.connect(self.target.libpq(), autocommit=True)
+        try:
+            con = psycopg.connect(self.target.libpq(), autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise self._unreachable(exc) from None
         got = con.execute("SELECT pg_try_advisory_lock(%s)", (_WRITER_LOCK,)).fetchone()
         if not (got and got[0]):
             con.close()
