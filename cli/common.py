@@ -13,6 +13,12 @@ from search.settings import Settings, get_settings
 
 def add_db_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="index directory (default: $CROSSFIND_DB or ~/.local/share/crossfind/index)")
+    parser.add_argument(
+        "--catalog",
+        help="PostgreSQL catalog URL postgresql://USER@HOST:PORT/DB for a new index (default: "
+        "$CROSSFIND_CATALOG, else SQLite in the index folder); the folder records it without the "
+        "password, which comes from this URL, PGPASSWORD or ~/.pgpass",
+    )
 
 
 def add_model_arg(parser: argparse.ArgumentParser) -> None:
@@ -24,7 +30,7 @@ def add_model_arg(parser: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the environment with the flags this subcommand has on top."""
-    keys = ("db", "model", "batch_size", "workers", "host", "port")
+    keys = ("db", "model", "batch_size", "workers", "host", "port", "catalog")
     return get_settings(**{k: getattr(args, k, None) for k in keys})
 
 

@@ -132,7 +132,7 @@ def run_index(args: argparse.Namespace) -> int:
     try:
         with Index.open_for_write(
             settings.db, encoder.id, encoder.dim, reindex=args.reindex, store=spec,
-            options=StoreOptions.from_settings(settings),
+            options=StoreOptions.from_settings(settings), catalog_url=settings.catalog,
         ) as index:
             report = index_paths(
                 args.paths, index, encoder, settings,
