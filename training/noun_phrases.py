@@ -13,31 +13,37 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
-DETERMINERS = frozenset(
-    "a an the two three four five six seven eight nine ten several many some his her their its "
-    "one another other each this these those".split()
-)
+DETERMINERS = frozenset([
+    "a", "an", "the", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "several", "many", "some", "his", "her", "their", "its", "one", "another", "other", "each",
+    "this", "these", "those",
+])
 # words that end a noun phrase (and never start one)
-BREAKS = frozenset(
-    """in on at with through over under near by from into onto to for across along behind beside
-    next toward towards down up around between while and or but as that who which whose where
-    when is are was were be been being has have had it they he she them him while off out against
-    past upon inside outside underneath beneath above below during after before about like than
-    there here very just also then so not no where whilst amongst among atop via""".split()
-)
+BREAKS = frozenset([
+    "in", "on", "at", "with", "through", "over", "under", "near", "by", "from", "into", "onto",
+    "to", "for", "across", "along", "behind", "beside", "next", "toward", "towards", "down",
+    "up", "around", "between", "while", "and", "or", "but", "as", "that", "who", "which",
+    "whose", "where", "when", "is", "are", "was", "were", "be", "been", "being", "has", "have",
+    "had", "it", "they", "he", "she", "them", "him", "while", "off", "out", "against", "past",
+    "upon", "inside", "outside", "underneath", "beneath", "above", "below", "during", "after",
+    "before", "about", "like", "than", "there", "here", "very", "just", "also", "then", "so",
+    "not", "no", "where", "whilst", "amongst", "among", "atop", "via",
+])
 # nouns that end in -ing (an -ing word after the head is otherwise a verb: "a man climbing")
-ING_NOUNS = frozenset(
-    """building clothing ceiling painting railing wedding morning evening something everything
-    nothing anything spring string icing lighting sibling pudding stocking awning offspring
-    earring swing ring king wing thing sling""".split()
-)
+ING_NOUNS = frozenset([
+    "building", "clothing", "ceiling", "painting", "railing", "wedding", "morning", "evening",
+    "something", "everything", "nothing", "anything", "spring", "string", "icing", "lighting",
+    "sibling", "pudding", "stocking", "awning", "offspring", "earring", "swing", "ring", "king",
+    "wing", "thing", "sling",
+])
 # plural nouns whose -ing look-alike is a verb ("pants"/"panting", "waves"/"waving")
-NOT_VERBS = frozenset(
-    """pants shorts trunks stairs boots shoes glasses goggles shirts jackets swings slides tracks
-    rocks waves lights skates skis sneakers jeans clothes bikes hats caps gloves cones poles
-    ropes rides walls steps signs bars""".split()
-)
-PLURALS = frozenset("people children men women feet teeth geese mice police cattle".split())
+NOT_VERBS = frozenset([
+    "pants", "shorts", "trunks", "stairs", "boots", "shoes", "glasses", "goggles", "shirts",
+    "jackets", "swings", "slides", "tracks", "rocks", "waves", "lights", "skates", "skis",
+    "sneakers", "jeans", "clothes", "bikes", "hats", "caps", "gloves", "cones", "poles",
+    "ropes", "rides", "walls", "steps", "signs", "bars",
+])
+PLURALS = frozenset(["people", "children", "men", "women", "feet", "teeth", "geese", "mice", "police", "cattle"])
 WORD = re.compile(r"[a-z][a-z'-]*|[,;:!?()]")
 PUNCT = frozenset(",;:!?()")
 MAX_WORDS = 4  # words after the determiner
@@ -79,27 +85,9 @@ def noun_phrases(caption: str, verbs: tuple[frozenset[str], frozenset[str]] = NO
             continue
         chunk = [words[i]]
         j = i + 1
-        while j < len(words) and len(chunk) <= MAX_WORDS:
-            w = words[j]
-            nxt = words[j + 1] if j + 1 < len(words) else ""
-            first = j == i + 1 and start_det  # right after the determiner: an adjective
-            if w in PUNCT:
-                break
-            if w == "and" and len(chunk) > int(start_det):  # "a black and white dog", not "a man and a dog"
-                after = words[j + 2] if j + 2 < len(words) else ""
-                if not nxt or nxt in BREAKS or nxt in DETERMINERS or not after or after in BREAKS:
-                    break
-            elif w in BREAKS or (w in DETERMINERS and not first):
-                break
-            elif w == "of":  # "a group of people", but not "the top of a hill"
-                if not nxt or nxt in DETERMINERS or nxt in BREAKS:
-                    break
-            elif not first and ((w.endswith("ing") and w not in ING_NOUNS) or w in third
-                                or (w in plain and (chunk[-1].endswith("s") or chunk[-1] in PLURALS))):
-                break
-            elif not first and w.endswith("ed") and (not nxt or nxt in BREAKS or nxt in DETERMINERS):
-                break
-            chunk.append(w)
+        while j < len(words) and len(chunk) <= MAX_WORDS and not _ends(
+                words, j, chunk, right_after_det=start_det and j == i + 1, verbs=verbs):
+            chunk.append(words[j])
             j += 1
         while chunk and chunk[-1] in ("and", "of"):
             chunk.pop()
@@ -108,6 +96,35 @@ def noun_phrases(caption: str, verbs: tuple[frozenset[str], frozenset[str]] = NO
             phrases.append(" ".join(chunk))
         i = max(j, i + 1)
     return phrases
+
+
+def _is_verb(word: str, before: str, verbs: tuple[frozenset[str], frozenset[str]]) -> bool:
+    third, plain = verbs
+    return ((word.endswith("ing") and word not in ING_NOUNS) or word in third
+            or (word in plain and (before.endswith("s") or before in PLURALS)))
+
+
+def _ends(words: list[str], j: int, chunk: list[str], *, right_after_det: bool,
+          verbs: tuple[frozenset[str], frozenset[str]]) -> bool:
+    """Whether ``words[j]`` ends the phrase ``chunk``. Right after the determiner a word is
+    read as an adjective ("a climbing wall", "a striped shirt")."""
+    w = words[j]
+    nxt = words[j + 1] if j + 1 < len(words) else ""
+    stop_next = not nxt or nxt in BREAKS or nxt in DETERMINERS
+    if w in PUNCT:
+        return True
+    if w == "and":  # "a black and white dog", not "a man and a dog" nor "beach and looking"
+        after = words[j + 2] if j + 2 < len(words) else ""
+        return (right_after_det or stop_next or not after or after in BREAKS
+                or _is_verb(nxt, w, verbs))
+    if w == "of":  # "a group of people", but not "the top of a hill"
+        return stop_next
+    if w in BREAKS or (w in DETERMINERS and not right_after_det):
+        return True
+    if right_after_det:
+        return False
+    # "a man climbing", "a dog runs", "people stand"; "a man dressed in", not "long haired dog"
+    return _is_verb(w, chunk[-1], verbs) or (w.endswith("ed") and stop_next)
 
 
 def _bare_start(words: list[str], i: int, third: frozenset[str], plain: frozenset[str]) -> bool:
