@@ -289,11 +289,13 @@ def train_projection(cfg: ProjectionConfig) -> dict[str, Any]:
     """Train every grid point of ``cfg``, write the best on dev to ``cfg.out``; returns its
     hyper-parameters and dev scores.
 
-    Per trained head, the bridge's hierarchy weight and the mix weight alpha are chosen
-    together: among the alphas whose caption recall on flickr8k_1k dev is within tolerance of
-    the best (``allowed_alphas``), the (weight, alpha) with the best ``dev_score`` -- caption
-    recall and concept precision (``training.concepts.phrase_queries``: concepts from the
-    dev captions' own noun phrases) in equal parts, over both dev splits."""
+    Per trained head and hierarchy weight, alpha is the largest bridge share whose caption
+    recall on flickr8k_1k dev is within tolerance of the best (``allowed_alphas``: dev photos
+    are Flickr photos like the training ones, so dev cannot show the bridge's main merit -- it
+    is training-free and generalises to other collections -- and where dev cannot tell, the
+    rule prefers it). The hierarchy weight is the one with the best ``dev_score``: caption
+    recall and concept precision (``training.concepts.phrase_queries``: concepts from the dev
+    captions' own noun phrases) in equal parts, over both dev splits."""
     torch.set_num_threads(cfg.threads)
     cache_dir = cfg.cache_dir
     encoder = BundledEncoder("bridge", cache_dir)
@@ -323,11 +325,11 @@ def train_projection(cfg: ProjectionConfig) -> dict[str, Any]:
         for w, vectors in bridged.items():
             # alphas from the native-resolution dev photos: flickr8k_extra's are 144 px
             # squashed copies, on which the ImageNet classifier (the bridge) is handicapped
-            for alpha in allowed_alphas(vectors[0], projected[0], dev[0]):
-                each = [dev_score(_mix(b, p, alpha), s, c)
-                        for b, p, s, c in zip(vectors, projected, dev, concepts)]
-                choices.append((float(np.mean([np.mean(e) for e in each])), alpha, w, each))
-        score, alpha, weight, each = max(choices, key=lambda c: (c[0], c[1]))
+            alpha = max(allowed_alphas(vectors[0], projected[0], dev[0]))
+            each = [dev_score(_mix(b, p, alpha), s, c)
+                    for b, p, s, c in zip(vectors, projected, dev, concepts)]
+            choices.append((float(np.mean([np.mean(e) for e in each])), alpha, w, each))
+        score, alpha, weight, each = max(choices, key=lambda c: c[0])
         point = {"hidden": hidden, "temperature": temp, "lr": lr, "dropout": dropout,
                  "phrase_share": share, "epoch": epoch, "dev_r5_projection": round(proj_score, 4),
                  "alpha": alpha, "hierarchy_weight": weight, "dev_score": round(score, 4),
