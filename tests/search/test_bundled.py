@@ -149,22 +149,3 @@ def test_shipped_projection_is_small_and_loads() -> None:
     assert out.shape == (2, 384)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
 
-
-def test_image_fingerprint_follows_the_projection_file(tmp_path: Path) -> None:
-    """A new projection (or class hierarchy) under the same encoder id re-embeds photos:
-    the indexer compares this fingerprint with the one its images were embedded with."""
-    from dataclasses import replace
-
-    from search.checkpoints import ProjectionWeights
-    from search.encoders.bundled import BundledEncoder, _shipped_projection
-
-    shipped = BundledEncoder(cache_dir=tmp_path)
-    other = tmp_path / "other.npz"
-    head = ProjectionWeights.load(_shipped_projection())
-    replace(head, alpha=head.alpha / 2).save(other)
-    retrained = BundledEncoder(cache_dir=tmp_path, projection_path=other)
-    bridge = BundledEncoder("bridge", tmp_path)
-    prints = {shipped.fingerprint("image"), retrained.fingerprint("image"), bridge.fingerprint("image")}
-    assert len(prints) == 3 and all(p and p.startswith(("bundled@", "bundled:bridge@")) for p in prints)
-    assert shipped.fingerprint("image") == BundledEncoder(cache_dir=tmp_path).fingerprint("image")
-    assert shipped.fingerprint("text") is None
