@@ -29,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, nargs="+", default=default("lr"))
     p.add_argument("--weight-decay", type=float, default=default("weight_decay"))
     p.add_argument("--dropout", type=float, nargs="+", default=default("dropout"))
+    p.add_argument("--phrase-share", type=float, nargs="+", default=default("phrase_share"),
+                   help="share(s) of photos paired each epoch with a noun phrase of their "
+                        "captions instead of a whole caption (0 = captions only)")
+    p.add_argument("--hierarchy-weight", type=float, nargs="+", default=default("hierarchy_weight"),
+                   help="bridge: pull of each ImageNet class towards its parents (a dog, a pet); "
+                        "the best on dev is kept")
     p.add_argument("--sentence-weight", type=float, default=default("sentence_weight"),
                    help="bridge: weight of the top-5 sentence embedding in the mix (it costs "
                         "a MiniLM pass per photo)")

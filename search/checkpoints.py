@@ -46,13 +46,33 @@ class ProjectionWeights:
     std: np.ndarray
     alpha: float
     sentence_weight: float = 0.5  # the bridge setting the head was tuned with; files before it: 0.5
+    # the bridge's pull of each class towards its parents (imagenet_hierarchy); files before it: 0
+    hierarchy_weight: float = 0.0
     meta: dict[str, Any] = field(default_factory=dict)  # how it was trained
     format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        """A head that cannot run, or mix settings out of range, is refused (ValueError)."""
+        if not self.layers:
+            raise ValueError("a projection needs at least one layer")
+        width = self.mean.shape[-1]
+        if self.std.shape != self.mean.shape or not np.all(self.std > 0):
+            raise ValueError("projection std must match mean and be positive")
+        for i, (w, b) in enumerate(self.layers):
+            if w.ndim != 2 or w.shape[0] != width or b.shape != (w.shape[1],):
+                raise ValueError(f"projection layer {i} has shape {w.shape} / {b.shape}, "
+                                 f"expected ({width}, n) / (n,)")
+            width = w.shape[1]
+        for name in ("alpha", "sentence_weight", "hierarchy_weight"):
+            value = getattr(self, name)
+            if not np.isfinite(value) or value < 0 or (name == "alpha" and value > 1):
+                raise ValueError(f"projection {name} {value} out of range")
 
     def save(self, path: Path) -> None:
         arrays: dict[str, Any] = {
             "format_version": np.array(self.format_version), "n_layers": np.array(len(self.layers)),
             "alpha": np.array(self.alpha), "sentence_weight": np.array(self.sentence_weight),
+            "hierarchy_weight": np.array(self.hierarchy_weight),
             "mean": self.mean.astype(np.float16), "std": self.std.astype(np.float16),
             "meta": np.array(json.dumps(self.meta)),
         }
@@ -73,6 +93,7 @@ class ProjectionWeights:
                 layers=layers, mean=_float32(data["mean"]), std=_float32(data["std"]),
                 alpha=float(data["alpha"]),
                 sentence_weight=float(data["sentence_weight"]) if "sentence_weight" in data else 0.5,
+                hierarchy_weight=float(data["hierarchy_weight"]) if "hierarchy_weight" in data else 0.0,
                 meta=json.loads(str(data["meta"])) if "meta" in data else {},
                 format_version=version,
             )

@@ -78,6 +78,12 @@ class ProjectionConfig:
     lr: list[float] = field(default_factory=lambda: [1e-3])
     weight_decay: float = 0.05
     dropout: list[float] = field(default_factory=lambda: [0.6])
+    # share of photos paired each epoch with a noun phrase of their captions ("a red ball")
+    # instead of a whole caption; 0.3 lifted concept P@5 on dev but not enough on held-out
+    # sets to pay for what it costs caption recall (MODEL_CARD_bundled.md): 0 is shipped
+    phrase_share: list[float] = field(default_factory=lambda: [0.0])
+    # the bridge's pull of each ImageNet class towards its parents, chosen on dev (0 shipped)
+    hierarchy_weight: list[float] = field(default_factory=lambda: [0.0])
     # the label bridge's weight on its top-5 sentence embedding (costs a MiniLM pass per photo)
     sentence_weight: float = 0.0
     threads: int = 1  # torch threads (1 is fastest under load)

@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 TEXT_MODEL_KEY = "minilm-l6-v2"
 PROJECTION_FILE = "bundled_image_projection.npz"
 VARIANTS = ("default", "bridge")
+# ``bundled:bridge``'s pull of each ImageNet class towards its parents (the default variant
+# reads its own from the projection file). 0.5 was best for the bridge alone on the written
+# concept queries on dev, but neutral to negative on test (MODEL_CARD_bundled.md): off
+BRIDGE_HIERARCHY_WEIGHT = 0.0
 IMAGE_SIZE = 224
 RESIZE_SHORT = 256
 TEXT_BATCH = 64
@@ -77,7 +81,8 @@ class ProjectionHead:
         self.layers = weights.layers
         self.mean, self.std = weights.mean, weights.std
         self.alpha = weights.alpha
-        self.sentence_weight = weights.sentence_weight  # the bridge setting it was tuned with
+        self.sentence_weight = weights.sentence_weight  # the bridge settings it was tuned with
+        self.hierarchy_weight = weights.hierarchy_weight
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         return project(self.layers, features, self.mean, self.std)
@@ -190,6 +195,12 @@ class BundledEncoder(Encoder):
         return l2_normalize(alpha * bridged + (1.0 - alpha) * self._projection(features))
 
     @property
+    def hierarchy_weight(self) -> float:
+        if self._projection is not None:
+            return self._projection.hierarchy_weight
+        return BRIDGE_HIERARCHY_WEIGHT
+
+    @property
     def backbone(self) -> ImageBackbone:
         if self._backbone is None:
             with self._lock:
@@ -203,7 +214,7 @@ class BundledEncoder(Encoder):
             with self._lock:
                 if self._bridge is None:
                     names, vectors = load_class_table(
-                        self.cache_dir, TEXT_MODEL_KEY, self.encode_text
+                        self.cache_dir, TEXT_MODEL_KEY, self.encode_text, self.hierarchy_weight
                     )
                     kwargs: dict[str, Any] = {}
                     if self._projection is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from search.encoders.base import l2_normalize
+from search.encoders.imagenet_hierarchy import HIERARCHY_VERSION, class_parents
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +33,18 @@ TextEncodeFn = Callable[[Sequence[str]], np.ndarray]
 
 
 def load_class_table(
-    cache_dir: Path, text_model_key: str, encode: TextEncodeFn
+    cache_dir: Path, text_model_key: str, encode: TextEncodeFn, hierarchy_weight: float = 0.0
 ) -> tuple[list[str], np.ndarray]:
-    """ImageNet class names and their prompt-averaged, L2-normalised text embeddings [1000, d].
+    """ImageNet class names and their prompt-averaged, L2-normalised text embeddings [1000, d],
+    each moved ``hierarchy_weight`` towards its parents' (``class_embeddings``).
 
     Read from ``cache_dir`` when present; otherwise computed with ``encode`` and written there
     atomically (a corrupt or foreign cache file is recomputed, never trusted).
     """
-    path = Path(cache_dir) / f"imagenet_classes_{text_model_key}_t{TEMPLATE_VERSION}.npz"
+    name = f"imagenet_classes_{text_model_key}_t{TEMPLATE_VERSION}"
+    if hierarchy_weight:
+        name += f"_h{HIERARCHY_VERSION}w{hierarchy_weight:g}"
+    path = Path(cache_dir) / f"{name}.npz"
     if path.exists():
         try:
             with np.load(path, allow_pickle=False) as data:
@@ -51,7 +56,7 @@ def load_class_table(
         except (OSError, ValueError, KeyError) as exc:
             log.warning("class-embedding cache %s unreadable (%s); recomputing", path, exc)
     names = imagenet_class_names()
-    vectors = class_embeddings(names, encode)
+    vectors = class_embeddings(names, encode, hierarchy_weight)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     np.savez(tmp, names=np.array(names), vectors=vectors)
@@ -66,8 +71,31 @@ def imagenet_class_names() -> list[str]:
     return list(IMAGENET_CLASSNAMES)
 
 
-def class_embeddings(names: Sequence[str], encode: TextEncodeFn) -> np.ndarray:
-    """Mean of the template embeddings per class, L2-normalised: float32[len(names), d]."""
+def class_embeddings(names: Sequence[str], encode: TextEncodeFn, hierarchy_weight: float = 0.0,
+                     parents: Sequence[Sequence[str]] | None = None) -> np.ndarray:
+    """Mean of the template embeddings per class, L2-normalised: float32[len(names), d].
+
+    With ``hierarchy_weight`` w > 0 (1,000 ImageNet names), a class with parents becomes
+    normalise(v_class + w · v_parents), v_parents the normalised mean of its parents' vectors
+    ("a photo of a dog.", "a photo of a pet." ...; ``parents`` per name, by default
+    ``imagenet_hierarchy`` for the 1,000 ImageNet names): a Labrador retriever then also
+    answers "a pet"."""
+    vectors = _prompt_embeddings(names, encode)
+    if not hierarchy_weight:
+        return vectors
+    if parents is None:
+        parents = class_parents(len(names))
+    broader = sorted({p for ps in parents for p in ps})
+    row = {p: i for i, p in enumerate(broader)}
+    parent_vectors = _prompt_embeddings(broader, encode)
+    for i, ps in enumerate(parents):
+        if ps:
+            mean = l2_normalize(parent_vectors[[row[p] for p in ps]].mean(axis=0, keepdims=True))
+            vectors[i] = vectors[i] + hierarchy_weight * mean[0]
+    return l2_normalize(vectors)
+
+
+def _prompt_embeddings(names: Sequence[str], encode: TextEncodeFn) -> np.ndarray:
     prompts = [t.format(n) for n in names for t in TEMPLATES]
     emb = encode(prompts).reshape(len(names), len(TEMPLATES), -1).mean(axis=1)
     return l2_normalize(emb)

@@ -24,3 +24,11 @@ def test_train_commands_default_to_the_training_configs():
     args = parser.parse_args(["train-audio", "--manifest", "m.csv", "--out", "a.pt"])
     assert (args.epochs, args.lr, args.crop_s, args.per_epoch_clips) == (
         TrainConfig.epochs, TrainConfig.lr, TrainConfig.crop_s, TrainConfig.per_epoch_clips)
+
+
+def test_projection_training_takes_phrase_and_hierarchy_grids():
+    args = build_parser().parse_args(["train-image-projection", "--out", "p.npz", "--phrase-share", "0", "0.3",
+                                      "--hierarchy-weight", "0.5"])
+    cfg = ProjectionConfig(**config_kwargs(args, ProjectionConfig))
+    assert (cfg.phrase_share, cfg.hierarchy_weight) == ([0.0, 0.3], [0.5])
+    assert ProjectionConfig(Path("p.npz")).phrase_share == [0.0]  # what the shipped file used

@@ -148,3 +148,4 @@ def test_shipped_projection_is_small_and_loads() -> None:
     out = head(np.ones((2, 1280), dtype=np.float32))
     assert out.shape == (2, 384)
     np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+

@@ -35,6 +35,32 @@ def test_shipped_projection_and_attention_load_and_round_trip(tmp_path):
         np.testing.assert_array_equal(getattr(back, name), getattr(att, name))
 
 
+def test_projection_hierarchy_weight_round_trips_and_older_files_read_zero(tmp_path):
+    layers = ((np.ones((4, 3), np.float32), np.zeros(3, np.float32)),)
+    head = ProjectionWeights(layers, np.zeros(4, np.float32), np.ones(4, np.float32), 0.3, 0.0, 0.5)
+    head.save(tmp_path / "h.npz")
+    assert ProjectionWeights.load(tmp_path / "h.npz").hierarchy_weight == 0.5
+    with np.load(tmp_path / "h.npz") as data:  # a file from before the field
+        old = {k: data[k] for k in data.files if k != "hierarchy_weight"}
+    np.savez(tmp_path / "old.npz", **old)
+    assert ProjectionWeights.load(tmp_path / "old.npz").hierarchy_weight == 0.0
+
+
+def test_a_projection_that_cannot_run_is_refused(tmp_path):
+    w = (np.ones((4, 3), np.float32), np.zeros(3, np.float32))
+    mean, std = np.zeros(4, np.float32), np.ones(4, np.float32)
+    with pytest.raises(ValueError, match="layer 1"):  # 3 outputs into a 5-input layer
+        ProjectionWeights((w, (np.ones((5, 2), np.float32), np.zeros(2, np.float32))), mean, std, 0.3)
+    with pytest.raises(ValueError, match="alpha"):
+        ProjectionWeights((w,), mean, std, 1.5)
+    with pytest.raises(ValueError, match="hierarchy_weight"):
+        ProjectionWeights((w,), mean, std, 0.3, 0.0, float("nan"))
+    with pytest.raises(ValueError, match="std"):
+        ProjectionWeights((w,), mean, np.zeros(4, np.float32), 0.3)
+    with pytest.raises(ValueError, match="at least one layer"):
+        ProjectionWeights((), mean, std, 0.3)
+
+
 def test_a_newer_format_is_refused(tmp_path):
     att = AttentionWeights.load(WEIGHTS / "attention_fusion.npz")
     replace(att, format_version=2).save(tmp_path / "new.npz")
