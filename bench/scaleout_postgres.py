@@ -14,7 +14,9 @@ fsync off as for any scratch server) holds a catalog built through the real writ
   ~1% of the items, a new range each time (no cached allowed set);
 - ``*_keyword_query_p50_ms_100k``: ``keyword_ids`` of a two-word query (phrase, AND and the
   rare-word tier: FTS5 / tsvector + GIN);
-- ``*_catalog_write_segments_per_s``: the build's write rate.
+- ``*_catalog_write_segments_per_s``: the build's write rate;
+- ``*_catalog_bytes_per_segment``: the catalog's size on disk (rows, keyword index, vectors)
+  per segment: ``pg_database_size`` less an empty database's, or the SQLite file with its WAL.
 Over a unix socket on the same machine: a network hop adds its round trips (3 statements for
 a hit lookup, 1 for a filter).
 """
@@ -110,6 +112,21 @@ def _measure(root: Path, n_segments: int, n_items: int) -> dict[str, float]:
     }
 
 
+def _disk_bytes(root: Path, catalog_url: str | None, server) -> int:
+    """The catalog's bytes on disk: a PostgreSQL database beyond an empty one's, or the SQLite
+    file with its write-ahead log."""
+    if catalog_url is None:
+        return sum(p.stat().st_size for p in root.glob("catalog.sqlite3*"))
+    import psycopg
+
+    from bench.pgserver import _libpq
+
+    with psycopg.connect(_libpq(server.url())) as con:
+        used = con.execute("SELECT pg_database_size(%s)", (catalog_url.split("?")[0].rsplit("/", 1)[1],)).fetchone()
+        empty = con.execute("SELECT pg_database_size('template0')").fetchone()
+    return int(used[0]) - int(empty[0])
+
+
 def postgres_figures(ctx: BenchContext) -> dict:
     """The PostgreSQL catalog's figures (and SQLite's on the same rows); ``{}`` plus a
     ``postgres_skipped`` reason where no server can be started here."""
@@ -130,6 +147,7 @@ def postgres_figures(ctx: BenchContext) -> dict:
         for engine, catalog_url in (("postgres", url), ("sqlite", None)):
             root = ctx.scratch / f"catalog-{engine}"
             out[f"{engine}_catalog_write_segments_per_s"] = _build(root, catalog_url, items, vectors)
+            out[f"{engine}_catalog_bytes_per_segment"] = round(_disk_bytes(root, catalog_url, server) / n)
             for key, value in _measure(root, n, len(items)).items():
                 out[f"{engine}_catalog_{key}{tag}"] = value
     finally:
