@@ -127,18 +127,18 @@ def load_shipped(encoder: object, path: Path | None = None) -> Shipped:
 
 
 def auto_keep(relevance: np.ndarray, floor: float = AUTO_FLOOR) -> np.ndarray:
-    """Which hits the auto cutoff keeps: the most relevant ones up to the count that maximises
-    the expected F1 of the kept set, 2 * sum(kept p) / (kept + sum(all p)), treating each
-    relevance p as the chance that the hit is relevant; never one below ``floor``. A list
-    where few hits are likely relevant is cut short, one where many are stays long."""
+    """Which hits the auto cutoff keeps: of those at ``floor`` or above, the most relevant up
+    to the count that maximises the expected F1 of the kept set, 2 * sum(kept p) / (kept +
+    sum(p)), each relevance p taken as the chance that the hit is relevant (sums over the hits
+    at ``floor`` or above). A list where few hits are likely relevant is cut short, one where
+    many are stays long."""
     p = np.asarray(relevance, dtype=np.float64)
     keep = np.zeros(len(p), dtype=bool)
     order = np.argsort(-p, kind="stable")
     order = order[p[order] >= floor]
     if len(order) == 0:
         return keep
-    expected = p.sum()
-    gain = 2 * np.cumsum(p[order]) / (np.arange(1, len(order) + 1) + expected)
+    gain = 2 * np.cumsum(p[order]) / (np.arange(1, len(order) + 1) + p[order].sum())
     keep[order[: int(np.argmax(gain)) + 1]] = True
     return keep
 

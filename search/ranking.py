@@ -223,13 +223,13 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
         hit_limit = want if least is None else None
         late = scores if strategy in ("rrf", "score_sum") else None
         hits = _annotate(to_hits(index.catalog, cos, ids, query.group, hit_limit), late, ids,
-                         matched, qmod, scales, query, least)
+                         matched, qmod, scales, query, least, keyword_kept=not auto)
         exhausted = fetch >= limit or (floor is not None and len(cos) and float(cos.min()) < floor)
         if shortcut and len(hits) < want and exhausted:  # grouping ate the candidates
             return rank(index, query, given, calibration=calibration, sample=sample, fused=fused,
                         full_filter=True)
         if auto and (exhausted or len(hits) >= max(want, AUTO_POOL)):
-            return sort_hits(cut_auto(hits), query.sort)[query.offset : want]
+            return sort_hits(cut_auto(hits, least), query.sort)[query.offset : want]
         # sorting other than by relevance orders every kept hit (up to SORT_POOL)
         whole = least is not None and query.sort != "relevance"
         if not auto and (exhausted or len(hits) >= (max(want, SORT_POOL) if whole else want)):
@@ -238,12 +238,11 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
         n *= 4
 
 
-def cut_auto(hits: list[Hit]) -> list[Hit]:
-    """The hits the auto cutoff keeps (``auto_keep`` over their relevance), in order; keyword
-    hits are kept as a threshold keeps them."""
+def cut_auto(hits: list[Hit], floor: float) -> list[Hit]:
+    """The hits the auto cutoff keeps (``auto_keep`` over their relevance), in order. Keyword
+    hits are weighed like the others: a word shared with a passage is no evidence on its own."""
     rel = np.array([h.extra["relevance"] for h in hits], dtype=np.float64)
-    keep = auto_keep(rel, 0.0)
-    return [h for h, k in zip(hits, keep.tolist()) if k or h.extra.get("keyword")]
+    return [h for h, k in zip(hits, auto_keep(rel, floor).tolist()) if k]
 
 
 def sort_hits(hits: list[Hit], order: str) -> list[Hit]:
@@ -266,8 +265,10 @@ def _vector_kind(hit: Hit) -> str:
 
 
 def _annotate(hits: list[Hit], fused: np.ndarray | None, ids: np.ndarray, matched: set[int],
-              qmod: str, calibration: Calibration, query: Query, least: float | None) -> list[Hit]:
-    """Relevance, keyword flags and fused scores on the hits; the ``least`` relevance kept."""
+              qmod: str, calibration: Calibration, query: Query, least: float | None,
+              keyword_kept: bool = True) -> list[Hit]:
+    """Relevance, keyword flags and fused scores on the hits; the ``least`` relevance kept
+    (keyword hits below it too, with ``keyword_kept``)."""
     fused_of = dict(zip(ids.tolist(), fused.tolist())) if fused is not None else {}
     top: dict[str, float] = {}  # the best cosine per kind: a hit's gap to it is evidence
     for hit in hits:
@@ -278,7 +279,7 @@ def _annotate(hits: list[Hit], fused: np.ndarray | None, ids: np.ndarray, matche
         kind = _vector_kind(hit)
         relevance = calibration.relevance_one(qmod, kind, hit.score, hit.score - top[kind])
         keyword = hit.id in matched
-        if least is not None and relevance < least and not keyword:
+        if least is not None and relevance < least and not (keyword and keyword_kept):
             continue
         hit.extra["relevance"] = round(relevance, 4)
         if keyword:

@@ -75,7 +75,7 @@ def judge(pool: Pool, encoder: Any, seed: int = 0) -> dict[str, Judged]:
         if not pattern:
             continue
         rx = re.compile(pattern, re.IGNORECASE)
-        photo_rel[i] = [sum(bool(rx.search(c)) for c in caps) >= 2 for caps in pool.photo_captions]
+        photo_rel[i] = [any(rx.search(c) for c in caps) for caps in pool.photo_captions]
         text_rel[i] = [bool(rx.search(t)) for t in pool.texts]
     clip_rel = np.stack([_concept_labels(s, pool.clip_labels) for _, _, s in queries])
     out = {
@@ -198,18 +198,15 @@ def _at_least(t: float) -> Callable[[np.ndarray], np.ndarray]:
     return keep
 
 
-def choose_auto_floor(lists: list[tuple[np.ndarray, np.ndarray]], k: int = 50) -> tuple[float, dict[str, float]]:
-    """The auto rule's least kept relevance that maximises the mean F1 over ``lists`` (each
-    cut to its top ``k`` by relevance, as a query returns at most k), and the best single global
-    threshold's F1 for comparison."""
+def choose_auto_floor(lists: list[tuple[np.ndarray, np.ndarray]]) -> tuple[float, dict[str, float]]:
+    """The auto rule's least kept relevance that maximises the mean F1 of the kept sets over
+    ``lists`` (queries with something relevant, as ``crossfind eval-mixed`` counts them), and
+    the best single global threshold's F1 for comparison."""
+    lists = [(p, y) for p, y in lists if y.any()]
     grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
     def mean_f1(keep_fn: Callable[[np.ndarray], np.ndarray]) -> float:
-        vals = []
-        for p, y in lists:
-            order = np.argsort(-p)[:k]
-            vals.append(f1(keep_fn(p[order]), y[order]))
-        return float(np.mean(vals))
+        return float(np.mean([f1(keep_fn(p), y) for p, y in lists]))
 
     glob = {float(t): mean_f1(_at_least(float(t))) for t in grid}
     auto = {float(t): mean_f1(partial(auto_keep, floor=float(t))) for t in grid}

@@ -5,10 +5,11 @@ Only training-side sets: flickr8k_1k train/dev photos and flickr8k_extra train/d
 their captions as texts), ESC-50 folds 1/2/3/5, UrbanSound8K folds 1-2 and FSDD train. Never
 coco_mini, ESC-50 fold 4, UrbanSound8K fold 10 or any test split.
 
-Judging: a text query has a caption regex (a photo is relevant when at least two of its five
-captions match; a text when it matches) and a set of sound labels (a clip is relevant when its
-label is in the set). An image query's relevant photos and texts share a concept with it (a
-concept whose regex two of its captions match); an audio query's relevant clips share its label.
+Judging: a text query has a caption regex (a photo is relevant when any of its five captions
+matches, as ``crossfind eval-mixed`` judges; a text when it matches) and a set of sound labels
+(a clip is relevant when its label is in the set). An image query's relevant photos and texts
+share a concept with it (a concept whose regex one of its captions matches); an audio query's
+relevant clips share its label.
 """
 
 from __future__ import annotations
@@ -245,6 +246,29 @@ def select(data: Path, seed: int = 0, photos: int = 1200, texts: int = 600,
     return caps, docs, clips
 
 
+def select_fixture(data: Path, seed: int = 0, photos: int = 60, texts: int = 60, clips_per_label: int = 2,
+                   ) -> tuple[dict[Path, list[str]], list[str], list[tuple[Path, str]]]:
+    """A small judged set from the same training-side sets that the fit (``select`` with
+    ``seed``) left out: for checking the shipped calibration on items it was not fitted on."""
+    caps, docs, clips = select(data, seed)
+    rng = np.random.default_rng(seed + 1)
+    extra = _captions(data / "flickr8k_extra" / "captions_all.csv", {"train", "dev"})
+    used_docs = set(docs)
+    free = [p for p in extra if p not in caps and " ".join(extra[p]) not in used_docs]
+    picked = _sample(free, photos + texts, rng)
+    fixture_caps = {p: extra[p] for p in picked[:photos]}
+    fixture_docs = [" ".join(extra[p]) for p in picked[photos:]]
+    used = {c for c, _ in clips}
+    fixture_clips: list[tuple[Path, str]] = []
+    for name, splits in (("esc50_folds1235", {"folds1235"}), ("urbansound8k_3folds", {"fold1", "fold2"}),
+                         ("fsdd", {"train"})):
+        manifest = data / name / "manifest.csv"
+        rows = [r for r in _rows(manifest, splits) if manifest.parent / r["path"] not in used]
+        for r in _per_label(rows, clips_per_label, rng):
+            fixture_clips.append((manifest.parent / r["path"], canonical(r["label"])))
+    return fixture_caps, fixture_docs, fixture_clips
+
+
 def embed_pool(encoder: Encoder, data: Path, cache_dir: Path, seed: int = 0) -> Pool:
     """The pool's vectors, computed once per encoder state and cached under ``cache_dir``."""
     caps, docs, clips = select(data, seed)
@@ -288,7 +312,7 @@ def _chunks(items: list, n: int) -> list[list]:
     return [items[i : i + n] for i in range(0, len(items), n)]
 
 
-def photo_concepts(captions: list[list[str]], min_captions: int = 2) -> np.ndarray:
+def photo_concepts(captions: list[list[str]], min_captions: int = 1) -> np.ndarray:
     """[photos, concepts] bool: the concept's regex matches at least ``min_captions`` captions."""
     out = np.zeros((len(captions), len(CONCEPTS)), dtype=bool)
     for j, (_, pattern, _) in enumerate(CONCEPTS):
