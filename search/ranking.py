@@ -198,8 +198,8 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
     qmod = query_modality(index.catalog, query)
     scales = calibration()
     auto = query.min_score == "auto"
-    least = scales.shipped.auto_floor if auto else query.min_score  # the least kept relevance
-    assert not isinstance(least, str)
+    # the least relevance kept: the auto cutoff's floor, or the threshold asked
+    least = scales.shipped.auto_floor if query.min_score == "auto" else query.min_score
     floor = scales.floor(qmod, least) if least is not None else None
     keyword = _keyword_lists(index, query, allowed)
 
@@ -229,7 +229,7 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
             return rank(index, query, given, calibration=calibration, sample=sample, fused=fused,
                         full_filter=True)
         if auto and (exhausted or len(hits) >= max(want, AUTO_POOL)):
-            return sort_hits(cut_auto(hits, least), query.sort)[query.offset : want]
+            return sort_hits(cut_auto(hits, scales.shipped.auto_floor), query.sort)[query.offset : want]
         # sorting other than by relevance orders every kept hit (up to SORT_POOL)
         whole = least is not None and query.sort != "relevance"
         if not auto and (exhausted or len(hits) >= (max(want, SORT_POOL) if whole else want)):

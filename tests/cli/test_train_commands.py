@@ -24,3 +24,9 @@ def test_train_commands_default_to_the_training_configs():
     args = parser.parse_args(["train-audio", "--manifest", "m.csv", "--out", "a.pt"])
     assert (args.epochs, args.lr, args.crop_s, args.per_epoch_clips) == (
         TrainConfig.epochs, TrainConfig.lr, TrainConfig.crop_s, TrainConfig.per_epoch_clips)
+
+
+def test_train_calibration_command_takes_its_options():
+    args = build_parser().parse_args(["train-calibration", "--out", "r.json", "--seed", "3"])
+    assert args.out.name == "r.json" and args.seed == 3 and args.model == "bundled"
+    assert args.func.__name__ == "run_calibration"
