@@ -129,15 +129,24 @@ def log_loss(model: PlattModel, cos: np.ndarray, gap: np.ndarray, y: np.ndarray,
 
 
 def fit_models(judged: dict[str, Judged], use_gap: bool = True) -> dict[str, PlattModel]:
+    """A Platt model per query type. Relevance must grow with the cosine and fall with the gap
+    to the best hit (the ranking's cosine floor relies on it): a type whose two features fit
+    otherwise (they are correlated) is refitted on the cosine alone, and a type whose cosine
+    does not separate its relevant hits is left to the index's own scale."""
     models = {}
     for name, j in judged.items():
         cos, gap, y, w = j.features()
         if y.sum() < 5:
             log.warning("%s: only %d relevant pairs; left to the index's own calibration", name, int(y.sum()))
             continue
-        x = np.stack([cos, gap], axis=1) if use_gap else cos[:, None]
-        beta = fit_platt(x, y, w)
-        models[name] = PlattModel(float(beta[0]), float(beta[1]) if use_gap else 0.0, float(beta[-1]))
+        beta = fit_platt(np.stack([cos, gap], axis=1), y, w) if use_gap else None
+        if beta is None or beta[0] <= 0 or beta[1] < 0:
+            a, c = fit_platt(cos[:, None], y, w)
+            beta = np.array([a, 0.0, c])
+        if beta[0] <= 0:
+            log.warning("%s: relevance does not grow with the cosine; left to the index's own calibration", name)
+            continue
+        models[name] = PlattModel(float(beta[0]), float(beta[1]), float(beta[2]))
     return models
 
 
