@@ -217,6 +217,8 @@ class PlattModel:
         x = min(max(self.a * cos + self.b * gap + self.c, -60.0), 60.0)
         return 1.0 / (1.0 + math.exp(-x))
 
+    relevance_one = probability_one  # the name an index's ``Scale`` answers to
+
     def raw(self, relevance: float) -> float:
         """The least cosine at which a hit can reach ``relevance`` (at gap 0: the best case)."""
         r = min(max(relevance, 1e-6), 1 - 1e-6)
