@@ -7,8 +7,13 @@ import argparse
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cli.common import add_model_arg, print_json, settings_from
+
+if TYPE_CHECKING:
+    from search.encoders.base import Encoder
+    from search.settings import Settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,7 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_eval_mixed)
 
 
-def _index(corpus: Path, db: Path, settings, encoder, reindex: bool, quiet: bool) -> None:
+def _index(corpus: Path, db: Path, settings: Settings, encoder: Encoder, reindex: bool,
+           quiet: bool) -> None:
     from indexer import index_paths
     from search.index import Index
 
@@ -89,7 +95,7 @@ def run_eval_mixed(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_table(result: dict) -> None:
+def _print_table(result: dict[str, Any]) -> None:
     c = result["corpus"]
     print(f"{result['model']} on {c['image']} photos, {c['audio']} clips, {c['text']} texts; "
           f"{result['queries']} queries")

@@ -103,11 +103,17 @@ def _texts(data: Path) -> list[tuple[Path, CorpusItem]]:
     return out
 
 
+def select_corpus(data: Path) -> list[tuple[Path, CorpusItem]]:
+    """(source file, corpus item) for every file of the corpus, in corpus order."""
+    data = Path(data)
+    return _photos(data) + _sounds(data) + _texts(data)
+
+
 def build_corpus(data: Path, out: Path) -> list[CorpusItem]:
     """Copy the corpus into ``out`` (files already there with the right size are kept) and
     write its ``corpus.csv``. Returns the items."""
-    data, out = Path(data), Path(out)
-    chosen = _photos(data) + _sounds(data) + _texts(data)
+    out = Path(out)
+    chosen = select_corpus(data)
     for src, item in chosen:
         dst = out / item.path
         if dst.exists() and dst.stat().st_size == src.stat().st_size:

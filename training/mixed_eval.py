@@ -187,12 +187,12 @@ def evaluate_mixed(
     absent_best: list[float] = []
     absent_rows = []
     for n, q in enumerate(absent, len(main) + 1):
-        hits = engine.search(Query.text(q.query, k=TOP, filters=Filters(modality=["audio"]))).hits
-        if hits:
-            best = max(float(h.extra.get("relevance", 0.0)) for h in hits)
+        clips = engine.search(Query.text(q.query, k=TOP, filters=Filters(modality=["audio"]))).hits
+        if clips:
+            best = max(float(h.extra.get("relevance", 0.0)) for h in clips)
             absent_best.append(best)
             absent_rows.append({"id": q.id, "query": q.query, "best_relevance": round(best, 4),
-                                "best_path": Path(hits[0].path).name})
+                                "best_path": Path(clips[0].path).name})
         if progress:
             progress(n, total)
     return {
@@ -244,12 +244,13 @@ def _cutoffs(full: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]],
     per-query oracle, and the auto cutoff's."""
     out: dict[str, Any] = {}
     for name, col, grid in (("relevance", 0, RELEVANCE_GRID), ("cosine", 1, COSINE_GRID)):
-        curves = np.stack([f1_curve(f[col], f[2], f[3], grid) for f in full])
+        curves = np.stack([f1_curve((rel if col == 0 else cos), flags, n, grid)
+                           for rel, cos, flags, n in full])
         mean = curves.mean(axis=0)
         best = int(mean.argmax())
         out[f"best_global_{name}"] = {"f1": round(float(mean[best]), 4),
                                       "threshold": round(float(grid[best]), 4)}
     out["oracle_per_query"] = round(float(np.mean(
-        [oracle_f1(f[0], f[2], f[3]) for f in full])), 4)
+        [oracle_f1(rel, flags, n) for rel, _, flags, n in full])), 4)
     out["auto"] = round(float(np.mean(auto_f1)), 4) if auto_f1 is not None else None
     return out

@@ -4,7 +4,8 @@ how each query judges the corpus.
 One JSON object a line: ``id``, ``type`` (photo | sound | topic | mixed | absent_audio),
 ``query`` (the text typed) and ``judge``, the rule per modality: ``image`` a regex searched in
 each of a photo's captions (relevant when any caption matches), ``audio`` a list of labels,
-``text`` a regex searched in a text's title and body. A modality the judge does not name has
+``text`` a regex searched in a text's title and body. A list of regexes instead of one means
+all of them (in the same caption). A modality the judge does not name has
 nothing relevant in it. Regexes are case-insensitive. ``absent_audio`` queries ask for sounds
 whose class is not in the corpus; they are measured apart (``absent_audio`` in the report).
 """
@@ -28,28 +29,32 @@ class MixedQuery:
     id: str
     type: str
     query: str
-    image: re.Pattern[str] | None = None
+    image: tuple[re.Pattern[str], ...] = ()
     audio: frozenset[str] = field(default_factory=frozenset)
-    text: re.Pattern[str] | None = None
+    text: tuple[re.Pattern[str], ...] = ()
 
     def relevant(self, item: CorpusItem) -> bool:
         """Whether ``item`` answers this query by its rule for the item's modality."""
         if item.modality == "image":
-            return self.image is not None and any(
-                self.image.search(c) for c in item.text.splitlines()
-            )
+            return bool(self.image) and any(_all(self.image, c) for c in item.text.splitlines())
         if item.modality == "audio":
             return item.label in self.audio
         if item.modality == "text":
-            return self.text is not None and self.text.search(item.text) is not None
+            return bool(self.text) and _all(self.text, item.text)
         return False
 
 
-def _compile(pattern: object, where: str) -> re.Pattern[str] | None:
+def _all(patterns: tuple[re.Pattern[str], ...], text: str) -> bool:
+    return all(p.search(text) for p in patterns)
+
+
+def _compile(pattern: object, where: str) -> tuple[re.Pattern[str], ...]:
     if pattern is None:
-        return None
+        return ()
     try:
-        return re.compile(str(pattern), re.IGNORECASE)
+        if isinstance(pattern, list):
+            return tuple(re.compile(str(p), re.IGNORECASE) for p in pattern)
+        return (re.compile(str(pattern), re.IGNORECASE),)
     except re.error as exc:
         raise BadRequest(f"{where}: bad regex {pattern!r}: {exc}") from None
 
