@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DEMO_DB := .cache/demo-index
 
-.PHONY: setup demo lint test test-fast browser-deps test-deps bench clean
+.PHONY: setup demo lint test test-fast browser-deps test-deps pg-deps bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,12 @@ demo: setup
 browser-deps:
 	@bash scripts/ensure-chromium.sh
 
-test-deps:
+test-deps: pg-deps
 	@bash scripts/ensure-fonts.sh
+
+# a PostgreSQL server for the catalog tests (apt-get as root when initdb is missing)
+pg-deps:
+	@bash scripts/ensure-postgres.sh
 
 # ruff's rules and mypy's settings are in pyproject.toml
 lint: setup

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import sys
 from typing import Any
 
-from search.errors import BadRequest
 from search.settings import Settings, get_settings
 
 
 def add_db_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--db", help="index directory (default: $CROSSFIND_DB or ~/.local/share/crossfind/index)")
+    parser.add_argument(
+        "--catalog",
+        help="PostgreSQL catalog URL postgresql://USER@HOST:PORT/DB for a new index (default: "
+        "$CROSSFIND_CATALOG, else SQLite in the index folder); the folder records it without the "
+        "password, which comes from this URL, PGPASSWORD or ~/.pgpass",
+    )
 
 
 def add_model_arg(parser: argparse.ArgumentParser) -> None:
@@ -26,7 +30,7 @@ def add_model_arg(parser: argparse.ArgumentParser) -> None:
 
 def settings_from(args: argparse.Namespace) -> Settings:
     """Settings from the environment with the flags this subcommand has on top."""
-    keys = ("db", "model", "batch_size", "workers", "host", "port")
+    keys = ("db", "model", "batch_size", "workers", "host", "port", "catalog")
     return get_settings(**{k: getattr(args, k, None) for k in keys})
 
 
@@ -56,16 +60,9 @@ def load_extra_encoders() -> None:
     """Call the ``module:function`` hooks listed (comma-separated) in
     ``settings.extra_encoders`` ($CROSSFIND_EXTRA_ENCODERS), each registering encoder families; the tests register their
     fake encoder this way (``tests.fakes:register``) to drive the real CLI in a subprocess."""
-    for spec in filter(None, get_settings().extra_encoders.split(",")):
-        module, _, func = spec.strip().partition(":")
-        try:
-            hook = getattr(importlib.import_module(module), func or "register")
-        except (ImportError, AttributeError) as exc:
-            raise BadRequest(
-                f"CROSSFIND_EXTRA_ENCODERS names {spec!r}, which cannot be loaded ({exc}); "
-                "fix PYTHONPATH or unset the variable"
-            ) from None
-        hook()
+    from search.encoders.registry import load_hooks
+
+    load_hooks(get_settings().extra_encoders)
 
 
 def print_mapping(obj: dict[str, Any], as_json: bool, width: int = 12) -> None:

@@ -94,7 +94,7 @@ def _open_engine(args: argparse.Namespace):
     from search.index import Index
 
     settings = settings_from(args)
-    index = Index.open(settings.db, encoder=args.model)
+    index = Index.open(settings.db, encoder=args.model, catalog_url=settings.catalog)
     encoder = create_encoder(index.manifest.encoder, settings.cache_dir)
     engine = Engine(
         index, encoder, settings.max_image_pixels, settings.max_query_audio_s,
@@ -232,7 +232,7 @@ def run_info(args: argparse.Namespace) -> int:
     from search.index import Index
 
     settings = settings_from(args)
-    with Index.open(settings.db) as index:
+    with Index.open(settings.db, catalog_url=settings.catalog) as index:
         info = index.info()
     print_mapping(info, args.json)
     return 0

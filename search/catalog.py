@@ -1,26 +1,35 @@
-"""The SQLite catalog (SQLAlchemy 2.0): files, their deduplicated contents, and segments.
+"""The catalog (SQLAlchemy 2.0; SQLite, or PostgreSQL by ``--catalog``): files, their
+deduplicated contents, and segments.
 
 A *content* is one distinct byte string (by sha256); every *file* path that holds it points to
 it, so identical files are embedded and stored once. A content has one or more *segments* (the
 whole image, a text passage, an audio window); a segment's id is its vector id in the store.
-Segment ids come from AUTOINCREMENT and are never reused, so a stale vector can never be taken
-for a new row.
+Segment ids come from AUTOINCREMENT (a sequence on PostgreSQL) and are never reused, so a stale
+vector can never be taken for a new row. The schema is made and versioned by Alembic
+(``search.migrate``); ``search.dialect`` holds what differs between the engines.
+
+Concurrency: one writer per catalog (``lock_writer``: the index folder's lock file for SQLite,
+an advisory lock on PostgreSQL) and any number of readers. Every batch is one transaction, so
+a reader sees a batch whole or not at all; on PostgreSQL each write statement also locks the
+version-counter row (a trigger) until commit, so write transactions commit in the order they
+take ids and a reader catching up by "ids above the last one seen" misses none.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sqlalchemy import (
+    BigInteger,
     Float,
     ForeignKey,
     Integer,
@@ -35,17 +44,32 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from search.errors import Conflict
+from search import migrate
+from search.dialect import (
+    PG_FTS_INSERT,
+    POSTGRES_SQL,
+    SQLITE_SQL,
+    CatalogTarget,
+    PgReader,
+    connect_args,
+    fts_words,
+    pg_integrity_error,
+    to_pyformat,
+)
+from search.errors import Conflict, ServiceUnavailable
 from search.paths import ESC, from_db, shown, to_db
 
 # 2: vectors live in the catalog (table ``vectors``, written in the rows' transaction), deletes
 # leave tombstones, a version counter moves on every change, filter columns are indexed
 SCHEMA_VERSION = 2
+# 64-bit on PostgreSQL (sizes, nanosecond mtimes); INTEGER on SQLite (the rowid alias)
+BigInt = BigInteger().with_variant(Integer(), "sqlite")
+# paths compare by code point on both engines (prefix ranges, the hit lookup's order)
+PathText = Text().with_variant(Text(collation="C"), "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -61,12 +85,12 @@ class Meta(Base):
 class Content(Base):
     __tablename__ = "contents"
     __table_args__ = {"sqlite_autoincrement": True}
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     modality: Mapped[str] = mapped_column(String(8), index=True)
-    size: Mapped[int] = mapped_column(Integer)
-    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    size: Mapped[int] = mapped_column(BigInt)
+    width: Mapped[int | None] = mapped_column(BigInt, nullable=True)
+    height: Mapped[int | None] = mapped_column(BigInt, nullable=True)
     duration_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[float] = mapped_column(Float, default=time.time)
 
@@ -74,40 +98,36 @@ class Content(Base):
 class File(Base):
     __tablename__ = "files"
     __table_args__ = {"sqlite_autoincrement": True}
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    path: Mapped[str] = mapped_column(Text, unique=True, index=True)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    path: Mapped[str] = mapped_column(PathText, unique=True, index=True)
     content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"), index=True)
-    size: Mapped[int] = mapped_column(Integer)
-    mtime_ns: Mapped[int] = mapped_column(Integer)
+    size: Mapped[int] = mapped_column(BigInt)
+    mtime_ns: Mapped[int] = mapped_column(BigInt)
     indexed_at: Mapped[float] = mapped_column(Float, default=time.time)
 
 
 class Segment(Base):
     __tablename__ = "segments"
     __table_args__ = {"sqlite_autoincrement": True}
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)
     content_id: Mapped[int] = mapped_column(ForeignKey("contents.id", ondelete="CASCADE"), index=True)
-    ordinal: Mapped[int] = mapped_column(Integer, default=0)
+    ordinal: Mapped[int] = mapped_column(BigInt, default=0)
     text: Mapped[str | None] = mapped_column(Text, nullable=True)
-    char_start: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    char_end: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    char_start: Mapped[int | None] = mapped_column(BigInt, nullable=True)
+    char_end: Mapped[int | None] = mapped_column(BigInt, nullable=True)
     start_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     end_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     # documents: the 1-based page; videos: "frame" or "sound"; text read off an image: ocr = 1
-    page: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    page: Mapped[int | None] = mapped_column(BigInt, nullable=True)
     stream: Mapped[str | None] = mapped_column(String(8), nullable=True)
-    ocr: Mapped[int | None] = mapped_column(Integer, nullable=True)
-
-
-# columns added after schema v1 shipped: an older index gains them (NULL) when opened
-_ADDED_SEGMENT_COLUMNS = {"page": "INTEGER", "stream": "VARCHAR(8)", "ocr": "INTEGER"}
+    ocr: Mapped[int | None] = mapped_column(BigInt, nullable=True)
 
 
 class Vector(Base):
     """A segment's embedding (float32 bytes), committed in the same transaction as its row."""
 
     __tablename__ = "vectors"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # the segment id
+    id: Mapped[int] = mapped_column(BigInt, primary_key=True)  # the segment id
     vec: Mapped[bytes] = mapped_column(LargeBinary)
 
 
@@ -116,8 +136,8 @@ class Tombstone(Base):
 
     __tablename__ = "tombstones"
     __table_args__ = {"sqlite_autoincrement": True}
-    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
-    segment_id: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(BigInt, primary_key=True)
+    segment_id: Mapped[int] = mapped_column(BigInt)
 
 
 class Counter(Base):
@@ -125,26 +145,14 @@ class Counter(Base):
 
     __tablename__ = "counters"
     name: Mapped[str] = mapped_column(String, primary_key=True)
-    value: Mapped[int] = mapped_column(Integer)
+    value: Mapped[int] = mapped_column(BigInt)
 
 
-# triggers keep the durable-vector invariants whatever path deletes rows: a segment's vector
-# leaves with it (and a tombstone records it), and every change moves the version counter
-_BUMP = "UPDATE counters SET value = value + 1 WHERE name = 'catalog';"
-_TRIGGERS = (
-    "CREATE TRIGGER IF NOT EXISTS segments_ad AFTER DELETE ON segments BEGIN "
-    "DELETE FROM vectors WHERE id = old.id; "
-    "INSERT INTO tombstones (segment_id) VALUES (old.id); " + _BUMP + " END",
-    "CREATE TRIGGER IF NOT EXISTS segments_ai AFTER INSERT ON segments BEGIN " + _BUMP + " END",
-    "CREATE TRIGGER IF NOT EXISTS vectors_ai AFTER INSERT ON vectors BEGIN " + _BUMP + " END",
-    "CREATE TRIGGER IF NOT EXISTS files_ai AFTER INSERT ON files BEGIN " + _BUMP + " END",
-    "CREATE TRIGGER IF NOT EXISTS files_ad AFTER DELETE ON files BEGIN " + _BUMP + " END",
-    "CREATE TRIGGER IF NOT EXISTS files_au AFTER UPDATE ON files BEGIN " + _BUMP + " END",
-    # filters read these by range instead of scanning the tables
-    "CREATE INDEX IF NOT EXISTS ix_files_mtime_ns ON files (mtime_ns)",
-    "CREATE INDEX IF NOT EXISTS ix_files_size ON files (size)",
-    "CREATE INDEX IF NOT EXISTS ix_contents_duration_s ON contents (duration_s)",
-)
+# the triggers (search/migrations) move this counter on every change; a meta row that readers
+# must see moves it by hand
+_BUMP = "UPDATE counters SET value = value + 1 WHERE name = 'catalog'"
+# pg_advisory_lock key of a PostgreSQL catalog's one writer (a database holds one catalog)
+_WRITER_LOCK = 0x63660001
 
 
 @dataclass
@@ -221,31 +229,44 @@ class FileState:
 class Catalog:
     """All SQL of crossfind lives here."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.engine = create_engine(f"sqlite:///{self.path}", future=True)
-        event.listen(self.engine, "connect", _sqlite_pragmas)
+    def __init__(self, target: Path | CatalogTarget) -> None:
+        """Open (and create or upgrade) the catalog: a SQLite file, or ``target``'s database.
+
+        Raises:
+            ServiceUnavailable: the PostgreSQL server cannot be reached or refuses the login.
+            Conflict: the catalog was made by a newer crossfind.
+        """
+        if not isinstance(target, CatalogTarget):
+            target = CatalogTarget(sqlite_path=Path(target))
+        self.target = target
+        self.postgres = target.postgres
+        # the SQLite file (PostgreSQL: the URL sans password, as ``target.public`` names it)
+        self.path = target.sqlite_path if target.sqlite_path is not None else Path(target.public)
+        self.engine = create_engine(target.sqlalchemy_url, **connect_args(target))
+        if not self.postgres:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._q = to_pyformat if self.postgres else _same
+        self._sql = POSTGRES_SQL if self.postgres else SQLITE_SQL
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: list[Any] = []
         self._readers_lock = threading.Lock()
-        Base.metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
-            conn.execute(
-                text(
-                    "CREATE VIRTUAL TABLE IF NOT EXISTS passages_fts USING fts5("
-                    "body, name, tokenize='unicode61 remove_diacritics 2')"
-                )
-            )
-            have = {row[1] for row in conn.exec_driver_sql("PRAGMA table_info(segments)")}
-            for name, sql_type in _ADDED_SEGMENT_COLUMNS.items():
-                if name not in have:
-                    conn.exec_driver_sql(f"ALTER TABLE segments ADD COLUMN {name} {sql_type}")
-            conn.exec_driver_sql("INSERT OR IGNORE INTO counters (name, value) VALUES ('catalog', 0)")
-            for trigger in _TRIGGERS:
-                conn.exec_driver_sql(trigger)
+        self._writer_lock: Any = None
+        try:
+            migrate.upgrade(self.engine)
+        except OperationalError as exc:
+            if self.postgres:
+                raise self._unreachable(exc) from None
+            raise
         self._check_schema()
         self._escape_paths()
+
+    def _unreachable(self, exc: BaseException) -> ServiceUnavailable:
+        first = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:300]
+        return ServiceUnavailable(
+            f"cannot open the catalog {self.target.public}: {first}; check the server, or give the "
+            "password in --catalog / CROSSFIND_CATALOG, PGPASSWORD or ~/.pgpass"
+        )
 
     # -- meta ---------------------------------------------------------------------------------
     def _check_schema(self) -> None:
@@ -302,11 +323,59 @@ class Catalog:
     def session(self) -> Session:
         return self._sessions()
 
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction. On PostgreSQL it first locks the version-counter row (moving
+        it) until commit, so write transactions run one at a time and commit in the order
+        they take segment ids and tombstone numbers: a reader catching up by "ids above the
+        last seen" can miss none. (SQLite's single write lock does this by itself.)"""
+        with self.engine.begin() as conn:
+            if self.postgres:
+                conn.exec_driver_sql(_BUMP)
+            yield conn
+
+    @contextmanager
+    def _writing_session(self) -> Iterator[Session]:
+        """``_writing`` as an ORM session."""
+        with self.session() as s, s.begin():
+            if self.postgres:
+                s.execute(text(_BUMP))
+            yield s
+
+    def refresh_statistics(self) -> None:
+        """After a writing run on PostgreSQL: ANALYZE, so the planner knows the new row counts
+        at once (a fresh catalog's keyword search otherwise scans the table until autovacuum
+        gets to it). SQLite plans without statistics."""
+        if self.postgres and self._writer_lock is not None:
+            self._writer_lock.execute("ANALYZE")
+
+    def lock_writer(self) -> bool:
+        """Take the one-writer lock of a PostgreSQL catalog until ``close`` (a session advisory
+        lock on a connection of its own: a crashed writer's lock goes with its connection).
+        False: another process writes. SQLite needs none: the index folder's lock file is it."""
+        if not self.postgres or self._writer_lock is not None:
+            return True
+        import psycopg
+
+        try:
+            con = psycopg.connect(self.target.libpq(), autocommit=True)
+        except psycopg.OperationalError as exc:
+            raise self._unreachable(exc) from None
+        got = con.execute("SELECT pg_try_advisory_lock(%s)", (_WRITER_LOCK,)).fetchone()
+        if not (got and got[0]):
+            con.close()
+            return False
+        self._writer_lock = con
+        return True
+
     def close(self) -> None:
         with self._readers_lock:
             readers, self._readers = self._readers, []
         for con in readers:
             con.close()
+        if self._writer_lock is not None:
+            self._writer_lock.close()
+            self._writer_lock = None
         self._local = threading.local()
         self.engine.dispose()
 
@@ -343,49 +412,96 @@ class Catalog:
         if vectors is not None and len(vectors) != n_segments:
             raise ValueError(f"{len(vectors)} vectors for {n_segments} segments")
         now = time.time()
-        with self.engine.begin() as conn:
-            run = conn.exec_driver_sql
-            for item in items:
-                cid = run(
-                    "INSERT INTO contents (sha256, modality, size, width, height, duration_s,"
-                    " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (item.sha256, item.modality, item.size, item.width, item.height,
-                     item.duration_s, now),
-                ).lastrowid
-                seg_ids = [
-                    run(
-                        "INSERT INTO segments (content_id, ordinal, text, char_start, char_end,"
-                        " start_s, end_s, page, stream, ocr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (cid, i, seg.text, seg.char_start, seg.char_end, seg.start_s, seg.end_s,
-                         seg.page, seg.stream, 1 if seg.ocr else None),
-                    ).lastrowid
-                    for i, seg in enumerate(item.segments)
-                ]
-                if item.files:  # a path already present is re-pointed
-                    run(
-                        "INSERT INTO files (path, content_id, size, mtime_ns, indexed_at)"
-                        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (path) DO UPDATE SET"
-                        " content_id = excluded.content_id, size = excluded.size,"
-                        " mtime_ns = excluded.mtime_ns, indexed_at = excluded.indexed_at",
-                        [(to_db(p), cid, fsize, mtime, now) for p, fsize, mtime in item.files],
-                    )
-                if seg_ids:
-                    name = " ".join(shown(os.path.basename(p)) for p, _, _ in item.files)
-                    run(
-                        "INSERT INTO passages_fts (rowid, body, name) VALUES (?, ?, ?)",
-                        [(sid, seg.text or "", name) for sid, seg in zip(seg_ids, item.segments)],
-                    )
-                out.append((int(cid), [int(x) for x in seg_ids]))
+        with self._writing() as conn:
+            if self.postgres:
+                out = self._add_contents_batched(conn, items, n_segments, now)
+            else:
+                out = self._add_contents_row_by_row(conn, items, now)
             if vectors is not None:
                 ids = [i for _, seg_ids in out for i in seg_ids]
-                _insert_vectors(_raw(conn), ids, vectors)
+                self._insert_vectors(conn, ids, vectors)
         return out
+
+    def _add_contents_row_by_row(self, conn: Connection, items: Sequence[NewContent],
+                                 now: float) -> list[tuple[int, list[int]]]:
+        """SQLite: each row's id from its insert (no round trips to save in-process)."""
+        out: list[tuple[int, list[int]]] = []
+        run = conn.exec_driver_sql
+        for item in items:
+            cid = int(run(_INSERT_CONTENT, _content_row(item, now)).lastrowid)
+            seg_ids = [
+                int(run(_INSERT_SEGMENT, _segment_row(cid, i, seg)).lastrowid)
+                for i, seg in enumerate(item.segments)
+            ]
+            if item.files:
+                run(_INSERT_FILE, _file_rows(item, cid, now))
+            if seg_ids:
+                name = _fts_name(item)
+                run("INSERT INTO passages_fts (rowid, body, name) VALUES (?, ?, ?)",
+                    [(sid, seg.text or "", name) for sid, seg in zip(seg_ids, item.segments)])
+            out.append((cid, seg_ids))
+        return out
+
+    def _add_contents_batched(self, conn: Connection, items: Sequence[NewContent], n_segments: int,
+                              now: float) -> list[tuple[int, list[int]]]:
+        """PostgreSQL: the batch's ids from the sequences in two queries (the caller holds the
+        counter lock, so they are the next ones), then one pipelined executemany per table:
+        a round trip per row cost 5x the write time."""
+        out: list[tuple[int, list[int]]] = []
+        cids = self._next_ids(conn, "contents_id_seq", len(items))
+        sids = iter(self._next_ids(conn, "segments_id_seq", n_segments))
+        contents: list[tuple] = []
+        segments: list[tuple] = []
+        files: list[tuple] = []
+        fts: list[tuple] = []
+        for item, cid in zip(items, cids):
+            seg_ids = [next(sids) for _ in item.segments]
+            contents.append((cid, *_content_row(item, now)))
+            segments.extend((sid, *_segment_row(cid, i, seg)) for i, (sid, seg) in enumerate(
+                zip(seg_ids, item.segments)))
+            files.extend(_file_rows(item, cid, now))
+            name = _fts_name(item)
+            fts.extend((sid, seg.text or "", name, " ".join(fts_words((seg.text or "") + " " + name)))
+                       for sid, seg in zip(seg_ids, item.segments))
+            out.append((cid, seg_ids))
+        with conn.connection.driver_connection.cursor() as cur:  # type: ignore[union-attr]
+            cur.executemany(_with_id(_INSERT_CONTENT), contents)
+            cur.executemany(_with_id(_INSERT_SEGMENT), segments)
+            if files:
+                cur.executemany(to_pyformat(_INSERT_FILE), files)
+            if fts:
+                cur.executemany(PG_FTS_INSERT, fts)
+        return out
+
+    @staticmethod
+    def _next_ids(conn: Connection, sequence: str, n: int) -> list[int]:
+        if n == 0:
+            return []
+        rows = conn.exec_driver_sql(
+            f"SELECT nextval('{sequence}') FROM generate_series(1, %s)", (n,)
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+    def _insert_vectors(self, conn: Connection, ids: Sequence[int], vectors: np.ndarray) -> None:
+        vectors = np.ascontiguousarray(vectors, dtype="<f4")
+        if vectors.ndim != 2 or len(vectors) != len(ids):
+            raise ValueError(f"{len(ids)} ids for vectors of shape {vectors.shape}")
+        rows = zip((int(i) for i in ids), (row.tobytes() for row in vectors))
+        raw = conn.connection.driver_connection
+        try:
+            if self.postgres:
+                with raw.cursor() as cur:  # type: ignore[union-attr]
+                    cur.executemany("INSERT INTO vectors (id, vec) VALUES (%s, %s)", rows)
+            else:
+                raw.executemany("INSERT INTO vectors (id, vec) VALUES (?, ?)", rows)  # type: ignore[union-attr]
+        except (sqlite3.IntegrityError, pg_integrity_error()):
+            raise ValueError("vector ids must be new and distinct") from None
 
     # -- vectors (the durable copy the vector store is derived from) --------------------------
     def put_vectors(self, ids: Sequence[int], vectors: np.ndarray) -> None:
         """Store the vectors of existing segments (ids must not have one yet)."""
-        with self.engine.begin() as conn:
-            _insert_vectors(_raw(conn), ids, vectors)
+        with self._writing() as conn:
+            self._insert_vectors(conn, ids, vectors)
 
     def get_vectors(self, ids: Sequence[int] | np.ndarray, dim: int) -> tuple[np.ndarray, np.ndarray]:
         """(ids found, float32[n, dim]) in the order asked; ids without a vector are left out."""
@@ -393,7 +509,7 @@ class Catalog:
         found: dict[int, bytes] = {}
         con = self._reader()
         for chunk in _chunks(wanted, 5000):
-            found.update(con.execute(_VECTORS_SQL, (json.dumps(list(chunk)),)).fetchall())
+            found.update(con.execute(self._sql["vectors"], (self._sql["ids"](list(chunk)),)).fetchall())
         got = [i for i in wanted if i in found]
         return np.array(got, dtype=np.int64), _decode([found[i] for i in got], dim)
 
@@ -417,7 +533,7 @@ class Catalog:
         """What changed since a reader's state, read in one snapshot: vectors with a higher
         id, and the segments deleted (tombstones) after ``after_seq``."""
         con = self._reader()
-        con.execute("BEGIN")
+        con.execute(self._sql["snapshot"])
         try:
             rows = con.execute(
                 "SELECT id, vec FROM vectors WHERE id > ? ORDER BY id", (after_id,)
@@ -447,8 +563,8 @@ class Catalog:
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     def prune_tombstones(self, upto_seq: int) -> None:
-        with self.engine.begin() as conn:
-            conn.exec_driver_sql("DELETE FROM tombstones WHERE seq <= ?", (upto_seq,))
+        with self._writing() as conn:
+            conn.exec_driver_sql(self._q("DELETE FROM tombstones WHERE seq <= ?"), (upto_seq,))
 
     def rows_without_vectors(self) -> np.ndarray:
         """Segment ids whose vector never reached the catalog (a crash between the two
@@ -465,31 +581,33 @@ class Catalog:
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     def delete_vectors(self, ids: Sequence[int]) -> None:
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             for chunk in _chunks([int(i) for i in ids], 500):
                 conn.exec_driver_sql(
-                    f"DELETE FROM vectors WHERE id IN ({','.join('?' * len(chunk))})", tuple(chunk)
+                    self._q(f"DELETE FROM vectors WHERE id IN ({','.join('?' * len(chunk))})"), tuple(chunk)
                 )
 
     def set_meta_and_bump(self, key: str, value: str) -> None:
         """``set_meta`` that also moves the version counter (readers then reload)."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.exec_driver_sql(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
-                "value = excluded.value", (key, value),
+                self._q("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET "
+                        "value = excluded.value"), (key, value),
             )
             conn.exec_driver_sql(_BUMP)
 
     def link_file(self, path: str, content_id: int, size: int, mtime_ns: int) -> None:
         """Point ``path`` at an existing content (a duplicate or an unchanged touched file)."""
-        with self.session() as s, s.begin():
+        name = shown(os.path.basename(path))
+        with self._writing_session() as s:
             self._upsert_file(s, path, content_id, size, mtime_ns)
             s.execute(
                 text(
-                    "UPDATE passages_fts SET name = name || ' ' || :n WHERE rowid IN "
-                    "(SELECT id FROM segments WHERE content_id = :c) AND instr(name, :n) = 0"
+                    f"UPDATE passages_fts SET name = name || ' ' || :n{self._sql['more_words']} "
+                    "WHERE rowid IN (SELECT id FROM segments WHERE content_id = :c) AND "
+                    f"{self._sql['instr']}(name, :n) = 0"
                 ),
-                {"n": shown(os.path.basename(path)), "c": content_id},
+                {"n": name, "c": content_id, "w": " ".join(fts_words(name))},
             )
 
     def _upsert_file(self, s: Session, path: str, content_id: int, size: int, mtime: int) -> None:
@@ -511,7 +629,7 @@ class Catalog:
         paths = [to_db(p) for p in paths]
         if not paths:
             return []
-        with self.session() as s, s.begin():
+        with self._writing_session() as s:
             content_ids: set[int] = set()
             for chunk in _chunks(paths, 500):
                 content_ids.update(s.scalars(select(File.content_id).where(File.path.in_(chunk))))
@@ -521,7 +639,7 @@ class Catalog:
     def remove_contents(self, content_ids: Iterable[int]) -> list[int]:
         """Delete contents (and their files and segments). Returns the segment ids dropped."""
         content_ids = set(content_ids)
-        with self.session() as s, s.begin():
+        with self._writing_session() as s:
             for chunk in _chunks(sorted(content_ids), 500):
                 s.execute(delete(File).where(File.content_id.in_(chunk)))
             return self._drop_orphan_contents(s, content_ids)
@@ -559,8 +677,8 @@ class Catalog:
         with self.engine.connect() as conn:
             for chunk in _chunks(list(dict.fromkeys(shas)), 500):
                 rows = conn.exec_driver_sql(
-                    "SELECT sha256, id, modality FROM contents WHERE sha256 IN "
-                    f"({','.join('?' * len(chunk))})",
+                    self._q("SELECT sha256, id, modality FROM contents WHERE sha256 IN "
+                            f"({','.join('?' * len(chunk))})"),
                     tuple(chunk),
                 )
                 out.update((sha, (cid, modality)) for sha, cid, modality in rows)
@@ -645,7 +763,7 @@ class Catalog:
             return out
         con = self._reader()
         for chunk in _chunks(ids, 5000):
-            for row in con.execute(_SEGMENTS_SQL, (json.dumps(chunk),)).fetchall():
+            for row in con.execute(self._sql["segments"], (self._sql["ids"](list(chunk)),)).fetchall():
                 seg_id, (path, mtime_ns, file_size, sha256) = row[0], row[12:16]
                 info = out.get(seg_id)
                 if info is None:
@@ -664,25 +782,37 @@ class Catalog:
     def ids_where(self, query: Select[Any]) -> np.ndarray:
         """The integer column ``query`` selects, as int64, in one round trip: SQLite joins the
         ids into one string that numpy parses (500k ids in ~0.1 s, row by row took ~1 s)."""
-        compiled = query.compile(dialect=sqlite_dialect(), compile_kwargs={"literal_binds": True})
-        row = self._reader().execute(f"SELECT group_concat(id) FROM ({compiled})").fetchone()
+        compiled = query.compile(dialect=self.engine.dialect, compile_kwargs={"literal_binds": True})
+        row = self._reader().execute(self._sql["concat_ids"].format(compiled)).fetchone()
         if not row or not row[0]:
             return np.zeros(0, dtype=np.int64)
         return np.array(row[0].split(","), dtype=np.int64)
 
-    def _reader(self) -> sqlite3.Connection:
-        """This thread's plain sqlite3 connection for hot reads. Each statement runs in
-        autocommit, so it sees every committed write (WAL); a forked child opens its own."""
+    def _reader(self) -> Any:
+        """This thread's plain DB-API connection for hot reads (qmark SQL on both engines).
+        Each statement runs in autocommit, so it sees every committed write (WAL on SQLite);
+        a forked child opens its own."""
         con, pid = getattr(self._local, "reader", (None, 0))
         if con is None or pid != os.getpid():
-            # the connection stays on this thread; close() may run on another, hence no check
-            con = sqlite3.connect(str(self.path), check_same_thread=False)
-            con.execute("PRAGMA busy_timeout=10000")
-            # reads through a memory map: no read() call per page (hit lookup 0.35 -> 0.24 ms)
-            con.execute("PRAGMA mmap_size=268435456")
+            con = self._connect_reader()
             self._local.reader = (con, os.getpid())
             with self._readers_lock:
                 self._readers.append(con)
+        return con
+
+    def _connect_reader(self) -> Any:
+        if self.postgres:
+            import psycopg
+
+            try:
+                return PgReader(self.target.libpq())
+            except psycopg.OperationalError as exc:
+                raise self._unreachable(exc) from None
+        # the connection stays on this thread; close() may run on another, hence no check
+        con = sqlite3.connect(str(self.path), check_same_thread=False)
+        con.execute("PRAGMA busy_timeout=10000")
+        # reads through a memory map: no read() call per page (hit lookup 0.35 -> 0.24 ms)
+        con.execute("PRAGMA mmap_size=268435456")
         return con
 
     def counts(self) -> dict[str, Any]:
@@ -713,21 +843,45 @@ class Catalog:
             }
 
 
-# the hit lookup: segment + content + every file path (sorted), ids passed as one JSON array
-# so the statement text never changes and sqlite3 keeps it prepared
-_SEGMENTS_SQL = """
-SELECT s.id, s.content_id, c.modality, s.text, s.char_start, s.char_end, s.start_s, s.end_s,
-       c.size, c.width, c.height, c.duration_s, f.path, f.mtime_ns, f.size, c.sha256,
-       s.page, s.stream, s.ocr
-FROM segments s
-JOIN contents c ON c.id = s.content_id
-LEFT JOIN files f ON f.content_id = s.content_id
-WHERE s.id IN (SELECT value FROM json_each(?))
-ORDER BY s.id, f.path
-"""
+_INSERT_CONTENT = (
+    "INSERT INTO contents (sha256, modality, size, width, height, duration_s, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_SEGMENT = (
+    "INSERT INTO segments (content_id, ordinal, text, char_start, char_end, start_s, end_s, page,"
+    " stream, ocr) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+# a path already present is re-pointed
+_INSERT_FILE = (
+    "INSERT INTO files (path, content_id, size, mtime_ns, indexed_at) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (path) DO UPDATE SET content_id = excluded.content_id, size = excluded.size,"
+    " mtime_ns = excluded.mtime_ns, indexed_at = excluded.indexed_at"
+)
+def _content_row(item: NewContent, now: float) -> tuple:
+    return (item.sha256, item.modality, item.size, item.width, item.height, item.duration_s, now)
 
 
-_VECTORS_SQL = "SELECT id, vec FROM vectors WHERE id IN (SELECT value FROM json_each(?))"
+def _segment_row(content_id: int, ordinal: int, seg: SegmentIn) -> tuple:
+    return (content_id, ordinal, seg.text, seg.char_start, seg.char_end, seg.start_s, seg.end_s,
+            seg.page, seg.stream, 1 if seg.ocr else None)
+
+
+def _file_rows(item: NewContent, content_id: int, now: float) -> list[tuple]:
+    return [(to_db(p), content_id, size, mtime, now) for p, size, mtime in item.files]
+
+
+def _fts_name(item: NewContent) -> str:
+    """The file names a content's passages are also found by."""
+    return " ".join(shown(os.path.basename(p)) for p, _, _ in item.files)
+
+
+def _with_id(insert: str) -> str:
+    """``INSERT INTO t (a, ...) VALUES (?, ...)`` with the id given, in psycopg's style."""
+    return to_pyformat(insert.replace(" (", " (id, ", 1).replace("VALUES (", "VALUES (?, "))
+
+
+def _same(sql: str) -> str:
+    return sql
 
 
 @dataclass
@@ -740,26 +894,6 @@ class VectorChanges:
     last_seq: int
     version: int
     ann: str | None
-
-
-def _raw(conn: Connection) -> sqlite3.Connection:
-    """The sqlite3 connection under a SQLAlchemy one (inside its transaction)."""
-    raw = conn.connection.driver_connection
-    assert isinstance(raw, sqlite3.Connection)
-    return raw
-
-
-def _insert_vectors(con: sqlite3.Connection, ids: Sequence[int], vectors: np.ndarray) -> None:
-    vectors = np.ascontiguousarray(vectors, dtype="<f4")
-    if vectors.ndim != 2 or len(vectors) != len(ids):
-        raise ValueError(f"{len(ids)} ids for vectors of shape {vectors.shape}")
-    try:
-        con.executemany(
-            "INSERT INTO vectors (id, vec) VALUES (?, ?)",
-            zip((int(i) for i in ids), (row.tobytes() for row in vectors)),
-        )
-    except sqlite3.IntegrityError:
-        raise ValueError("vector ids must be new and distinct") from None
 
 
 def _decode(blobs: Sequence[bytes], dim: int) -> np.ndarray:

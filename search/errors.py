@@ -113,6 +113,7 @@ class DiskFull(CrossfindError):
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 _SQLITE_FULL = 13
+_PG_DISK_FULL = "53100"  # PostgreSQL SQLSTATE disk_full
 # opening a WAL database (readers too) maps its -shm file: on a full disk that fails so
 _SQLITE_IOERR_SHMSIZE = 4874
 
@@ -138,8 +139,21 @@ def is_disk_full(exc: BaseException | None) -> bool:
             return True
         if getattr(e, "sqlite_errorcode", None) in (_SQLITE_FULL, _SQLITE_IOERR_SHMSIZE):
             return True
+        if getattr(e, "sqlstate", None) == _PG_DISK_FULL:  # psycopg: the server's disk is full
+            return True
         text = str(e)
         if "No space left on device" in text or "database or disk is full" in text:
+            return True
+    return False
+
+
+def is_catalog_unreachable(exc: BaseException | None) -> bool:
+    """Whether ``exc``, or what it wraps, is a PostgreSQL catalog that cannot be reached (the
+    server down or restarting: psycopg's OperationalError), not a bug."""
+    for e in _chain(exc):
+        if type(e).__module__.startswith("psycopg") and any(
+            c.__name__ == "OperationalError" for c in type(e).__mro__
+        ):
             return True
     return False
 

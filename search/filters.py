@@ -16,6 +16,7 @@ import numpy as np
 from sqlalchemy import ColumnElement, exists, func, or_, select
 
 from search.catalog import Catalog, Content, File, Segment
+from search.dialect import glob_regex
 from search.paths import to_db
 from search.query import Filters
 
@@ -31,7 +32,7 @@ def _normalise_ext(ext: str) -> str:
     return ext.lower().lstrip(".")
 
 
-def _file_conditions(filters: Filters) -> list[ColumnElement[bool]]:
+def _file_conditions(filters: Filters, postgres: bool = False) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = []
     if filters.path_prefix:
         # a plain string prefix: "/photos/" is a folder, "/photos/IMG_" a name prefix; as a
@@ -43,7 +44,10 @@ def _file_conditions(filters: Filters) -> list[ColumnElement[bool]]:
         else:
             conds.append((File.path >= prefix) & (File.path < upper))
     if filters.path_glob:
-        conds.append(File.path.op("GLOB")(to_db(filters.path_glob)))
+        if postgres:  # no GLOB there: the same pattern as an anchored regular expression
+            conds.append(File.path.op("~")(glob_regex(to_db(filters.path_glob))))
+        else:
+            conds.append(File.path.op("GLOB")(to_db(filters.path_glob)))
     if filters.ext:
         exts = [_normalise_ext(e) for e in filters.ext if e.strip(". ")]
         if exts:
@@ -83,7 +87,7 @@ def allowed_segment_ids(catalog: Catalog, filters: Filters) -> np.ndarray | None
     """Sorted int64 segment ids passing ``filters``; None when nothing is filtered."""
     if filters.is_empty():
         return None
-    key = (str(catalog.path), filters.model_dump_json(), _catalog_version(catalog))
+    key = (catalog.target.public, filters.model_dump_json(), _catalog_version(catalog))
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
@@ -99,6 +103,10 @@ def filter_ids(catalog: Catalog, filters: Filters, candidates: np.ndarray) -> np
     return _query_ids(catalog, filters, candidates)
 
 
+def _content_filtered(filters: Filters) -> bool:
+    return bool(filters.modality) or filters.min_duration_s is not None or filters.max_duration_s is not None
+
+
 def _query_ids(catalog: Catalog, filters: Filters, within: np.ndarray | None = None) -> np.ndarray:
     q = select(Segment.id).join(Content, Content.id == Segment.content_id)
     if within is not None:
@@ -109,11 +117,15 @@ def _query_ids(catalog: Catalog, filters: Filters, within: np.ndarray | None = N
         q = q.where(Content.duration_s >= filters.min_duration_s)
     if filters.max_duration_s is not None:
         q = q.where(Content.duration_s <= filters.max_duration_s)
-    file_conds = _file_conditions(filters)
+    file_conds = _file_conditions(filters, catalog.postgres)
     if file_conds and within is not None:
         # a few candidates: each looks its files up by content id, no list of every file
         # passing the filter (that list took ~1 s under a broad size range)
         q = q.where(exists().where(File.content_id == Content.id, *file_conds))
+    elif file_conds and catalog.postgres and not _content_filtered(filters):
+        # PostgreSQL: the files' segments by their content_id index, no pass over contents
+        # (1.2 ms for 1% of 100k segments where the join took 6 ms)
+        q = select(Segment.id).where(Segment.content_id.in_(select(File.content_id).where(*file_conds)))
     elif file_conds:
         # one pass over the files table (IN subquery), not a correlated lookup per segment
         q = q.where(Content.id.in_(select(File.content_id).where(*file_conds)))

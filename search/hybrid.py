@@ -1,4 +1,5 @@
-"""Hybrid text search: SQLite FTS5 keyword hits added as evidence to the vector ranking.
+"""Hybrid text search: keyword hits (SQLite FTS5, or PostgreSQL full-text search) added as
+evidence to the vector ranking.
 
 Keyword hits come in three tiers, each ordered by BM25: the exact phrase, then all the content
 words (AND), then any word that is rare both in the index (one in at most ~1% of the passages)
@@ -16,18 +17,24 @@ relevance is below ``p``. A weak one-word match without meaning support stays wh
 meaning puts it; an exact phrase or a rare name enters high, but not above a meaning hit
 stronger than its evidence. User text never reaches FTS5 as syntax: it is split into word
 tokens and every token is quoted.
+
+On PostgreSQL the same tiers run over the catalog's ``tsvector`` column (GIN index): the
+phrase as ``w1 <-> w2``, all words as ``w1 & w2``, one word alone, ranked by ``ts_rank_cd``
+(its strength in place of BM25's). Words are tokenised in Python on both sides
+(``search.dialect.fts_words``), so no user text reaches ``to_tsquery`` as syntax.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from search.catalog import Catalog
+from search.dialect import fts_words
 from search.lexicon import rarity
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
@@ -78,12 +85,51 @@ _MATCH_SQL = (
 _COUNT_SQL = "SELECT count(*) FROM (SELECT 1 FROM passages_fts WHERE passages_fts MATCH ? LIMIT ?)"
 
 
-def _match(conn: sqlite3.Connection, expr: str, limit: int) -> list[tuple[int, float]]:
+# PostgreSQL: the same statements over the tsvector column ('simple': the words as stored);
+# ts_rank_cd is the strength (positive, higher is better)
+_PG_MATCH_SQL = (
+    "SELECT rowid, -ts_rank_cd(tsv, q) FROM passages_fts, to_tsquery('simple', ?) AS q"
+    " WHERE tsv @@ q ORDER BY ts_rank_cd(tsv, q) DESC, rowid LIMIT ?"
+)
+_PG_COUNT_SQL = (
+    "SELECT count(*) FROM (SELECT 1 FROM passages_fts WHERE tsv @@ to_tsquery('simple', ?) LIMIT ?) AS m"
+)
+
+
+class _Syntax:
+    """How one engine's reader writes the tiers' match expressions."""
+
+    def __init__(self, conn: Any, postgres: bool) -> None:
+        self.conn = conn
+        self.postgres = postgres
+        self.match_sql = _PG_MATCH_SQL if postgres else _MATCH_SQL
+        self.count_sql = _PG_COUNT_SQL if postgres else _COUNT_SQL
+        self.match_in = "tsv @@ to_tsquery('simple', ?)" if postgres else "passages_fts MATCH ?"
+
+    def tokens(self, text: str) -> list[str]:
+        """Quoted word tokens (PostgreSQL: the words as its tsvectors hold them)."""
+        if self.postgres:
+            return [f'"{w}"' for w in fts_words(text)[:MAX_TOKENS]]
+        return fts_tokens(text)
+
+    def word(self, word: str) -> str:
+        return word if self.postgres else f'"{word}"'
+
+    def phrase(self, tokens: list[str]) -> str:
+        bare = [t.strip('"') for t in tokens]
+        return " <-> ".join(bare) if self.postgres else '"' + " ".join(bare) + '"'
+
+    def all_of(self, words: list[str]) -> str:
+        return (" & " if self.postgres else " AND ").join(self.word(w) for w in words)
+
+
+def _match(syntax: _Syntax, expr: str, limit: int) -> list[tuple[int, float]]:
     """(rowid, BM25 strength > 0) best first (FTS5's bm25 is negative, lower is better)."""
-    return [(int(r[0]), -float(r[1])) for r in conn.execute(_MATCH_SQL, (expr, limit)).fetchall()]
+    rows = syntax.conn.execute(syntax.match_sql, (expr, limit)).fetchall()
+    return [(int(r[0]), -float(r[1])) for r in rows]
 
 
-def _rare_words(conn: sqlite3.Connection, words: list[str], total: int) -> list[str]:
+def _rare_words(syntax: _Syntax, words: list[str], total: int) -> list[str]:
     """The words found in few passages; counting stops at the cap, so a common word costs no
     more than a rare one. (Few passages in a small index is no proof of a rare word: the
     evidence such a match carries is weighed by ``rarity``.)"""
@@ -92,7 +138,7 @@ def _rare_words(conn: sqlite3.Connection, words: list[str], total: int) -> list[
     for word in words:
         if len(word) < 3 or word in _STOPWORDS:
             continue
-        n = conn.execute(_COUNT_SQL, (f'"{word}"', cap + 1)).fetchone()[0]
+        n = syntax.conn.execute(syntax.count_sql, (syntax.word(word), cap + 1)).fetchone()[0]
         if n and n <= cap:
             rare.append(word)
     return rare
@@ -126,13 +172,14 @@ def keyword_hits(
     """Passages matching ``text`` by keywords, best first, with their lexical evidence: the
     exact phrase, all the content words, and (when those find few) any rare word.
     ``total``: passages in the index (for "rare in the index")."""
-    tokens = fts_tokens(text)
+    # the catalog's plain per-thread DB-API reader, as for the hit lookup: through
+    # SQLAlchemy each of these small statements cost ~0.7 ms of Python, SQLite ~0.3 ms
+    conn = catalog._reader()
+    syntax = _Syntax(conn, catalog.postgres)
+    tokens = syntax.tokens(text)
     if not tokens:
         return []
     words = content_words(tokens)
-    # the catalog's plain per-thread sqlite3 reader, as for the hit lookup: through
-    # SQLAlchemy each of these small statements cost ~0.7 ms of Python, SQLite ~0.3 ms
-    conn = catalog._reader()
     found: dict[int, tuple[str, float, list[str]]] = {}
 
     def add(tier: str, rows: list[tuple[int, float]], matched: list[str] | None) -> None:
@@ -140,16 +187,15 @@ def keyword_hits(
             if rowid not in found:
                 found[rowid] = (tier, strength, matched if matched is not None else words)
 
-    phrase = '"' + " ".join(t.strip('"') for t in tokens) + '"'
-    add("phrase", _match(conn, phrase, limit), None)
+    add("phrase", _match(syntax, syntax.phrase(tokens), limit), None)
     if len(tokens) > 1:
-        add("all", _match(conn, " AND ".join(f'"{w}"' for w in words), limit), None)
+        add("all", _match(syntax, syntax.all_of(words), limit), None)
         if len(found) < RARE_FALLBACK:
             if total is None:
                 total = int(conn.execute("SELECT count(*) FROM segments").fetchone()[0] or 0)
-            for word in _rare_words(conn, words, total):
-                add("any", _match(conn, f'"{word}"', limit), [word])
-            _merge_any(conn, found, words)
+            for word in _rare_words(syntax, words, total):
+                add("any", _match(syntax, syntax.word(word), limit), [word])
+            _merge_any(syntax, found, words)
     best = max((s for _, s, _ in found.values()), default=0.0)
     weights = {w: COVERAGE_FLOOR + rarity(w) for w in words}
     hits = []
@@ -163,7 +209,7 @@ def keyword_hits(
     return hits[:limit]
 
 
-def _merge_any(conn: sqlite3.Connection, found: dict[int, tuple[str, float, list[str]]],
+def _merge_any(syntax: _Syntax, found: dict[int, tuple[str, float, list[str]]],
                words: list[str]) -> None:
     """An any-word hit that matched several of the rare words: record them all (one lookup
     per word among those hits)."""
@@ -173,9 +219,9 @@ def _merge_any(conn: sqlite3.Connection, found: dict[int, tuple[str, float, list
     placeholders = ",".join("?" * len(any_ids))
     have: dict[int, list[str]] = {i: [] for i in any_ids}
     for word in words:
-        rows = conn.execute(
-            f"SELECT rowid FROM passages_fts WHERE passages_fts MATCH ? AND rowid IN ({placeholders})",
-            (f'"{word}"', *any_ids),
+        rows = syntax.conn.execute(
+            f"SELECT rowid FROM passages_fts WHERE {syntax.match_in} AND rowid IN ({placeholders})",
+            (syntax.word(word), *any_ids),
         ).fetchall()
         for (rowid,) in rows:
             have[int(rowid)].append(word)

@@ -1,5 +1,5 @@
-"""An index directory: the SQLite catalog (rows *and* vectors), a manifest, and a derived
-vector index.
+"""An index directory: the catalog (rows *and* vectors: the SQLite file here, or a PostgreSQL
+database its manifest names), a manifest, and a derived vector index.
 
 Crash-consistent by construction: a segment's vector is committed in the same SQLite
 transaction as its row (``Catalog.add_contents(items, vectors)``), and deleting a row deletes
@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from search import dialect
 from search.atomic import temp_path, write_atomically
 from search.catalog import Catalog, NewContent
 from search.errors import (
@@ -66,6 +67,8 @@ class Manifest:
     backend: str = "faiss"
     factory: str = "Flat"  # the store spec: "auto", "Flat" or a FAISS factory string
     created_at: float = 0.0
+    # a PostgreSQL catalog's URL without its password; "": the SQLite file in the folder
+    catalog: str = ""
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
@@ -112,14 +115,16 @@ class Index:
         return (Path(root) / MANIFEST).exists()
 
     @classmethod
-    def open(cls, root: Path, encoder: str | None = None) -> Index:
-        """Open an existing index for reading. ``encoder``, when given, must match."""
+    def open(cls, root: Path, encoder: str | None = None, catalog_url: str | None = None) -> Index:
+        """Open an existing index for reading. ``encoder``, when given, must match;
+        ``catalog_url``, when given, must name the index's own catalog (it may add the
+        password the folder does not record)."""
         root = Path(root)
         if not cls.exists(root):
             raise NotFound(f"no crossfind index at {root}; build one with `crossfind index PATH --db {root}`")
         manifest = Manifest.read(root / MANIFEST)
         _check_encoder(root, manifest, encoder)
-        catalog = Catalog(root / CATALOG)
+        catalog = Catalog(dialect.resolve(root / CATALOG, manifest.catalog, catalog_url, exists=True))
         try:
             if catalog.schema_version < 2:
                 _migrate_locked(root, manifest, catalog)
@@ -138,12 +143,16 @@ class Index:
         reindex: bool = False,
         store: str | StoreSpec | None = None,
         options: StoreOptions | None = None,
+        catalog_url: str | None = None,
     ) -> Index:
         """Open or create an index for writing: takes the write lock, migrates and reconciles.
 
         ``store`` (``backend:spec``, e.g. ``faiss:auto``) sets the vector index of a new index,
         or switches an existing one (its derived index is rebuilt from the stored vectors by the
         next ``compact``); None keeps the index's own (``faiss:auto`` for a new one).
+        ``catalog_url`` (``postgresql://...``) puts a new index's catalog (or, with
+        ``reindex``, a rebuilt one's) in that database; for an existing index it must name
+        its own. One writer per catalog: a PostgreSQL catalog also takes an advisory lock.
 
         Raises:
             EncoderMismatch: the index was built with another encoder and ``reindex`` is off.
@@ -156,6 +165,13 @@ class Index:
         root.mkdir(parents=True, exist_ok=True)
         lock_fd = _take_lock(root)
         try:
+            recorded = Manifest.read(root / MANIFEST).catalog if cls.exists(root) else ""
+            if reindex and catalog_url:  # rebuilt wherever asked
+                target = dialect.resolve(root / CATALOG, "", catalog_url, exists=False)
+            else:
+                target = dialect.resolve(root / CATALOG, recorded, catalog_url, exists=cls.exists(root))
+            if reindex and target.postgres:
+                _reset_postgres(root, target)
             if reindex:
                 # the manifest goes last: a crash midway leaves the old manifest over an empty
                 # or partial index (reconcile repairs it), never a new manifest over old vectors
@@ -172,10 +188,13 @@ class Index:
                     manifest.write(root / MANIFEST)
             else:
                 spec = spec or StoreSpec.parse(DEFAULT_SPEC)
-                manifest = Manifest(encoder, dim, spec.backend, spec.spec, time.time())
+                manifest = Manifest(encoder, dim, spec.backend, spec.spec, time.time(),
+                                    target.public if target.postgres else "")
                 manifest.write(root / MANIFEST)
-            catalog = Catalog(root / CATALOG)
+            catalog = Catalog(target)
             try:
+                if not catalog.lock_writer():
+                    raise _locked_by_another(target)
                 if catalog.schema_version < 2:
                     _migrate(root, manifest, catalog)
                 repaired = _reconcile_rows(catalog)
@@ -362,6 +381,7 @@ class Index:
     def finish(self) -> None:
         """End of a writing run: compact by the same policy (readers then open fast)."""
         self.checkpoint()
+        self.catalog.refresh_statistics()
 
     def rollback(self) -> None:
         """After a write failed for lack of space (writers only): drop temp files and reload
@@ -447,6 +467,8 @@ class Index:
             },
             "models": self.models(),
             "path": str(self.root),
+            # "sqlite", or the PostgreSQL catalog's URL without its password
+            "catalog": self.manifest.catalog or "sqlite",
         }
 
 
@@ -541,6 +563,23 @@ def _remove_temps(root: Path) -> None:
     temp_path(root / MANIFEST).unlink(missing_ok=True)
     for path in root.glob("ann-*.tmp"):
         path.unlink(missing_ok=True)
+
+
+def _locked_by_another(target: dialect.CatalogTarget) -> IndexLocked:
+    return IndexLocked(
+        f"another crossfind process is writing to the catalog {target.public}; wait for it to finish"
+    )
+
+
+def _reset_postgres(root: Path, target: dialect.CatalogTarget) -> None:
+    """``--reindex`` of a PostgreSQL catalog: its tables go (under its writer lock)."""
+    old = Catalog(target)
+    try:
+        if not old.lock_writer():
+            raise _locked_by_another(target)
+        dialect.drop_postgres_catalog(target)
+    finally:
+        old.close()
 
 
 def _take_lock(root: Path) -> int:

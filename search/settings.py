@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # the vector index: "backend:spec" (faiss:auto, faiss:Flat, faiss:HNSW32, faiss:IVF4096,PQ48);
     # None keeps an index's own (faiss:auto for a new one). See search/store/spec.py.
     store: str | None = None
+    # the catalog of a new index: None, the SQLite file in the index folder, or a PostgreSQL URL
+    # (postgresql://user@host:5432/db). The folder records it without the password; later
+    # commands find it there, and take a password from this URL, PGPASSWORD or ~/.pgpass
+    catalog: str | None = None
     store_exact_max: int = 200_000  # faiss:auto stays exact up to this many vectors
     store_memory_mb: float = 1024.0  # faiss:auto's budget for the ANN codes
     store_recall: float = 0.96  # recall@10 target nprobe / efSearch are tuned for

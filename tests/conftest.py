@@ -54,3 +54,47 @@ def bundled_encoder():
 
     # the same cache key the CLI and the web app use, so they reuse this instance
     return create_encoder("bundled", get_settings().cache_dir)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server in a temp folder for the whole session (bench/pgserver.py);
+    skips with the reason where initdb/pg_ctl are missing or cannot run."""
+    pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e .)")
+    from bench.pgserver import temporary_server
+
+    try:
+        manager = temporary_server()
+        server = manager.__enter__()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    yield server
+    manager.__exit__(None, None, None)
+
+
+@pytest.fixture
+def postgres_url(postgres_server) -> str:
+    """A new empty database on the session's server (its URL)."""
+    return postgres_server.create_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog_kind(request) -> str:
+    """Parametrises a test over both catalog engines."""
+    return request.param
+
+
+@pytest.fixture
+def catalog_url(catalog_kind, request) -> str | None:
+    """None (the SQLite file in the index folder) or a fresh PostgreSQL database's URL."""
+    if catalog_kind == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def module_catalog_url(request) -> str | None:
+    """``catalog_url`` for module-scoped fixtures (an index built once per engine)."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres_server").create_database()

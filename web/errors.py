@@ -23,6 +23,7 @@ from search.errors import (  # noqa: F401 - the web layer's errors, re-exported
     ServiceUnavailable,
     Unauthorized,
     Unprocessable,
+    is_catalog_unreachable,
     is_disk_full,
 )
 
@@ -68,6 +69,9 @@ async def unexpected(request: Request, exc: Exception) -> Response:
         services = getattr(request.app.state, "services", None)
         full = DiskFull.of(exc, getattr(services, "db", "the index"))
         return error_response(request, full.status, full.message)
+    if is_catalog_unreachable(exc):  # the PostgreSQL catalog's server is down: retry later
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        return error_response(request, 503, f"the catalog cannot be reached ({first}); try again")
     # a bug: answer in the same shape, with the traceback in the server log
     logging.getLogger("web").exception("unhandled error on %s", request.url.path, exc_info=exc)
     return error_response(request, 500, f"internal error: {type(exc).__name__}")

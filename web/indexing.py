@@ -100,7 +100,8 @@ class IndexJob:
         services = self.services
         try:
             encoder = services.engine.encoder if services.engine is not None else services.load_encoder()
-            with Index.open_for_write(services.db, encoder.id, encoder.dim) as index:
+            with Index.open_for_write(services.db, encoder.id, encoder.dim,
+                                      catalog_url=services.settings.catalog) as index:
                 report = fn(roots, index, encoder, services.settings)
             self.report = _report_json(report)
             if services.engine is None:

@@ -91,7 +91,7 @@ class Services:
     def open_engine(self) -> Engine:
         with self._lock:
             if self.engine is None:
-                index = Index.open(self.db)
+                index = Index.open(self.db, catalog_url=self.settings.catalog)
                 encoder = self.load_encoder(index.manifest.encoder)
                 engine = Engine(
                     index,
@@ -204,7 +204,8 @@ class Services:
         info = self.segment(item_id, readable=False)  # a vanished file can still be forgotten
         engine = self.require_engine()
         with Index.open_for_write(
-            self.db, engine.index.manifest.encoder, engine.index.manifest.dim
+            self.db, engine.index.manifest.encoder, engine.index.manifest.dim,
+            catalog_url=self.settings.catalog,
         ) as w:
             try:
                 dropped = w.catalog.remove_paths(info.paths)

@@ -1,4 +1,4 @@
-"""Small real indexes (SQLite catalog + FAISS) over hand-made vectors, for known answers."""
+"""Small real indexes (SQLite or PostgreSQL catalog + FAISS) over hand-made vectors, for known answers."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def basis(dim: int, i: int) -> np.ndarray:
     return v
 
 
-def engine_over(tmp_path: Path, dim: int = 32) -> tuple[Engine, Index, FakeEncoder]:
+def engine_over(tmp_path: Path, dim: int = 32, catalog_url: str | None = None) -> tuple[Engine, Index, FakeEncoder]:
+    """A writable index (SQLite catalog, or PostgreSQL at ``catalog_url``) and its engine."""
     enc = FakeEncoder(dim=dim)
-    index = Index.open_for_write(tmp_path, enc.id, enc.dim)
+    index = Index.open_for_write(tmp_path, enc.id, enc.dim, catalog_url=catalog_url)
     return Engine(index, enc), index, enc

@@ -91,3 +91,16 @@ def test_calibration_types_of_retrained_weights_are_retired():
     assert left and not any("audio" in name for name in left)
     assert "text>image" in left
     assert not shipped_for(shipped, dict(shipped.fingerprints), "clip:ViT-B-32").models
+
+
+def test_the_shipped_audio_checkpoint_is_open_set_and_older_files_load_closed(tmp_path):
+    import torch
+
+    ckpt = AudioCheckpoint.load(WEIGHTS / "audio_effnet_lite0.pt")
+    assert ckpt.confidence_power == 0.25
+    ckpt.save(tmp_path / "a.pt")
+    assert AudioCheckpoint.load(tmp_path / "a.pt").confidence_power == 0.25
+    stored = torch.load(tmp_path / "a.pt", weights_only=True)
+    del stored["confidence_power"]  # a file from before the open set
+    torch.save(stored, tmp_path / "old.pt")
+    assert AudioCheckpoint.load(tmp_path / "old.pt").confidence_power is None

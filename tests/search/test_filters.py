@@ -19,9 +19,10 @@ N = 2000
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
-    """2,000 items; every 400th is audio under /rare/, with sizes, dates and durations set."""
-    engine, index, _ = engine_over(tmp_path_factory.mktemp("filters"), DIM)
+def corpus(tmp_path_factory, module_catalog_url):
+    """2,000 items; every 400th is audio under /rare/, with sizes, dates and durations set
+    (over each catalog engine)."""
+    engine, index, _ = engine_over(tmp_path_factory.mktemp("filters"), DIM, module_catalog_url)
     rng = np.random.default_rng(7)
     vectors = l2_normalize(rng.standard_normal((N, DIM)))
     meta = {}

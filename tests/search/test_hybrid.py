@@ -1,4 +1,5 @@
-"""Hybrid search: FTS5 keyword hits find what the embedding misses; FTS5 syntax is escaped."""
+"""Hybrid search: keyword hits (FTS5, PostgreSQL full-text) find what the embedding misses;
+query syntax in user text is escaped."""
 
 from __future__ import annotations
 
@@ -23,8 +24,9 @@ def _add_text(index, enc, path: str, text: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def text_index(tmp_path_factory):
-    engine, index, enc = engine_over(tmp_path_factory.mktemp("hybrid"), 32)
+def text_index(tmp_path_factory, module_catalog_url):
+    """The same corpus over each catalog engine (FTS5 on SQLite, tsvector + GIN on PostgreSQL)."""
+    engine, index, enc = engine_over(tmp_path_factory.mktemp("hybrid"), 32, module_catalog_url)
     rng = np.random.default_rng(5)
     ids = {}
     for i in range(200):

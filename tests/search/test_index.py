@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sqlalchemy.engine import make_url
 
 from search.catalog import SegmentIn
 from search.engine import Engine
@@ -34,19 +35,26 @@ def consistent(index: Index) -> list[int]:
 
 
 @pytest.fixture
-def writer(tmp_path):
-    index = Index.open_for_write(tmp_path, ENC.id, ENC.dim)
+def writer(tmp_path, catalog_url):
+    """A writable index whose catalog is SQLite, then PostgreSQL (the folder records it, so
+    the tests reopen it by folder alone)."""
+    index = Index.open_for_write(tmp_path, ENC.id, ENC.dim, catalog_url=catalog_url)
     yield index
     index.close()
 
 
-def test_a_new_index_records_its_encoder(writer, tmp_path):
+def test_a_new_index_records_its_encoder(writer, tmp_path, catalog_url):
     add_text(writer, "a", "hello world")
     info = writer.info()
     assert (info["encoder"], info["dim"], info["vectors"], info["items"]) == ("fake", 16, 1, 1)
     assert info["store"] == "faiss:Flat" and info["store_spec"] == "faiss:auto"
     names = {p.name for p in tmp_path.iterdir()}
-    assert names >= {MANIFEST, CATALOG} and VECTORS not in names  # vectors live in the catalog
+    assert MANIFEST in names and VECTORS not in names  # vectors live in the catalog
+    assert (CATALOG in names) == (catalog_url is None)
+    if catalog_url is None:
+        assert info["catalog"] == "sqlite"
+    else:  # recorded without a password, found again from the folder alone
+        assert make_url(info["catalog"]) == make_url(catalog_url)
 
 
 def test_other_encoders_are_refused_with_the_fix(writer, tmp_path):
@@ -228,13 +236,15 @@ def _as_schema_1(root, vectors_of: dict[int, np.ndarray]) -> None:
     with sqlite3.connect(root / CATALOG) as con:
         for trigger in ("segments_ad", "segments_ai", "vectors_ai", "files_ai", "files_ad", "files_au"):
             con.execute(f"DROP TRIGGER {trigger}")
-        for table in ("vectors", "tombstones", "counters"):
+        for table in ("vectors", "tombstones", "counters", "alembic_version"):
             con.execute(f"DROP TABLE {table}")
         con.execute("DELETE FROM meta WHERE key = 'ann'")
         con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
 
 
-def test_an_index_from_before_stored_vectors_opens_and_migrates(writer, tmp_path):
+def test_an_index_from_before_stored_vectors_opens_and_migrates(writer, tmp_path, catalog_url):
+    if catalog_url is not None:
+        pytest.skip("schema 1 (vectors.faiss) existed only with a SQLite catalog")
     a = add_text(writer, "a", "red apples", "green pears")
     b = add_text(writer, "b", "blue sky")
     lost = add_text(writer, "c", "yellow bananas")
@@ -254,7 +264,9 @@ def test_an_index_from_before_stored_vectors_opens_and_migrates(writer, tmp_path
         consistent(index)
 
 
-def test_an_unreadable_old_vector_file_names_reindex(writer, tmp_path):
+def test_an_unreadable_old_vector_file_names_reindex(writer, tmp_path, catalog_url):
+    if catalog_url is not None:
+        pytest.skip("schema 1 (vectors.faiss) existed only with a SQLite catalog")
     ids = add_text(writer, "a", "x")
     writer.close()
     _as_schema_1(tmp_path, {ids[0]: ENC.encode_text(["x"])[0]})
