@@ -69,8 +69,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="repeatable: modality=image, path=/photos/ (prefix), glob='*/2024/*', "
                    "ext=jpg,png, after=2024-01-01, before=2024-12-31, min_size=10k, max_size=5M, "
                    "min_duration=2, max_duration=30 (seconds)")
-    p.add_argument("--min-score", type=float, metavar="R",
-                   help="calibrated relevance threshold 0..1, the same across modalities")
+    p.add_argument("--min-score", type=_min_score, metavar="R|auto",
+                   help="calibrated relevance threshold 0..1, the same across modalities; auto: "
+                   "cut each query's list where the evidence ends (short when few items match)")
+    p.add_argument("--sort", choices=["relevance", "date", "name"], default="relevance",
+                   help="order of the kept hits: relevance (default), date (file modified, "
+                   "newest first) or name (path)")
     p.add_argument("--no-hybrid", action="store_true",
                    help="vectors only: no keyword (FTS5) matches fused into text queries")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -97,6 +101,15 @@ def _open_engine(args: argparse.Namespace):
         settings.max_query_image_pixels,
     )
     return engine, settings
+
+
+def _min_score(value: str) -> float | str:
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number 0..1 or auto, got {value!r}") from None
 
 
 def _size(value: str) -> int:
@@ -156,6 +169,7 @@ def build_query(args: argparse.Namespace, text: str | None = None):
         **({"fusion": args.fusion} if args.fusion else {}),
         filters=parse_filters(args.filter, args.modality),
         min_score=args.min_score,
+        sort=args.sort,
         hybrid=not args.no_hybrid,
     )
 

@@ -52,6 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-extra", dest="extra", action="store_false",
                    help="flickr8k_1k train only")
     p.set_defaults(func=run_attention)
+    register_calibration(sub)
 
 
 def run_projection(args: argparse.Namespace) -> int:
@@ -67,4 +68,31 @@ def run_attention(args: argparse.Namespace) -> int:
 
     logging.getLogger().setLevel(logging.INFO)
     print_json(train_attention(AttentionConfig(**config_kwargs(args, AttentionConfig))))
+    return 0
+
+
+def register_calibration(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train-calibration",
+                       help="fit the shipped relevance calibration on judged training-side data")
+    p.add_argument("--out", type=Path, required=True,
+                   help="where to write the .json (shipped: search/encoders/weights/"
+                        "relevance_calibration.json)")
+    p.add_argument("--data", type=Path, help="the shared data folder (default: settings.shared_data)")
+    p.add_argument("--cache-dir", type=Path, help="embedding caches (default: settings.cache_dir)")
+    p.add_argument("--model", default="bundled", help="the encoder to calibrate")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=run_calibration)
+
+
+def run_calibration(args: argparse.Namespace) -> int:
+    import torch
+
+    from search.settings import get_settings
+    from training.calibration import train_calibration
+
+    torch.set_num_threads(1)
+    logging.getLogger().setLevel(logging.INFO)
+    settings = get_settings()
+    print_json(train_calibration(args.out, args.data or settings.shared_data,
+                                 args.cache_dir or settings.cache_dir, args.model, args.seed))
     return 0

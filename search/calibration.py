@@ -15,6 +15,12 @@ computed by the indexer at the end of a run (or lazily), cached in the catalog's
 and recomputed when the index changes: any change below ``REUSE_MIN`` vectors, else a change
 of the vector count by more than ``REUSE_FRACTION`` (the scales are statistics of a sample,
 stable under small changes; recomputing costs seconds at 1M, never on a user's first query).
+
+These per-index scales are the fallback. Where the encoder ships a relevance calibration
+(``RelevanceWeights``, fitted by ``crossfind train-calibration`` on judged training-side data)
+for a query type and its weights still match the encoder's, relevance is that model's estimate
+of the probability that the hit is relevant, from its cosine and its distance to the query's
+best cosine in the same modality.
 """
 
 from __future__ import annotations
@@ -23,11 +29,14 @@ import contextlib
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
 from search.catalog import Catalog
+from search.checkpoints import PlattModel, RelevanceWeights
 from search.store.base import VectorStore
 
 META_KEY = "calibration_v1"
@@ -36,6 +45,9 @@ NULL_SAMPLE = 2000
 MIN_SPREAD = 0.5
 REUSE_MIN = 10_000
 REUSE_FRACTION = 0.1
+SHIPPED_FILE = "relevance_calibration.json"
+# the auto cutoff's least kept relevance where no shipped calibration says otherwise
+AUTO_FLOOR = 0.3
 
 # generic text probes: everyday subjects across photos, documents and sounds
 TEXT_PROBES = (
@@ -61,7 +73,7 @@ class Scale:
         z = (np.asarray(cos, dtype=np.float64) - self.mu) / self.sigma
         return (1.0 / (1.0 + np.exp(-(z - self.center) / self.spread))).astype(np.float32)
 
-    def relevance_one(self, cos: float) -> float:
+    def relevance_one(self, cos: float, gap: float = 0.0) -> float:
         """``relevance`` of one score, without numpy's per-call overhead (hot path)."""
         z = (cos - self.mu) / self.sigma
         x = min(max(-(z - self.center) / self.spread, -60.0), 60.0)  # math.exp overflows
@@ -77,27 +89,97 @@ class Scale:
 IDENTITY = Scale(mu=0.0, sigma=1.0, center=0.0, spread=1.0)
 
 
+@dataclass(frozen=True)
+class Shipped:
+    """The usable part of an encoder's shipped calibration."""
+
+    models: dict[str, PlattModel] = field(default_factory=dict)  # "text>image" -> model
+    auto_floor: float = AUTO_FLOOR
+
+
+NO_SHIPPED = Shipped()
+
+
+def shipped_file() -> Path:
+    return Path(str(resources.files("search.encoders") / "weights" / SHIPPED_FILE))
+
+
+def shipped_for(weights: RelevanceWeights | None, keys: dict[str, str], encoder_id: str) -> Shipped:
+    """The query types of ``weights`` fitted for this encoder's weights: a type is dropped when
+    either side's modality is now embedded by other weights (``keys``: modality -> weights key),
+    and the index's own scale serves it until the calibration is refitted."""
+    if weights is None or weights.encoder != encoder_id:
+        return NO_SHIPPED
+    fresh = {m for m, key in keys.items() if weights.fingerprints.get(m) == key}
+    models = {name: model for name, model in weights.models.items()
+              if set(name.split(">")) <= fresh}
+    return Shipped(models, weights.auto_floor)
+
+
+def load_shipped(encoder: object, path: Path | None = None) -> Shipped:
+    """``shipped_for`` the file shipped with the encoders (absent or unreadable: none)."""
+    try:
+        weights = RelevanceWeights.load(path or shipped_file())
+    except (OSError, ValueError):
+        return NO_SHIPPED
+    keys = {m: encoder.weights_key(m) for m in ("text", "image", "audio")}  # type: ignore[attr-defined]
+    return shipped_for(weights, keys, str(getattr(encoder, "id", "")))
+
+
+def auto_keep(relevance: np.ndarray, floor: float = AUTO_FLOOR) -> np.ndarray:
+    """Which hits the auto cutoff keeps: of those at ``floor`` or above, the most relevant up
+    to the count that maximises the expected F1 of the kept set, 2 * sum(kept p) / (kept +
+    sum(p)), each relevance p taken as the chance that the hit is relevant (sums over the hits
+    at ``floor`` or above). A list where few hits are likely relevant is cut short, one where
+    many are stays long."""
+    p = np.asarray(relevance, dtype=np.float64)
+    keep = np.zeros(len(p), dtype=bool)
+    order = np.argsort(-p, kind="stable")
+    order = order[p[order] >= floor]
+    if len(order) == 0:
+        return keep
+    gain = 2 * np.cumsum(p[order]) / (np.arange(1, len(order) + 1) + p[order].sum())
+    keep[order[: int(np.argmax(gain)) + 1]] = True
+    return keep
+
+
 @dataclass
 class Calibration:
     fingerprint: list[object]
     scales: dict[str, Scale]  # "text>image" -> Scale
+    shipped: Shipped = NO_SHIPPED
 
-    def scale(self, query_modality: str, result_modality: str) -> Scale:
+    def scale(self, query_modality: str, result_modality: str) -> Scale | PlattModel:
+        """The shipped model of the query type if there is one, else the index's scale."""
         return (
-            self.scales.get(f"{query_modality}>{result_modality}")
+            self.shipped.models.get(f"{query_modality}>{result_modality}")
+            or self.scales.get(f"{query_modality}>{result_modality}")
             or self.scales.get(f"text>{result_modality}")
             or IDENTITY
         )
 
+    def relevance_one(self, query_modality: str, result_modality: str, cos: float, gap: float = 0.0) -> float:
+        """A hit's relevance; ``gap`` is its cosine minus the best one in its modality (<= 0)."""
+        scale = self.scale(query_modality, result_modality)
+        if isinstance(scale, PlattModel):
+            return scale.probability_one(cos, gap)
+        return scale.relevance_one(cos)
+
     def relevance(self, query_modality: str, result_modality: str, cos: np.ndarray) -> np.ndarray:
-        return self.scale(query_modality, result_modality).relevance(cos)
+        scale = self.scale(query_modality, result_modality)
+        if isinstance(scale, PlattModel):
+            return scale.probability(cos).astype(np.float32)
+        return scale.relevance(cos)
 
     def floor(self, query_modality: str, relevance: float) -> float:
         """The lowest cosine that can reach ``relevance`` in any result modality."""
-        keys = [k for k in self.scales if k.startswith(query_modality + ">")] or list(self.scales)
+        keys = {k for k in self.scales if k.startswith(query_modality + ">")}
+        keys |= {k for k in self.shipped.models if k.startswith(query_modality + ">")}
+        if not keys:
+            keys = set(self.scales)
         if not keys:
             return -1.0
-        return min(self.scales[k].raw(relevance) for k in keys)
+        return min(self.scale(*k.split(">", 1)).raw(relevance) for k in keys)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -180,8 +262,22 @@ def load_or_compute(
     encoder_id: str,
     embed_text: Callable[[list[str]], np.ndarray],
     cached: Calibration | None = None,
+    shipped: Shipped = NO_SHIPPED,
 ) -> Calibration:
-    """The index's calibration: ``cached`` or the meta table's if still current, else fresh."""
+    """The index's calibration: ``cached`` or the meta table's if still current, else fresh;
+    ``shipped``: the encoder's shipped models, which serve the query types they cover."""
+    cal = _index_calibration(store, catalog, encoder_id, embed_text, cached)
+    cal.shipped = shipped
+    return cal
+
+
+def _index_calibration(
+    store: VectorStore,
+    catalog: Catalog,
+    encoder_id: str,
+    embed_text: Callable[[list[str]], np.ndarray],
+    cached: Calibration | None,
+) -> Calibration:
     fp = fingerprint(store, encoder_id)
     if cached is not None and current(cached.fingerprint, fp):
         return cached

@@ -2,7 +2,8 @@
 
 * ``ProjectionWeights``: the bundled encoder's image projection (``.npz``, numpy);
 * ``AttentionWeights``: the learned attention fusion (``.npz``, numpy);
-* ``AudioCheckpoint``: the audio encoder (``.pt``, torch tensors, read with ``weights_only``).
+* ``AudioCheckpoint``: the audio encoder (``.pt``, torch tensors, read with ``weights_only``);
+* ``RelevanceWeights``: the shipped relevance calibration (``.json``, a few numbers per query type).
 
 ``training/`` writes them with ``save``; ``search/`` reads them with ``load``. Files written
 before a field existed load with the value that was in force then (named at each default).
@@ -11,6 +12,7 @@ before a field existed load with the value that was in force then (named at each
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -220,3 +222,73 @@ class AudioCheckpoint:
                           "labels": list(known["labels"])})
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a complete audio checkpoint ({exc})") from None
+
+
+@dataclass(frozen=True)
+class PlattModel:
+    """relevance = sigmoid(a * cos + b * (cos - top) + c); ``top`` is the query's best cosine in
+    the hit's modality (so ``cos - top`` <= 0, and b >= 0 lowers hits far below the best)."""
+
+    a: float
+    b: float
+    c: float
+
+    def probability(self, cos: np.ndarray, gap: np.ndarray | float = 0.0) -> np.ndarray:
+        x = self.a * np.asarray(cos, dtype=np.float64) + self.b * np.asarray(gap) + self.c
+        return 1.0 / (1.0 + np.exp(-np.clip(x, -60.0, 60.0)))
+
+    def probability_one(self, cos: float, gap: float = 0.0) -> float:
+        x = min(max(self.a * cos + self.b * gap + self.c, -60.0), 60.0)
+        return 1.0 / (1.0 + math.exp(-x))
+
+    relevance_one = probability_one  # the name an index's ``Scale`` answers to
+
+    def raw(self, relevance: float) -> float:
+        """The least cosine at which a hit can reach ``relevance`` (at gap 0: the best case)."""
+        r = min(max(relevance, 1e-6), 1 - 1e-6)
+        return (math.log(r / (1 - r)) - self.c) / self.a if self.a > 0 else -1.0
+
+
+@dataclass(frozen=True)
+class RelevanceWeights:
+    """The shipped relevance calibration: a ``PlattModel`` per query type ("text>image"), the
+    weights each modality's side was fitted for (``weights_key`` of the encoder: a type whose
+    modality's weights changed is not used), and the ``--min-score auto`` rule's setting."""
+
+    FORMAT_VERSION: ClassVar[int] = 1
+
+    encoder: str
+    fingerprints: dict[str, str]  # modality -> Encoder.weights_key(modality)
+    models: dict[str, PlattModel]
+    auto_floor: float  # the auto cutoff keeps no hit below this relevance
+    meta: dict[str, Any] = field(default_factory=dict)  # how it was fitted
+    format_version: int = FORMAT_VERSION
+
+    def save(self, path: Path) -> None:
+        data = asdict(self)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> RelevanceWeights:
+        """Raises OSError or ValueError for a missing, corrupt or foreign file."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            version = int(data.get("format_version", 0))
+            if version < 1 or version > cls.FORMAT_VERSION:
+                raise ValueError(f"format version {version} is not one this crossfind reads")
+            models = {}
+            for name, m in data["models"].items():
+                model = PlattModel(float(m["a"]), float(m["b"]), float(m["c"]))
+                if ">" not in name or not all(map(math.isfinite, (model.a, model.b, model.c))):
+                    raise ValueError(f"bad model {name!r}")
+                models[name] = model
+            floor = float(data["auto_floor"])
+            if not 0.0 <= floor <= 1.0:
+                raise ValueError(f"auto_floor {floor} is not in 0..1")
+            return cls(encoder=str(data["encoder"]),
+                       fingerprints={str(k): str(v) for k, v in data["fingerprints"].items()},
+                       models=models, auto_floor=floor, meta=dict(data.get("meta", {})),
+                       format_version=version)
+        except (KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{path} is not a relevance calibration ({exc!r})") from None

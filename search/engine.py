@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from search.audio import SR, decode_audio_prefix, embed_clip
-from search.calibration import Calibration, current, fingerprint, load_or_compute
+from search.calibration import Calibration, current, fingerprint, load_or_compute, load_shipped
 from search.deadline import NO_DEADLINE, Deadline
 from search.encoders.base import Encoder
 from search.errors import NotFound
@@ -65,6 +65,7 @@ class Engine:
         self.max_query_audio_s = max_query_audio_s
         self.max_query_image_pixels = max_query_image_pixels  # decoded pixels (see open_image)
         self._calibration: Calibration | None = None
+        self._shipped = load_shipped(encoder)  # the encoder's fitted relevance models
         self._calibration_lock = threading.Lock()
         self.background_calibration = False  # see ``calibration``
         self._sample = NeighbourSample()
@@ -158,6 +159,7 @@ class Engine:
             self.encoder.id,
             lambda texts: self.encoder.encode_text(texts),
             self._calibration,
+            self._shipped,
         )
 
     def _recalibrate_in_background(self) -> None:

@@ -16,6 +16,7 @@ from search.errors import BadRequest
 # a text part's length cap: MiniLM reads 256 tokens anyway, and every word is a keyword term
 MAX_TEXT_CHARS = 10_000
 FusionName = Literal["weighted", "attention", "attention_learned", "rrf", "score_sum"]
+SortName = Literal["relevance", "date", "name"]
 
 
 class PartFields(BaseModel):
@@ -135,7 +136,17 @@ class QueryOptions(BaseModel):
     k: int = Field(10, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=10_000, description="skip this many results (paging)")
     filters: Filters = Field(default_factory=Filters)
-    min_score: float | None = Field(None, description="calibrated relevance threshold (0..1)")
+    min_score: float | Literal["auto"] | None = Field(
+        None,
+        description='calibrated relevance threshold (0..1), or "auto": each query\'s list is cut '
+        "where the evidence ends (short when few items match)",
+    )
+    sort: SortName = Field(
+        "relevance",
+        description="order of the kept hits: relevance (the ranking), date (file modified time, "
+        "newest first) or name (the shown path). With a threshold every kept hit is sorted; "
+        "without one, the first offset + k by relevance",
+    )
     hybrid: bool = Field(True, description="fuse keyword (FTS5) hits into text queries")
     group: bool = Field(True, description="one hit per item (its best passage/window)")
 
@@ -161,6 +172,8 @@ class Query(QueryOptions):
             out["filters"] = self.filters.model_dump(mode="json", exclude_none=True)
         if self.min_score is not None:
             out["min_score"] = self.min_score
+        if self.sort != "relevance":
+            out["sort"] = self.sort
         if self.offset:
             out["offset"] = self.offset
         return out

@@ -21,12 +21,13 @@ from search.attention import (
     attention_weights,
     part_features,
 )
-from search.calibration import Calibration
+from search.calibration import Calibration, auto_keep
 from search.catalog import Catalog, SegmentInfo
 from search.filters import allowed_segment_ids, filter_ids, path_matches
 from search.fusion import check_weights, late_fuse, weighted_average
 from search.hybrid import KeywordHit, keyword_hits, merge_evidence
 from search.index import Index
+from search.paths import shown
 from search.query import Query
 from search.store import VectorStore, create_store
 from search.types import Hit
@@ -39,6 +40,10 @@ ATTENTION_SAMPLE = 4096
 LATE_POOL = 100
 # keyword hits fetched per text part
 KEYWORD_POOL = 100
+# the auto cutoff weighs at least this many hits (above the auto floor) before it cuts
+AUTO_POOL = 100
+# a threshold with another order than relevance sorts at most this many kept hits
+SORT_POOL = 1000
 # unfiltered candidates a broad filter is checked on before listing all the ids it passes
 BROAD_PROBE = 512
 
@@ -146,15 +151,18 @@ def _keyword_evidence(index: Index, query: Query,
 
 
 def _relevance(catalog: Catalog, calibration: Calibration, qmod: str, ids: list[int],
-               cos: list[float]) -> np.ndarray:
-    """The calibrated relevance of candidate segments (by what made each one's vector)."""
+               cos: list[float], tops: dict[str, float]) -> np.ndarray:
+    """The calibrated relevance of candidate segments (by what made each one's vector);
+    ``tops``: the best cosine per kind seen so far, updated (a hit's gap to it is evidence)."""
     infos = catalog.segments(ids)
+    kinds = [_vector_kind(infos[seg]) if seg in infos else None for seg in ids]
+    for kind, score in zip(kinds, cos):
+        if kind is not None:
+            tops[kind] = max(tops.get(kind, -1.0), score)
     out = np.zeros(len(ids), dtype=np.float64)
-    for n, (seg, score) in enumerate(zip(ids, cos)):
-        info = infos.get(seg)
-        if info is not None:
-            kind = _vector_kind(info)
-            out[n] = calibration.scale(qmod, kind).relevance_one(score)
+    for n, (kind, score) in enumerate(zip(kinds, cos)):
+        if kind is not None:
+            out[n] = calibration.relevance_one(qmod, kind, score, score - tops[kind])
     return out
 
 
@@ -211,7 +219,10 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
         return []
     qmod = query_modality(index.catalog, query)
     scales = calibration()
-    floor = scales.floor(qmod, query.min_score) if query.min_score is not None else None
+    auto = query.min_score == "auto"
+    # the least relevance kept: the auto cutoff's floor, or the threshold asked
+    least = scales.shipped.auto_floor if query.min_score == "auto" else query.min_score
+    floor = scales.floor(qmod, least) if least is not None else None
     keyword = _keyword_evidence(index, query, allowed)
 
     limit = len(allowed) if allowed is not None else store.count()
@@ -227,8 +238,9 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
                 held, vecs = store.vectors(np.array(extra, dtype=np.int64))
                 cos_of.update(zip(held.tolist(), (vecs @ qvec).tolist()))
             found = [i for i in keyword if i in cos_of]
-            meaning = _relevance(index.catalog, scales, qmod, found, [cos_of[i] for i in found])
-            vector_rel = _relevance(index.catalog, scales, qmod, ids.tolist(), cos.tolist())
+            tops: dict[str, float] = {}  # the best cosine per kind, for the gap to it
+            vector_rel = _relevance(index.catalog, scales, qmod, ids.tolist(), cos.tolist(), tops)
+            meaning = _relevance(index.catalog, scales, qmod, found, [cos_of[i] for i in found], tops)
             ids, matched = merge_evidence(
                 ids, vector_rel,
                 {i: (keyword[i][0].supported(m) * keyword[i][1], m)
@@ -238,17 +250,38 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
             if scores is not None:
                 scores = np.array([late_of.get(i, np.nan) for i in ids.tolist()], dtype=np.float32)
         # with a threshold some hits drop out after lookup, so none can be skipped
-        hit_limit = want if query.min_score is None else None
+        hit_limit = want if least is None else None
         late = scores if strategy in ("rrf", "score_sum") else None
         hits = _annotate(to_hits(index.catalog, cos, ids, query.group, hit_limit), late, ids,
-                         matched, qmod, scales, query)
+                         matched, qmod, scales, query, least, keyword_kept=not auto)
         exhausted = fetch >= limit or (floor is not None and len(cos) and float(cos.min()) < floor)
         if shortcut and len(hits) < want and exhausted:  # grouping ate the candidates
             return rank(index, query, given, calibration=calibration, sample=sample, fused=fused,
                         full_filter=True)
-        if len(hits) >= want or exhausted:
-            return hits[query.offset : want]
+        if auto and (exhausted or len(hits) >= max(want, AUTO_POOL)):
+            return sort_hits(cut_auto(hits, scales.shipped.auto_floor), query.sort)[query.offset : want]
+        # sorting other than by relevance orders every kept hit (up to SORT_POOL)
+        whole = least is not None and query.sort != "relevance"
+        if not auto and (exhausted or len(hits) >= (max(want, SORT_POOL) if whole else want)):
+            kept = hits if least is not None else hits[:want]
+            return sort_hits(kept, query.sort)[query.offset : want]
         n *= 4
+
+
+def cut_auto(hits: list[Hit], floor: float) -> list[Hit]:
+    """The hits the auto cutoff keeps (``auto_keep`` over their relevance), in order. Keyword
+    hits are weighed like the others: a word shared with a passage is no evidence on its own."""
+    rel = np.array([h.extra["relevance"] for h in hits], dtype=np.float64)
+    return [h for h, k in zip(hits, auto_keep(rel, floor).tolist()) if k]
+
+
+def sort_hits(hits: list[Hit], order: str) -> list[Hit]:
+    """``hits`` in the asked order: the ranking's, newest file first, or by shown path."""
+    if order == "date":
+        return sorted(hits, key=lambda h: -h.mtime_ns)
+    if order == "name":
+        return sorted(hits, key=lambda h: shown(h.path))
+    return hits
 
 
 def _vector_kind(hit: Hit | SegmentInfo) -> str:
@@ -262,14 +295,21 @@ def _vector_kind(hit: Hit | SegmentInfo) -> str:
 
 
 def _annotate(hits: list[Hit], fused: np.ndarray | None, ids: np.ndarray, matched: set[int],
-              qmod: str, calibration: Calibration, query: Query) -> list[Hit]:
-    """Relevance, keyword flags and fused scores on the hits; the min_score threshold."""
+              qmod: str, calibration: Calibration, query: Query, least: float | None,
+              keyword_kept: bool = True) -> list[Hit]:
+    """Relevance, keyword flags and fused scores on the hits; the ``least`` relevance kept
+    (keyword hits below it too, with ``keyword_kept``)."""
     fused_of = dict(zip(ids.tolist(), fused.tolist())) if fused is not None else {}
+    top: dict[str, float] = {}  # the best cosine per kind: a hit's gap to it is evidence
+    for hit in hits:
+        kind = _vector_kind(hit)
+        top[kind] = max(top.get(kind, -1.0), hit.score)
     out = []
     for hit in hits:
-        relevance = calibration.scale(qmod, _vector_kind(hit)).relevance_one(hit.score)
+        kind = _vector_kind(hit)
+        relevance = calibration.relevance_one(qmod, kind, hit.score, hit.score - top[kind])
         keyword = hit.id in matched
-        if query.min_score is not None and relevance < query.min_score and not keyword:
+        if least is not None and relevance < least and not (keyword and keyword_kept):
             continue
         hit.extra["relevance"] = round(relevance, 4)
         if keyword:
@@ -328,6 +368,7 @@ def to_hits(
                 page=info.page,
                 stream=info.stream,
                 ocr=info.ocr,
+                mtime_ns=info.mtime_ns,
             )
         )
     return hits

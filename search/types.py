@@ -37,6 +37,7 @@ class Hit:
     page: int | None = None  # a document's 1-based page
     stream: str | None = None  # a video's "frame" or "sound"
     ocr: bool = False  # found through text read off the image (the snippet)
+    mtime_ns: int = 0  # the file's modified time (the newest of its paths); not in the JSON
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:

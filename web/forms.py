@@ -35,6 +35,8 @@ class FormQuery:
     k: int = 10
     offset: int = 0
     fusion: str = Query.model_fields["fusion"].default  # the API's default strategy
+    min_score: float | str | None = None  # a relevance threshold, or "auto"
+    sort: str = "relevance"
 
     def to_query(self) -> Query:
         parts: list[dict[str, object]] = []
@@ -58,6 +60,8 @@ class FormQuery:
                 offset=self.offset,
                 fusion=self.fusion,
                 filters=Filters(modality=self.modality or None),
+                min_score=self.min_score,
+                sort=self.sort,
             )
         except ValidationError as exc:
             raise Unprocessable(validation_message(exc.errors())) from None
@@ -125,6 +129,9 @@ async def search_form(
     item_id: Annotated[int | None, Form(ge=0, le=MAX_ID, description="more like this")] = None,
     item_weight: Weight = 1.0,
     modality: Annotated[list[Literal["text", "image", "audio", "video"]] | None, Form()] = None,
+    min_score: Annotated[str | None, Form(max_length=32, description='a relevance threshold 0..1, '
+                                          'or "auto": only the matches')] = None,
+    sort: Annotated[Literal["relevance", "date", "name"], Form()] = "relevance",
 ) -> FormQuery:
     """The multipart search fields (API upload and page script alike), uploads read and checked."""
     cap = int(services.settings.max_upload_mb * 1_000_000)
@@ -138,7 +145,21 @@ async def search_form(
         item_id=item_id,
         item_weight=item_weight,
         modality=list(modality or []),
+        min_score=parse_min_score(min_score),
+        sort=sort,
     )
+
+
+def parse_min_score(value: str | None) -> float | str | None:
+    """A form's ``min_score``: empty -> None, "auto", or a number (else 422)."""
+    if value is None or not value.strip():
+        return None
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        return float(value)
+    except ValueError:
+        raise Unprocessable(f"min_score: expected a number or auto, got {value!r}") from None
 
 
 SearchForm = Annotated[FormQuery, Depends(search_form)]

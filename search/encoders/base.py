@@ -88,6 +88,13 @@ class Encoder(ABC):
             return getattr(head, "fingerprint", None) if head is not None else None
         return None
 
+    def weights_key(self, modality: str) -> str:
+        """What identifies the weights that embed ``modality`` (the shipped relevance
+        calibration is fitted for these): ``fingerprint`` where there is one, else ``id``."""
+        if modality == "text":
+            return self.id
+        return self.fingerprint(modality) or self.id
+
     def _require(self, modality: Modality) -> None:
         if modality not in self.modalities:
             raise ModalityNotSupported(f"encoder {self.id!r} has no {modality.value} encoder")

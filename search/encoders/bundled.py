@@ -30,6 +30,7 @@ from search.encoders.imagenet import LabelBridge, load_class_table
 from search.encoders.onnx_image import ImageBackbone
 from search.encoders.onnx_text import OnnxSentenceEncoder
 from search.errors import BadRequest, ModelUnavailable
+from search.hashing import file_sha256
 from search.settings import get_settings
 
 if TYPE_CHECKING:
@@ -83,6 +84,7 @@ class ProjectionHead:
         self.alpha = weights.alpha
         self.sentence_weight = weights.sentence_weight  # the bridge settings it was tuned with
         self.hierarchy_weight = weights.hierarchy_weight
+        self.fingerprint = file_sha256(path)[:16]
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
         return project(self.layers, features, self.mean, self.std)
@@ -221,6 +223,12 @@ class BundledEncoder(Encoder):
                         kwargs["sentence_weight"] = self._projection.sentence_weight
                     self._bridge = LabelBridge(names, vectors, self.encode_text, **kwargs)
         return self._bridge
+
+    def weights_key(self, modality: str) -> str:
+        """The image side's learned weights are the projection file (its hash)."""
+        if modality == "image":
+            return f"{self.id}@{self._projection.fingerprint}" if self._projection else self.id
+        return super().weights_key(modality)
 
     def describe_image(self, arrays: np.ndarray, k: int = 5) -> list[list[tuple[str, float]]]:
         """The top ImageNet classes per preprocessed image (what the bridge sees)."""

@@ -38,3 +38,13 @@ def test_filters_min_score_offset():
 def test_bad_filters_name_the_fix(bad):
     with pytest.raises(BadRequest, match="filter"):
         _query("x", "--filter", bad)
+
+
+def test_min_score_auto_and_sort():
+    q = _query("x", "--min-score", "auto", "--sort", "date")
+    assert q.min_score == "auto" and q.sort == "date"
+    q = _query("x", "--min-score", "0.5")
+    assert q.min_score == 0.5 and q.sort == "relevance"
+    for bad in (["--min-score", "most"], ["--sort", "size"]):
+        with pytest.raises(SystemExit):
+            _query("x", *bad)

@@ -32,3 +32,9 @@ def test_projection_training_takes_phrase_and_hierarchy_grids():
     cfg = ProjectionConfig(**config_kwargs(args, ProjectionConfig))
     assert (cfg.phrase_share, cfg.hierarchy_weight) == ([0.0, 0.3], [0.5])
     assert ProjectionConfig(Path("p.npz")).phrase_share == [0.0]  # what the shipped file used
+
+
+def test_train_calibration_command_takes_its_options():
+    args = build_parser().parse_args(["train-calibration", "--out", "r.json", "--seed", "3"])
+    assert args.out.name == "r.json" and args.seed == 3 and args.model == "bundled"
+    assert args.func.__name__ == "run_calibration"

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from search.checkpoints import AttentionWeights, AudioCheckpoint, ProjectionWeights
+from search.calibration import shipped_for
+from search.checkpoints import AttentionWeights, AudioCheckpoint, ProjectionWeights, RelevanceWeights
 
 WEIGHTS = Path(str(resources.files("search.encoders") / "weights"))
 
@@ -88,6 +89,34 @@ def test_an_audio_file_of_another_kind_is_refused(tmp_path):
         AudioCheckpoint.load(tmp_path / "partial.pt")
     with pytest.raises(ValueError, match="does not exist"):
         AudioCheckpoint.load(tmp_path / "absent.pt")
+
+
+def test_shipped_relevance_calibration_loads_round_trips_and_is_checked(tmp_path):
+    shipped = RelevanceWeights.load(WEIGHTS / "relevance_calibration.json")
+    assert shipped.format_version == 1 and shipped.encoder == "bundled"
+    assert {"text>image", "text>audio", "text>text"} <= set(shipped.models) and 0 < shipped.auto_floor < 1
+    for model in shipped.models.values():  # relevance grows with the cosine, falls with the gap
+        assert model.a > 0 and model.b >= 0
+        assert model.probability_one(model.raw(0.5)) == pytest.approx(0.5, abs=1e-6)
+    shipped.save(tmp_path / "r.json")
+    assert RelevanceWeights.load(tmp_path / "r.json") == shipped
+    replace(shipped, format_version=2).save(tmp_path / "new.json")
+    with pytest.raises(ValueError, match="format version 2"):
+        RelevanceWeights.load(tmp_path / "new.json")
+    (tmp_path / "bad.json").write_text('{"format_version": 1, "models": {"text>image": {"a": "x"}}}')
+    with pytest.raises(ValueError):
+        RelevanceWeights.load(tmp_path / "bad.json")
+
+
+def test_calibration_types_of_retrained_weights_are_retired():
+    shipped = RelevanceWeights.load(WEIGHTS / "relevance_calibration.json")
+    keys = dict(shipped.fingerprints)
+    assert set(shipped_for(shipped, keys, "bundled").models) == set(shipped.models)
+    keys["audio"] = "audio-retrained@0000"
+    left = shipped_for(shipped, keys, "bundled").models
+    assert left and not any("audio" in name for name in left)
+    assert "text>image" in left
+    assert not shipped_for(shipped, dict(shipped.fingerprints), "clip:ViT-B-32").models
 
 
 def test_the_shipped_audio_checkpoint_is_open_set_and_older_files_load_closed(tmp_path):

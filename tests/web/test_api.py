@@ -158,3 +158,16 @@ def test_openapi_documents_the_api_with_examples(client):
     part = schema["components"]["schemas"]["QueryPart"]["properties"]
     assert "image_b64" in part and "image_path" not in part  # local paths are CLI-only
     assert client.get("/docs").status_code == 200
+
+
+def test_min_score_auto_keeps_only_the_matches_and_sort_orders_them(client):
+    full = _search(client, parts=[{"text": "green forest"}], k=20).json()["results"]
+    body = _search(client, parts=[{"text": "green forest"}], k=20, min_score="auto").json()
+    auto = body["results"]
+    assert 0 < len(auto) < len(full) and {h["id"] for h in auto} <= {h["id"] for h in full}
+    assert body["query"]["min_score"] == "auto"
+    named = _search(client, parts=[{"text": "green forest"}], k=20, min_score="auto", sort="name").json()
+    assert [h["path"] for h in named["results"]] == sorted(h["path"] for h in auto)
+    assert named["query"]["sort"] == "name"
+    assert _search(client, parts=[{"text": "x"}], min_score="most").status_code == 422
+    assert _search(client, parts=[{"text": "x"}], sort="size").status_code == 422

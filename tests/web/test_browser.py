@@ -81,6 +81,20 @@ def test_search_page_in_chromium(corpus, tmp_path):
         wait_for(driver, lambda d: d.execute_script("return arguments[0].naturalWidth", thumb) > 0)
         _shot(driver, tmp_path, "2-text-query")
 
+        # only the matches by default; "Everything" lists every item, "Name" orders the list
+        from selenium.webdriver.support.ui import Select
+
+        matches = len(_cards(driver))
+        names = {i: n for n, i in corpus.ids.items()}
+        Select(driver.find_element(By.ID, "show")).select_by_value("all")
+        wait_for(driver, lambda d: len(_cards(d)) == len(names) > matches)
+        Select(driver.find_element(By.ID, "sort")).select_by_value("name")
+        wait_for(driver, lambda d: [names[i] for i in _ids(d)] == sorted(names.values()))
+        assert "show=all" in driver.current_url and "sort=name" in driver.current_url
+        Select(driver.find_element(By.ID, "show")).select_by_value("matches")
+        Select(driver.find_element(By.ID, "sort")).select_by_value("relevance")
+        wait_for(driver, lambda d: len(_cards(d)) == matches)
+
         # upload an image query: a part chip with a weight slider appears, blue comes first
         image = tmp_path / "query.png"
         image.write_bytes(png_bytes((25, 35, 235)))

@@ -135,3 +135,20 @@ def test_audio_tools_hide_when_the_encoder_has_no_audio(corpus):
         html = client.get("/").text
         assert 'id="add-image"' in html
         assert 'id="record"' not in html and 'id="add-audio"' not in html
+
+
+def test_page_shows_only_the_matches_by_default_and_sorts_on_request(client, corpus):
+    names = {i: n for n, i in corpus.ids.items()}
+    matches = _card_ids(client.get("/?q=green+forest").text)
+    html = client.get("/?q=green+forest&show=all&sort=name").text
+    everything = _card_ids(html)
+    assert 0 < len(matches) < len(everything) == len(corpus.ids)
+    assert [names[i] for i in everything] == sorted(names[i] for i in everything)
+    assert '<option value="all" selected>' in html and '<option value="name" selected>' in html
+    # the page script posts the same choices with the form
+    r = client.post("/partials/results", data={"text": "green forest", "min_score": "auto", "sort": "name"})
+    assert sorted(_card_ids(r.text)) == sorted(matches)
+    assert [names[i] for i in _card_ids(r.text)] == sorted(names[i] for i in matches)
+    r = client.post("/partials/results", data={"text": "green forest", "min_score": "lots"})
+    assert r.status_code == 422 and "min_score" in r.text
+    assert client.get("/?q=x&sort=size").status_code == 422

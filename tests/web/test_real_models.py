@@ -60,6 +60,11 @@ def test_bundled_encoder_serves_the_page_and_api(real_index, bundled_encoder, tm
         ).json()
         top = [captions[h["path"]].lower() for h in body["results"][:5]]
         assert sum("dog" in c for c in top) >= 3, top
+        # only the matches: mostly dog photos, far fewer than the whole list
+        auto = client.post("/api/search", json={"parts": [{"text": "a dog running on the grass"}],
+                                                "min_score": "auto", "k": 100}).json()["results"]
+        dogs = [captions[h["path"]].lower() for h in auto if h["modality"] == "image"]
+        assert 3 <= len(auto) < 40 and sum("dog" in c for c in dogs) >= 0.6 * len(dogs), dogs
         # the news corpus answers a news question with news
         news = client.post("/api/search", json={"parts": [{"text": "oil prices and the economy"}]})
         assert news.json()["results"][0]["modality"] == "text"
@@ -69,9 +74,16 @@ def test_bundled_encoder_serves_the_page_and_api(real_index, bundled_encoder, tm
     from selenium.webdriver.common.keys import Keys
 
     with live_server(app) as base, chromium(1280, 860) as driver:
-        driver.get(base + "/")
+        driver.get(base + "/?show=all")
         driver.find_element(By.ID, "q").send_keys("a dog running on the grass", Keys.ENTER)
         wait_for(driver, lambda d: len(d.find_elements(By.CSS_SELECTOR, "li.card")) >= 8)
+        everything = len(driver.find_elements(By.CSS_SELECTOR, "li.card"))
+        # the default view: only the matches, mostly dog photos (and dog sounds)
+        driver.get(base + "/")
+        driver.find_element(By.ID, "q").send_keys("a dog running on the grass", Keys.ENTER)
+        wait_for(driver, lambda d: d.find_elements(By.CSS_SELECTOR, "li.card"))
+        shown = len(driver.find_elements(By.CSS_SELECTOR, "li.card"))
+        assert 3 <= shown < everything and "show=all" not in driver.current_url
         # every visible thumbnail has loaded before the picture is taken
         wait_for(
             driver,

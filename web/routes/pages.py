@@ -4,7 +4,7 @@ the page script posts the same form, with files, to ``/partials/results`` and sw
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Query, Request
@@ -73,6 +73,10 @@ def _page_urls(ctx: dict[str, Any]) -> None:
     """Previous/next links that work without JavaScript (plain GETs of this page)."""
     params: list[tuple[str, str]] = [("q", ctx["q"])] if ctx.get("q") else []
     params += [("modality", m) for m in ctx.get("modality", [])]
+    if ctx.get("show") == "all":
+        params.append(("show", "all"))
+    if ctx.get("sort", "relevance") != "relevance":
+        params.append(("sort", ctx["sort"]))
     if ctx.get("like_id") is not None:
         params.append(("like", str(ctx["like_id"])))
     page = ctx.get("page", 1)
@@ -104,17 +108,23 @@ async def index_page(
     modality: Annotated[list[str] | None, Query()] = None,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     like: Annotated[int | None, Query(ge=0, le=MAX_ID)] = None,
+    show: Annotated[Literal["matches", "all"], Query()] = "matches",
+    sort: Annotated[Literal["relevance", "date", "name"], Query()] = "relevance",
 ) -> HTMLResponse:
     modalities = [m for m in (modality or []) if m]
     ctx: dict[str, Any] = {
         "q": q or "",
         "modality": modalities,
+        "show": show,
+        "sort": sort,
         "stats": _stats(services),
         "searched": False,
         "like_id": like,
     }
     if (q and q.strip()) or like is not None:
-        form = FormQuery(text=q, item_id=like, modality=modalities)
+        # the default view is only the matches: each list cut where the evidence ends
+        form = FormQuery(text=q, item_id=like, modality=modalities,
+                         min_score="auto" if show == "matches" else None, sort=sort)
         try:
             ctx.update(await _results(services, form, page))
             _page_urls(ctx)
@@ -134,6 +144,7 @@ async def results_partial(
     page: Annotated[int, Form(ge=1, le=MAX_PAGE)] = 1,
 ) -> HTMLResponse:
     ctx = await _results(services, form, page)
-    ctx.update(q=form.text or "", modality=form.modality, like_id=form.item_id)
+    ctx.update(q=form.text or "", modality=form.modality, like_id=form.item_id,
+               show="matches" if form.min_score == "auto" else "all", sort=form.sort)
     _page_urls(ctx)  # the page script turns these into re-posts of the form with files
     return request.app.state.templates.TemplateResponse(request, "_results.html", ctx)

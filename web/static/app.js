@@ -7,6 +7,8 @@
   const form = document.getElementById("search-form");
   const results = document.getElementById("results");
   const textBox = document.getElementById("q");
+  const showBox = document.getElementById("show");
+  const sortBox = document.getElementById("sort");
   const partsBox = document.getElementById("parts");
   const imageInput = document.getElementById("image-file");
   const audioInput = document.getElementById("audio-file");
@@ -105,6 +107,8 @@
     if (state.audio) { data.append("audio", state.audio.file, state.audio.name); data.append("audio_weight", state.audio.weight); }
     if (state.item) { data.append("item_id", state.item.id); data.append("item_weight", state.item.weight); }
     for (const box of form.querySelectorAll("input[name=modality]:checked")) data.append("modality", box.value);
+    if (showBox.value !== "all") data.append("min_score", "auto");
+    data.append("sort", sortBox.value);
     data.append("page", page);
 
     if (inFlight) inFlight.abort();
@@ -131,6 +135,8 @@
     if (text) params.set("q", text);
     for (const box of form.querySelectorAll("input[name=modality]:checked")) params.append("modality", box.value);
     if (state.item) params.set("like", state.item.id);
+    if (showBox.value === "all") params.set("show", "all");
+    if (sortBox.value !== "relevance") params.set("sort", sortBox.value);
     if (page > 1) params.set("page", page);
     history.replaceState(null, "", "/?" + params.toString());
   }
@@ -149,6 +155,7 @@
   for (const box of form.querySelectorAll("input[name=modality]")) {
     box.addEventListener("change", () => hasQuery() && search(1));
   }
+  for (const box of [showBox, sortBox]) box.addEventListener("change", () => hasQuery() && search(1));
 
   results.addEventListener("click", (e) => {
     const like = e.target.closest("a[data-like]");
