@@ -22,12 +22,12 @@ from search.attention import (
 )
 from search.calibration import Calibration
 from search.catalog import Catalog, SegmentInfo
-from search.filters import allowed_segment_ids, filter_ids, path_matches
+from search.filters import allowed_for, filter_ids, path_matches
 from search.fusion import check_weights, late_fuse, weighted_average
 from search.hybrid import keyword_ids, rrf_merge
 from search.index import Index
 from search.query import Query
-from search.store import VectorStore, create_store
+from search.store import StoreFilter, VectorStore, create_store
 from search.types import Hit
 
 # segments fetched per wanted hit when grouping passages/windows per item
@@ -101,17 +101,18 @@ def _vector_ranking(
     qvec: np.ndarray,
     vectors: np.ndarray,
     weights: np.ndarray,
-    allowed: np.ndarray | None,
+    allowed: np.ndarray | StoreFilter | None,
     n: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(segment ids best first, their cosine to ``qvec``, late-fusion scores or None)."""
+    """(segment ids best first, their cosine to ``qvec``, late-fusion scores or None).
+    ``allowed`` is a ``StoreFilter`` only for a store whose ``pushdown`` is true."""
     if strategy not in ("rrf", "score_sum"):
-        scores, ids = store.search(qvec[None, :], n, allowed)
+        scores, ids = store.search(qvec[None, :], n, allowed)  # type: ignore[arg-type]
         keep = ids[0] >= 0
         return ids[0][keep], scores[0][keep], None
     pool: dict[int, None] = {}
     positive = vectors[weights > 0]
-    _, ids = store.search(positive, max(n, LATE_POOL), allowed)
+    _, ids = store.search(positive, max(n, LATE_POOL), allowed)  # type: ignore[arg-type]
     for row in ids:
         pool.update(dict.fromkeys(int(i) for i in row if i >= 0))
     cand = np.fromiter(pool, dtype=np.int64, count=len(pool))
@@ -123,7 +124,8 @@ def _vector_ranking(
     return cand[order], (cvecs @ qvec)[order], fused[order]
 
 
-def _keyword_lists(index: Index, query: Query, allowed: np.ndarray | None) -> list[tuple[list[int], float]]:
+def _keyword_lists(index: Index, query: Query,
+                   allowed: np.ndarray | StoreFilter | None) -> list[tuple[list[int], float]]:
     if not query.hybrid:
         return []
     top = max((p.weight for p in query.parts), default=1.0)
@@ -133,7 +135,9 @@ def _keyword_lists(index: Index, query: Query, allowed: np.ndarray | None) -> li
             continue
         ids = keyword_ids(index.catalog, part.text, KEYWORD_POOL, index.store.count())
         if allowed is not None and ids:
-            ids = [i for i, ok in zip(ids, np.isin(ids, allowed)) if ok]
+            passing = (filter_ids(index.catalog, query.filters, np.array(ids))  # store-side filter
+                       if isinstance(allowed, StoreFilter) else allowed)
+            ids = [i for i, ok in zip(ids, np.isin(ids, passing)) if ok]
         if ids:
             lists.append((ids, part.weight / top))
     return lists
@@ -145,7 +149,7 @@ def _broad_filter(index: Index, query: Query, qvec: np.ndarray, strategy: str, n
     1M took ~0.5 s). None when too few candidates pass, or the query needs the full set
     (keyword hits, late fusion, a threshold): the caller then lists them all."""
     if (query.filters.is_empty() or query.hybrid or query.min_score is not None
-            or strategy in ("rrf", "score_sum")):
+            or strategy in ("rrf", "score_sum") or index.store.pushdown):
         return None
     probe = max(BROAD_PROBE, 8 * need)
     _, ids = index.store.search(qvec[None, :], probe, rerank=False)
@@ -184,18 +188,17 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
     qvec = weighted_average(vectors, weights)
     want = query.offset + query.k
     n = want * (OVERFETCH if query.group else 1)
-    allowed = None if full_filter else _broad_filter(index, query, qvec, strategy, n)
-    shortcut = allowed is not None
-    if allowed is None:
-        allowed = allowed_segment_ids(index.catalog, query.filters)
-    if allowed is not None and len(allowed) == 0:
+    broad = None if full_filter else _broad_filter(index, query, qvec, strategy, n)
+    shortcut = broad is not None
+    allowed = broad if broad is not None else allowed_for(index.catalog, query.filters, store)
+    limit = _allowed_count(store, allowed)
+    if limit == 0:
         return []
     qmod = query_modality(index.catalog, query)
     scales = calibration()
     floor = scales.floor(qmod, query.min_score) if query.min_score is not None else None
     keyword = _keyword_lists(index, query, allowed)
 
-    limit = len(allowed) if allowed is not None else store.count()
     while True:
         fetch = max(1, min(n, limit))
         ids, cos, scores = _vector_ranking(store, strategy, qvec, vectors, weights, allowed, fetch)
@@ -223,6 +226,14 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
         if len(hits) >= want or exhausted:
             return hits[query.offset : want]
         n *= 4
+
+
+def _allowed_count(store: VectorStore, allowed: np.ndarray | StoreFilter | None) -> int:
+    if allowed is None:
+        return store.count()
+    if isinstance(allowed, StoreFilter):
+        return store.count(allowed)  # type: ignore[call-arg]  # a store that pushes filters down
+    return len(allowed)
 
 
 def _vector_kind(hit: Hit) -> str:

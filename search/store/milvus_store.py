@@ -17,6 +17,7 @@ memory budget, then IVF_SQ8. Milvus Lite builds FLAT, HNSW, HNSW_SQ, IVF_FLAT an
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import math
@@ -128,10 +129,8 @@ def record_spec(spec: str, root: Path) -> str:
     so the folder can move as one; everything else as given."""
     uri, name = split_spec(spec)
     if not is_server(uri):
-        try:
+        with contextlib.suppress(ValueError):  # outside the folder: kept absolute
             uri = str(Path(uri).resolve().relative_to(Path(root).resolve()))
-        except ValueError:
-            pass
     return uri + (f"#{name}" if name is not None else "")
 
 

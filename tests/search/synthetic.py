@@ -43,7 +43,11 @@ def basis(dim: int, i: int) -> np.ndarray:
     return v
 
 
-def engine_over(tmp_path: Path, dim: int = 32) -> tuple[Engine, Index, FakeEncoder]:
+def engine_over(tmp_path: Path, dim: int = 32, store: str | None = None) -> tuple[Engine, Index, FakeEncoder]:
+    """``store``: a ``--store`` spec (default faiss:auto); ``"milvus"`` is a Milvus Lite file in
+    ``tmp_path``."""
     enc = FakeEncoder(dim=dim)
-    index = Index.open_for_write(tmp_path, enc.id, enc.dim)
+    if store == "milvus":
+        store = f"milvus:{tmp_path / 'vectors.db'}"
+    index = Index.open_for_write(tmp_path, enc.id, enc.dim, store=store)
     return Engine(index, enc), index, enc
