@@ -172,6 +172,9 @@ def _open_lite(path: str) -> None:
             finally:
                 os.close(fd)
         _LITE_USERS[path] = _LITE_USERS.get(path, 0) + 1
+    # pymilvus asks for a timestamp after creating an index, which Lite's server does not
+    # implement: it logs a traceback per call (the client carries on without one)
+    logging.getLogger("grpc._server").setLevel(logging.CRITICAL)
 
 
 def _close_lite(path: str) -> None:
@@ -189,6 +192,10 @@ def _close_lite(path: str) -> None:
 
 
 def _client(uri: str, timeout: float) -> Any:
+    # gRPC's fork handlers only log that they are skipped when the indexer forks its decoding
+    # workers (which never touch gRPC); quiet them before gRPC loads
+    os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     try:
         from pymilvus import MilvusClient
     except ImportError:
@@ -391,6 +398,10 @@ class MilvusStore(VectorStore):
         self._irregular = None
 
     def _scan_ids(self, expr: str = "") -> Iterable[int]:
+        if self.lite:  # one query answers all (Lite has no result cap, nor the iterator's clock)
+            rows = self.client.query(self.collection, filter=expr, output_fields=["id"])
+            yield from (int(row["id"]) for row in rows)
+            return
         it = self.client.query_iterator(self.collection, batch_size=16384, filter=expr,
                                         output_fields=["id"])
         try:

@@ -49,7 +49,8 @@ def catch_up(store: MilvusStore, catalog: Catalog, dim: int, spec: str) -> dict[
     meta = json.loads(raw) if raw else None
     top_seq = _top_tombstone(catalog)
     if meta is None or meta.get("store") != spec:
-        store.drop()  # whatever it holds was not written for this catalog's state
+        if store.count():
+            store.drop()  # whatever it holds was not written for this catalog's state
         meta = {"store": spec, "upto_id": 0, "tomb_seq": top_seq}
     dead = catalog.deleted_since(int(meta["tomb_seq"]), 2**62)
     if len(dead):
