@@ -237,3 +237,32 @@ def test_kill_9_mid_write_then_readers_answer_and_the_next_run_completes(tmp_pat
         assert_consistent(index)
         assert index.info()["vectors"] == expected
         assert len(index.store.ids_where("")) == expected
+
+
+def test_opening_repairs_what_a_crash_between_catalog_and_milvus_left(tmp_path):
+    """Rows committed whose vectors never reached Milvus, and a delete that never did: the
+    next open (a reader with no writer around, or a writer) brings Milvus up to the catalog."""
+    from search.catalog import NewContent, SegmentIn
+
+    db = tmp_path / "db"
+    index = Index.open_for_write(db, ENC.id, ENC.dim, store=f"milvus:{db}/v.db")
+    rng = np.random.default_rng(5)
+    for i in range(20):
+        add_item(index, rng.standard_normal(ENC.dim), f"/p/a{i}.jpg")
+    index.checkpoint()
+    # what a kill -9 leaves between the two writes: the catalog ahead of Milvus
+    vector = rng.standard_normal((1, ENC.dim)).astype(np.float32)
+    vector /= np.linalg.norm(vector)
+    _, (new,) = index.catalog.add_contents(
+        [NewContent("sha-new", "image", 1, [SegmentIn()], [("/p/new.jpg", 1, 1)])], vector)[0]
+    dropped = index.catalog.remove_paths(["/p/a3.jpg"])
+    assert len(dropped) == 1
+    milvus = index.store
+    assert isinstance(milvus, MilvusStore)
+    assert new not in milvus.ids_where("").tolist() and dropped[0] in milvus.ids_where("").tolist()
+    index.close()
+    with Index.open(db) as reader:
+        assert isinstance(reader.store, MilvusStore)
+        assert sorted(reader.store.ids_where("").tolist()) == sorted(reader.catalog.segment_ids().tolist())
+        hits = Engine(reader, ENC).search_vector(vector[0], Query(parts=[QueryPart(text="x")], k=1))
+        assert [h.id for h in hits] == [new]
