@@ -547,7 +547,7 @@ def _recorded(spec: StoreSpec, root: Path, current: StoreSpec | None) -> StoreSp
     (several indexes may share one server)."""
     if spec.backend != "milvus":
         return spec
-    from search.store.milvus_store import is_server, record_spec, resolve_spec, split_spec
+    from search.store.milvus_spec import is_server, record_spec, resolve_spec, split_spec
 
     uri, name = split_spec(spec.spec)
     if (name is None and current is not None and current.backend == "milvus"

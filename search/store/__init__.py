@@ -22,7 +22,8 @@ def create_store(dim: int, backend: str = "faiss", factory: str = "Flat") -> Vec
     if backend == "faiss":
         return FaissStore(dim, factory=factory)
     if backend == "milvus":
-        from search.store.milvus_store import MilvusStore, split_spec
+        from search.store.milvus_spec import split_spec
+        from search.store.milvus_store import MilvusStore
 
         uri, collection = split_spec(factory)
         return MilvusStore(uri, dim, collection)

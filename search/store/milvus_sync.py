@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import select
 
-from search.store.milvus_store import Fields, MilvusStore, resolve_spec, split_spec
+from search.store.milvus_spec import resolve_spec, split_spec
+from search.store.milvus_store import Fields, MilvusStore
 from search.store.spec import StoreOptions
 
 if TYPE_CHECKING:

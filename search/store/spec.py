@@ -67,7 +67,7 @@ def _probe_dim(spec: str) -> int:
 
 
 def _check_milvus(spec: str) -> str:
-    from search.store.milvus_store import check_spec
+    from search.store.milvus_spec import check_spec
 
     return check_spec(spec)
 
