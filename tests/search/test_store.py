@@ -237,3 +237,26 @@ def test_an_untrained_index_refuses_a_first_batch_with_the_fix(data):
     s.train(np.ascontiguousarray(vectors[:1000], dtype=np.float32))
     s.add(np.arange(32), batch)
     assert s.count() == 32
+
+
+@pytest.mark.parametrize(("memory_mb", "kind"), [(1024.0, "HNSW"), (0.1, "IVF_SQ8")])
+def test_milvus_index_type_follows_the_size_as_faiss_auto_does(data, lite_file, memory_mb, kind):
+    from search.store.milvus_store import MilvusStore
+    from search.store.spec import StoreOptions
+
+    ids, vectors, queries = data
+    s = MilvusStore(str(lite_file), DIM, f"auto{next(_names)}",
+                    options=StoreOptions(exact_max=1000, memory_mb=memory_mb))
+    try:
+        s.add(ids[:800], vectors[:800])
+        assert not s.ensure_index() and s.index_type == "FLAT"  # exact while small
+        s.add(ids[800:], vectors[800:])
+        assert s.ensure_index() and s.index_type == kind
+        s.flush()
+        _, found = s.search(queries, 10)
+        _, truth = brute_force(queries, ids, vectors, 10)
+        assert np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]) >= 0.9
+        assert s.remove(ids[:5]) == 5 and not np.isin(s.search(queries, 10)[1], ids[:5]).any()
+    finally:
+        s.drop()
+        s.close()
