@@ -419,6 +419,8 @@ class Index:
         try:
             fd = _take_lock(self.root)
         except (IndexLocked, OSError):  # a writer is busy, or a read-only folder
+            assert isinstance(self.store, MilvusStore)
+            self.store.adopt_ids(self.catalog.ids_where(select(Vector.id)))  # not a scan of Milvus
             return
         try:
             self._milvus_catch_up()
