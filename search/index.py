@@ -183,7 +183,8 @@ class Index:
                 _check_encoder(root, manifest, encoder)
                 spec = _recorded(spec, root, manifest.spec) if spec is not None else None
                 if spec is not None and spec != manifest.spec:
-                    switched_from = manifest.backend
+                    if spec.backend != manifest.backend:
+                        switched_from = manifest.backend
                     manifest.backend, manifest.factory = spec.backend, spec.spec
                     manifest.write(root / MANIFEST)
             else:
@@ -306,7 +307,7 @@ class Index:
         if self._lock_fd is None:
             raise Conflict("only the writer compacts the index")
         if isinstance(self.store, MilvusStore):
-            self._milvus_catch_up()
+            self._milvus_catch_up(opening=False)
             return "rebuilt" if self.store.ensure_index() else None
         store, options = self.store, self.options
         n = store.count()
@@ -407,9 +408,10 @@ class Index:
             self.store.flush()  # sealed segments get their index (the memtable is searched raw)
 
     # -- Milvus -------------------------------------------------------------------------------
-    def _milvus_catch_up(self) -> None:
+    def _milvus_catch_up(self, opening: bool = True) -> None:
         assert isinstance(self.store, MilvusStore)
-        done = milvus_sync.catch_up(self.store, self.catalog, self.manifest.dim, self.manifest.factory)
+        done = milvus_sync.catch_up(self.store, self.catalog, self.manifest.dim, self.manifest.factory,
+                                    opening=opening)
         if any(done.values()):
             log.info("milvus caught up with the catalog at %s: %s", self.root, done)
 

@@ -42,10 +42,12 @@ def open_store(root: Path, spec: str, dim: int, catalog: Catalog, options: Store
     return MilvusStore(uri, dim, collection, source=source, options=options)
 
 
-def catch_up(store: MilvusStore, catalog: Catalog, dim: int, spec: str) -> dict[str, int]:
+def catch_up(store: MilvusStore, catalog: Catalog, dim: int, spec: str, *,
+             opening: bool = True) -> dict[str, int]:
     """Apply what the catalog holds and Milvus may lack, then record it. Writers only (or a
-    reader holding the write lock). ``spec``: the store as the manifest records it.
-    Returns {"inserted": n, "deleted": n}."""
+    reader holding the write lock). ``spec``: the store as the manifest records it;
+    ``opening``: the store's id list is then taken from the catalog (a writer's checkpoints keep
+    theirs up to date). Returns {"inserted": n, "deleted": n}."""
     raw = catalog.get_meta(META)
     meta = json.loads(raw) if raw else None
     top_seq = _top_tombstone(catalog)
@@ -68,7 +70,8 @@ def catch_up(store: MilvusStore, catalog: Catalog, dim: int, spec: str) -> dict[
     for start in range(0, len(missing), _CHUNK):
         found, vectors = catalog.get_vectors(missing[start : start + _CHUNK], dim)
         store.upsert(found, vectors, segment_fields(catalog, found))
-    store.adopt_ids(catalog.ids_where(select(Vector.id)))
+    if opening:
+        store.adopt_ids(catalog.ids_where(select(Vector.id)))
     held = store.ids()
     meta.update(upto_id=int(held[-1]) if len(held) else upto, tomb_seq=max(top_seq, int(meta["tomb_seq"])))
     catalog.set_meta(META, json.dumps(meta, sort_keys=True))

@@ -266,3 +266,25 @@ def test_opening_repairs_what_a_crash_between_catalog_and_milvus_left(tmp_path):
         assert sorted(reader.store.ids_where("").tolist()) == sorted(reader.catalog.segment_ids().tolist())
         hits = Engine(reader, ENC).search_vector(vector[0], Query(parts=[QueryPart(text="x")], k=1))
         assert [h.id for h in hits] == [new]
+
+
+def test_switching_store_both_ways_embeds_nothing_and_keeps_deletes(tmp_path):
+    root, db = tmp_path / "c", tmp_path / "db"
+    _corpus(root, 30, seed=4)
+    _index(db, root, None).close()
+    lite = f"milvus:{db}/vectors.db"
+    with _index(db, root, lite) as index:  # filled from the catalog's vectors
+        assert isinstance(index.store, MilvusStore) and not list(db.glob("ann-*"))
+        assert sorted(index.store.ids_where("").tolist()) == sorted(index.catalog.segment_ids().tolist())
+    for path in sorted(root.iterdir())[:4]:
+        path.unlink()
+    with _index(db, root, None) as index:  # deletes seen on Milvus, then back: Milvus stays
+        assert isinstance(index.store, MilvusStore)
+    for path in sorted(root.iterdir())[:3]:
+        path.unlink()
+    with _index(db, root, "faiss:auto") as index:  # back to FAISS: rebuilt from the catalog
+        assert not isinstance(index.store, MilvusStore)
+        assert_consistent(index)
+        live = set(index.catalog.segment_ids().tolist())
+    with _index(db, root, lite) as index:  # and to Milvus again: refilled, no stale ids
+        assert set(index.store.ids_where("").tolist()) == live  # type: ignore[union-attr]
