@@ -145,7 +145,7 @@ def allowed_for(catalog: Catalog, filters: Filters, store: VectorStore) -> np.nd
         return None
     exts = [_normalise_ext(e) for e in filters.ext or [] if e.strip(". ")]
     if (not store.pushdown or filters.path_prefix or filters.path_glob
-            or any(not e.isalnum() for e in exts)):
+            or any(not (e.isascii() and e.isalnum() and len(e) < 64) for e in exts)):
         return allowed_segment_ids(catalog, filters)
     content: list[str] = []
     if filters.modality:

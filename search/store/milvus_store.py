@@ -73,10 +73,15 @@ class Fields:
         return cls(modality, extension(path), int(mtime_ns), int(size), duration_s, len(files))
 
 
+EXT_MAX = 64  # longer extensions are cut; filters on them go as id lists
+
+
 def extension(path: str) -> str:
-    """The lower-case extension filters compare (``a/b.JPG`` -> ``jpg``; none -> "")."""
+    """What follows the name's last dot, lower-case (``a/b.JPG`` -> ``jpg``, ``.bashrc`` ->
+    ``bashrc``, none -> ""): a path ends in ``.<ext>`` exactly when this is ``ext`` (for an
+    ext without dots), as the catalog's ``lower(path) LIKE '%.<ext>'`` tests."""
     name = os.path.basename(path)
-    return name.rsplit(".", 1)[1].lower() if "." in name.lstrip(".") else ""
+    return name.rsplit(".", 1)[1].lower()[:EXT_MAX] if "." in name else ""
 
 
 def index_type_for(n: int, dim: int, options: StoreOptions) -> tuple[str, dict[str, int]]:
@@ -216,7 +221,7 @@ class MilvusStore(VectorStore):
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vec", DataType.FLOAT_VECTOR, dim=self.dim)
         schema.add_field("modality", DataType.VARCHAR, max_length=16)
-        schema.add_field("ext", DataType.VARCHAR, max_length=64)
+        schema.add_field("ext", DataType.VARCHAR, max_length=EXT_MAX)
         schema.add_field("mtime_ns", DataType.INT64)
         schema.add_field("size", DataType.INT64)
         schema.add_field("duration_s", DataType.DOUBLE, nullable=True)
@@ -465,7 +470,7 @@ class MilvusStore(VectorStore):
 
 
 def _row(i: int, vector: np.ndarray, f: Fields) -> dict[str, Any]:
-    return {"id": i, "vec": vector, "modality": f.modality, "ext": f.ext[:64],
+    return {"id": i, "vec": vector, "modality": f.modality, "ext": f.ext[:EXT_MAX],
             "mtime_ns": int(f.mtime_ns), "size": int(f.size), "duration_s": f.duration_s,
             "nfiles": int(f.nfiles)}
 
