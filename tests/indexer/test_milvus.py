@@ -288,3 +288,52 @@ def test_switching_store_both_ways_embeds_nothing_and_keeps_deletes(tmp_path):
         live = set(index.catalog.segment_ids().tolist())
     with _index(db, root, lite) as index:  # and to Milvus again: refilled, no stale ids
         assert set(index.store.ids_where("").tolist()) == live  # type: ignore[union-attr]
+
+
+@pytest.fixture
+def milvus_server(tmp_path):
+    """A Milvus gRPC server in its own process (Milvus Lite's ``server`` command): the
+    ``milvus:http://...`` path, several processes on one store."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([sys.executable, "-m", "milvus_lite", "server", "--data-dir",
+                             str(tmp_path / "milvus-data"), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while True:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.skip("the Milvus Lite server did not start")
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    proc.kill()
+    proc.wait()
+
+
+def test_a_server_store_is_shared_by_a_writer_and_readers_in_other_processes(tmp_path, milvus_server):
+    root, db = tmp_path / "c", tmp_path / "db"
+    _corpus(root, 40, seed=6)
+    done = _cli("index", str(root), "--db", str(db), "--model", "fake", "--store", f"milvus:{milvus_server}",
+                "--json")
+    assert done.returncode == 0, done.stderr
+    spec = json.loads((db / "index.json").read_text())["factory"]
+    assert spec.startswith(milvus_server + "#crossfind_")  # a collection of its own
+    with Index.open(db) as reader:  # a reader in this process, the writer in another
+        assert isinstance(reader.store, MilvusStore) and not reader.store.lite
+        before = reader.info()["vectors"]
+        _corpus(tmp_path / "more", 10, seed=8)
+        again = _cli("index", str(root), str(tmp_path / "more"), "--db", str(db), "--model", "fake", "--json")
+        assert again.returncode == 0, again.stderr
+        assert reader.refresh() and reader.info()["vectors"] > before
+        assert sorted(reader.store.ids_where("").tolist()) == sorted(reader.catalog.segment_ids().tolist())
+        text = _queries(1, seed=11)[0]
+        hits = [_key(h) for h in Engine(reader, ENC).search(Query.text(text, k=10)).hits]
+        out = _cli("search", text, "--db", str(db), "--k", "10", "--json")
+        assert out.returncode == 0, out.stderr
+        assert [(r["path"], r.get("char_start")) for r in json.loads(out.stdout)["results"]] == hits
