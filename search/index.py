@@ -138,7 +138,11 @@ class Index:
             catalog.close()
             raise
         if isinstance(index.store, MilvusStore):
-            index._milvus_repair_if_unwritten()
+            try:
+                index._milvus_repair_if_unwritten()
+            except BaseException:
+                index.close()
+                raise
         return index
 
     @classmethod

@@ -147,7 +147,8 @@ def _broad_filter(index: Index, query: Query, qvec: np.ndarray, strategy: str, n
     """For a filter that passes many items: the filter checked on the unfiltered top
     candidates only (one small SQL query), instead of listing every id it passes (500k ids at
     1M took ~0.5 s). None when too few candidates pass, or the query needs the full set
-    (keyword hits, late fusion, a threshold): the caller then lists them all."""
+    (keyword hits, late fusion, a threshold): the caller then lists them all. None too for a
+    store that filters itself (Milvus: the filter goes to it as an expression)."""
     if (query.filters.is_empty() or query.hybrid or query.min_score is not None
             or strategy in ("rrf", "score_sum") or index.store.pushdown):
         return None

@@ -4,7 +4,7 @@
 engine serving gRPC on a thread of this process, one process per file); ``milvus:http://host:
 19530`` talks to a Milvus standalone or cluster. Both go through the same ``MilvusClient``.
 
-Besides the vector each entity holds what filters test (``FIELDS``), so a filter reaches Milvus
+Besides the vector each entity holds what filters test (``Fields``), so a filter reaches Milvus
 as a boolean expression (``search.filters.allowed_for``) instead of a list of ids. The file-level
 fields (extension, mtime, size) are those of the content's only file; ``nfiles`` says how many
 files the content had when written, and contents with several files are filtered by id.
