@@ -16,7 +16,7 @@ from cli.common import load_extra_encoders
 from search.errors import CrossfindError, DiskFull, is_disk_full
 
 # modules under cli/ that register subcommands, in help order
-_COMMAND_MODULES = ("index", "search", "evaluate", "audio", "serve", "bench", "models", "fusion", "train")
+_COMMAND_MODULES = ("index", "search", "evaluate", "evalmixed", "audio", "serve", "bench", "models", "fusion", "train")
 
 
 def build_parser() -> argparse.ArgumentParser:

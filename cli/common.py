@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib
 import json
 import sys
 from typing import Any
 
-from search.errors import BadRequest
 from search.settings import Settings, get_settings
 
 
@@ -56,16 +54,9 @@ def load_extra_encoders() -> None:
     """Call the ``module:function`` hooks listed (comma-separated) in
     ``settings.extra_encoders`` ($CROSSFIND_EXTRA_ENCODERS), each registering encoder families; the tests register their
     fake encoder this way (``tests.fakes:register``) to drive the real CLI in a subprocess."""
-    for spec in filter(None, get_settings().extra_encoders.split(",")):
-        module, _, func = spec.strip().partition(":")
-        try:
-            hook = getattr(importlib.import_module(module), func or "register")
-        except (ImportError, AttributeError) as exc:
-            raise BadRequest(
-                f"CROSSFIND_EXTRA_ENCODERS names {spec!r}, which cannot be loaded ({exc}); "
-                "fix PYTHONPATH or unset the variable"
-            ) from None
-        hook()
+    from search.encoders.registry import load_hooks
+
+    load_hooks(get_settings().extra_encoders)
 
 
 def print_mapping(obj: dict[str, Any], as_json: bool, width: int = 12) -> None:

@@ -6,10 +6,14 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cli.common import add_db_arg, add_model_arg, print_json, settings_from
 from search.paths import shown
-from search.settings import get_settings
+from search.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from indexer.ray_embed import RayExecutor
 
 # skipped files listed in the table; --json lists all
 _SHOW_SKIPPED = 40
@@ -47,6 +51,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--follow-links", action="store_true",
                    help="also follow links that lead outside the given folders (recorded in "
                    "the index: the server then serves files those links reach)")
+    p.add_argument(
+        "--executor", default="local", metavar="local|ray|ray:ADDRESS",
+        help="where files are decoded and embedded: local (default: worker processes here), "
+        "ray (a local Ray with --workers CPUs, default all cores), ray:auto (the Ray cluster "
+        "this machine belongs to) or ray:HOST:PORT / ray:ray://HOST:10001; every Ray node must "
+        "see the files at the same paths (docs/scale-out.md)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar, one summary line")
     p.add_argument("--json", action="store_true", help="print the report as one JSON object")
     p.set_defaults(func=run_index)
@@ -82,6 +93,22 @@ def _check_db(db: Path) -> None:
         raise BadRequest(f"the index folder --db {db} is not writable; pick another with --db")
 
 
+def _executor(args: argparse.Namespace, settings: Settings, encoder: str) -> RayExecutor | None:
+    """None for --executor local; else the Ray to embed on, checked (installed, reachable)
+    before any work."""
+    if args.executor == "local":
+        return None
+    from indexer.ray_embed import RayExecutor
+
+    executor = RayExecutor(
+        address=RayExecutor.parse(args.executor), encoder=encoder,
+        num_cpus=args.workers if args.workers and args.workers > 0 else None,
+        hooks=settings.extra_encoders, verbose=getattr(args, "verbose", False),
+    )
+    executor.check()
+    return executor
+
+
 def run_index(args: argparse.Namespace) -> int:
     from indexer import index_paths
     from search.encoders import create_encoder
@@ -99,7 +126,9 @@ def run_index(args: argparse.Namespace) -> int:
     if args.follow_links:
         settings.follow_links = True
     _check_db(settings.db)
-    encoder = create_encoder(_encoder_name(args, settings.model, settings.db), settings.cache_dir)
+    name = _encoder_name(args, settings.model, settings.db)
+    executor = _executor(args, settings, name)
+    encoder = create_encoder(name, settings.cache_dir)
     try:
         with Index.open_for_write(
             settings.db, encoder.id, encoder.dim, reindex=args.reindex, store=spec,
@@ -107,7 +136,7 @@ def run_index(args: argparse.Namespace) -> int:
         ) as index:
             report = index_paths(
                 args.paths, index, encoder, settings,
-                progress=not args.quiet and sys.stderr.isatty(),
+                progress=not args.quiet and sys.stderr.isatty(), executor=executor,
             )
             info = index.info()
     except DiskFull as exc:

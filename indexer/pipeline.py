@@ -11,7 +11,6 @@ user's first query does not.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import sys
@@ -27,8 +26,10 @@ import numpy as np
 from tqdm import tqdm
 
 from indexer.discover import resolve_roots
+from indexer.embedder import Embedder, audio_supported
 from indexer.loaders import CHANGED, Loaded, LoaderConfig, Skip, load
 from indexer.plan import Pending, scan
+from indexer.ray_embed import RayExecutor, RayRun, ray_session
 from indexer.report import IndexReport, Skipped
 from indexer.workers import Workers
 from search.access import record_roots
@@ -54,104 +55,47 @@ class _Batch:
 
 
 class _Writer:
-    """Embeds batches and writes them in the crash-safe order; keeps time and counts."""
+    """Writes embedded batches in the crash-safe order; keeps time and counts. Embeds them
+    itself (``flush``) or takes vectors made elsewhere (``write``: the Ray executor)."""
 
     def __init__(
         self, index: Index, encoder: Encoder, batch_size: int, report: IndexReport,
         checkpoint_every_s: float, stale_before: Callable[[str], float] = lambda modality: 0.0,
         audio_ok: Callable[[], bool] = lambda: True,
     ) -> None:
-        # without an audio model a video indexes its frames only
-        self.audio_ok = audio_ok
-        self.index, self.encoder, self.batch_size, self.report = index, encoder, batch_size, report
+        self.index, self.report = index, report
+        self.batch_size = max(1, batch_size)
+        self.embedder = Embedder(encoder, batch_size, audio_ok)
         # asked before a modality's first write, so the index records the model that made it
         self.stale_before = stale_before
         self.checkpoint_every_s = checkpoint_every_s
         self.last_checkpoint = time.monotonic()
+        self.started = time.perf_counter()
         self.dirty = False
-
-    def encode(self, modality: str, inputs: list) -> np.ndarray:
-        parts = []
-        t0 = time.perf_counter()
-        for i in range(0, len(inputs), self.batch_size):
-            chunk = inputs[i : i + self.batch_size]
-            if modality == "image":
-                parts.append(self.encoder.encode_image_arrays(np.stack(chunk)))
-            elif modality == "text":
-                parts.append(self.encoder.encode_text(chunk))
-            else:
-                parts.append(self.encoder.encode_audio(chunk))
-        self.report.encode_seconds += time.perf_counter() - t0
-        return np.concatenate(parts).astype(np.float32, copy=False)
-
-    def encode_mixed(self, inputs: list, kinds: list[str]) -> np.ndarray:
-        """Embed inputs of several kinds (a video's frames and sound, an image and the text
-        read off it): each kind through its own model, the vectors back in input order."""
-        if len(set(kinds)) == 1:
-            return self.encode(kinds[0], inputs)
-        out = np.zeros((len(inputs), self.encoder.dim), np.float32)
-        for kind in dict.fromkeys(kinds):
-            rows = [i for i, k in enumerate(kinds) if k == kind]
-            out[rows] = self.encode(kind, [inputs[i] for i in rows])
-        return out
-
-    def stream(self, loaded: Loaded) -> np.ndarray:
-        """Embed a long recording or video a batch of inputs at a time; its segments are
-        filled in as the inputs pass, so only one batch of samples or frames is ever held."""
-        assert loaded.streamed is not None
-        parts, chunk, kinds = [], [], []
-        for kind, value, segment in loaded.streamed.inputs():
-            if kind == "audio" and loaded.modality == "video" and not self.audio_ok():
-                continue
-            loaded.segments.append(segment)
-            chunk.append(value)
-            kinds.append(kind)
-            if len(chunk) == self.batch_size:
-                parts.append(self.encode_mixed(chunk, kinds))
-                chunk, kinds = [], []
-        if chunk:
-            parts.append(self.encode_mixed(chunk, kinds))
-        return np.concatenate(parts) if parts else np.zeros((0, self.encoder.dim), np.float32)
 
     def flush(self, modality: str, batch: _Batch) -> None:
         if not batch.items:
             return
         self.stale_before(modality)
-        # long recordings and videos stream through the model on their own; the rest share batches
-        streamed = {}
-        for pending, loaded in list(batch.items):
-            if loaded.streamed is None:
-                continue
-            try:
-                streamed[id(loaded)] = self.stream(loaded)
-            except Exception as exc:  # e.g. the file went bad between decode and embedding
-                reason = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
-                self.report.skip(pending.path, f"undecodable {modality}: {reason}")
-                batch.items.remove((pending, loaded))
+        before = self.embedder.seconds
+        vectors = self.embedder.embed([loaded for _, loaded in batch.items])
+        self.report.encode_seconds += self.embedder.seconds - before
+        self.write(modality, [(p, loaded, v) for (p, loaded), v in zip(batch.items, vectors)])
+        batch.items.clear()
+        batch.n_inputs = 0
+
+    def write(self, modality: str, items: Sequence[tuple[Pending, Loaded, np.ndarray | str]]) -> None:
+        """Write embedded files of ``modality``: rows and vectors in one transaction (see
+        search/index.py). A file given a reason instead of vectors is reported skipped."""
+        self.stale_before(modality)
+        done = []
+        for pending, loaded, vectors in items:
+            if isinstance(vectors, str):
+                self.report.skip(pending.path, vectors)
             else:
-                if not loaded.segments:
-                    self.report.skip(pending.path, f"no {modality} to index (silent or empty)")
-                    batch.items.remove((pending, loaded))
-        if not batch.items:
+                done.append((pending, loaded, vectors))
+        if not done:
             return
-        for _, loaded in batch.items:
-            if loaded.modality == "video" and not loaded.streamed and not self.audio_ok():
-                _drop_sound(loaded)
-        unstreamed = [loaded for _, loaded in batch.items if not loaded.streamed]
-        batched = [x for loaded in unstreamed for x in loaded.inputs]
-        kinds = [k for loaded in unstreamed for k in loaded.input_kinds()]
-        shared = self.encode_mixed(batched, kinds) if batched else None
-        parts: list[np.ndarray] = []
-        start = 0
-        for _, loaded in batch.items:
-            if loaded.streamed:
-                parts.append(streamed[id(loaded)])
-            else:
-                assert shared is not None  # a non-streamed item was batched
-                parts.append(shared[start : start + len(loaded.inputs)])
-                start += len(loaded.inputs)
-        vectors = np.concatenate(parts)
-        # rows and vectors in one transaction: see search/index.py
         written = self.index.add_contents(
             [
                 NewContent(
@@ -159,18 +103,19 @@ class _Writer:
                     [SegmentIn(**s) for s in loaded.segments], pending.files,
                     loaded.width, loaded.height, loaded.duration_s,
                 )
-                for pending, loaded in batch.items
+                for pending, loaded, _ in done
             ],
-            vectors,
+            np.concatenate([vectors for _, _, vectors in done]),
         )
-        for (pending, loaded), (_, seg_ids) in zip(batch.items, written):
+        if self.report.first_batch is None:
+            n = sum(len(v) for _, _, v in done)
+            self.report.first_batch = (time.perf_counter() - self.started, n)
+        for (pending, loaded, _), (_, seg_ids) in zip(done, written):
             self._count(modality, pending, len(seg_ids))
             self.report.add_ocr(*loaded.ocr)
             if loaded.note:
                 self.report.partial.append(Skipped(pending.path, loaded.note))
         self.dirty = True
-        batch.items.clear()
-        batch.n_inputs = 0
         if time.monotonic() - self.last_checkpoint >= self.checkpoint_every_s:
             self.checkpoint()
 
@@ -198,6 +143,7 @@ def index_paths(
     settings: Settings,
     *,
     progress: bool = True,
+    executor: RayExecutor | None = None,
 ) -> IndexReport:
     """Bring ``index`` up to date with the files under ``paths`` (files or folders).
 
@@ -207,6 +153,10 @@ def index_paths(
         NotFound: a path does not exist (nothing is changed then).
         EncoderMismatch: ``index`` was built with another encoder.
         DiskFull: a write ran out of space; ``index`` is back at its last checkpoint.
+        ServiceUnavailable: ``executor``'s Ray cannot be started or reached, or failed mid-run
+            (what was written before is kept).
+
+    ``executor``: embed on Ray (``indexer.ray_embed``) rather than in this process.
     """
     t0 = time.perf_counter()
     index.require_encoder(encoder.id)
@@ -228,7 +178,7 @@ def index_paths(
     stale_before = _stale_before(index, encoder)
     writer = _Writer(
         index, encoder, max(1, settings.batch_size), report, settings.checkpoint_every_s,
-        stale_before, audio_ok=lambda: _audio_supported(encoder),
+        stale_before, audio_ok=lambda: audio_supported(encoder),
     )
     try:
         # before any file: the server checks every read against these (search.access)
@@ -236,13 +186,16 @@ def index_paths(
         with Workers(settings.workers, config) as workers:
             pending, changed = scan(
                 roots, index, settings, workers, report,
-                audio_ok=lambda: _audio_supported(encoder), progress=_bar if progress else None,
+                audio_ok=lambda: audio_supported(encoder), progress=_bar if progress else None,
                 stale_before=stale_before,
             )
             writer.dirty = changed
             report.scan_seconds = time.perf_counter() - t0
             bar = _bar(len(pending), "indexing") if progress and pending else None
-            _embed_all(pending, workers, writer, bar)
+            if executor is None:
+                _embed_all(pending, workers, writer, bar)
+            else:
+                _embed_on_ray(pending, executor, encoder.id, settings, config, workers, writer, bar)
             if bar is not None:
                 bar.close()
         # also when nothing changed: a new --store rebuilds the vector index here
@@ -316,13 +269,33 @@ def _embed_all(pending: list[Pending], workers: Workers, writer: _Writer, bar: o
         writer.flush(modality, batch)
 
 
-def _drop_sound(loaded: Loaded) -> None:
-    """Leave a video's sound windows out (the encoder has no audio model)."""
-    kinds = loaded.input_kinds()
-    keep = [i for i, kind in enumerate(kinds) if kind != "audio"]
-    loaded.inputs = [loaded.inputs[i] for i in keep]
-    loaded.segments = [loaded.segments[i] for i in keep]
-    loaded.kinds = [kinds[i] for i in keep]
+def _embed_on_ray(pending: list[Pending], executor: RayExecutor, encoder_id: str, settings: Settings,
+                  config: LoaderConfig, workers: Workers, writer: _Writer, bar: object) -> None:
+    """Decode and embed on Ray; write here as the results come back. Files Ray gave up on
+    (a batch that failed past its retries) are embedded here after, by ``_embed_all``."""
+    if not pending:
+        return
+    with ray_session(executor) as ray:
+        run = RayRun(ray, pending, executor, encoder_id, settings.cache_dir, writer.batch_size, config)
+        writer.report.workers = run.slots()
+        for batch in run:
+            by_modality: dict[str, list[tuple[Pending, Loaded, np.ndarray | str]]] = {}
+            for done in batch:
+                writer.report.encode_seconds += done.encode_s
+                if isinstance(done.result, Skip):
+                    _skip_all(writer.report, done.item, done.result.reason)
+                else:
+                    assert done.vectors is not None  # a decoded file comes back embedded
+                    by_modality.setdefault(done.item.modality, []).append(
+                        (done.item, done.result, done.vectors)
+                    )
+                _tick(bar)
+            for modality, items in by_modality.items():
+                writer.write(modality, items)
+        missing = run.missing
+    if missing:
+        log.warning("Ray gave up on %d file(s); embedding them in this process", len(missing))
+        _embed_all(missing, workers, writer, bar)
 
 
 def _skip_all(report: IndexReport, item: Pending, reason: str) -> None:
@@ -360,23 +333,9 @@ def _stale_before(index: Index, encoder: Encoder) -> Callable[[str], float]:
 
     def since(modality: str) -> float:
         if modality not in cache:
-            usable = modality not in ("audio", "video") or _audio_supported(encoder)
+            usable = modality not in ("audio", "video") or audio_supported(encoder)
             fingerprint = encoder.fingerprint(modality) if usable else None
             cache[modality] = 0.0 if fingerprint is None else index.stale_before(modality, fingerprint)
         return cache[modality]
 
     return since
-
-
-def _audio_supported(encoder: Encoder) -> bool:
-    """Audio is indexed only when the encoder has an audio model and search.audio exists.
-    Asked per audio file (the encoder keeps its audio model once loaded), so image and text
-    runs never load the audio model."""
-    if importlib.util.find_spec("search.audio") is None:
-        return False
-    try:
-        return encoder.supports("audio")
-    except Exception as exc:  # a broken audio head must not stop image and text indexing
-        log.warning("audio encoder unavailable, audio files will be skipped: %s", exc)
-        return False
-

@@ -53,6 +53,9 @@ class IndexReport:
     ocr_checked: int = 0
     ocr_read: int = 0
     ocr_seconds: float = 0.0
+    # (seconds from the start of the run to the first batch written, its vectors): past it a
+    # run goes at its steady rate (bench: Ray's actor start-up apart from its throughput)
+    first_batch: tuple[float, int] | None = None
 
     def add_ocr(self, checked: int, read: int, seconds: float) -> None:
         self.ocr_checked += checked

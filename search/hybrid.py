@@ -1,21 +1,34 @@
-"""Hybrid text search: SQLite FTS5 keyword hits fused with the vector ranking.
+"""Hybrid text search: SQLite FTS5 keyword hits added as evidence to the vector ranking.
 
-Keyword hits come in three tiers, each ordered by BM25: the exact phrase, then all the words
-(AND), then any *rare* word (one in at most ~1% of the passages), so a rare name or an exact
-phrase finds its document even where the embedding misses it. The vector list and the keyword
-list are fused by reciprocal rank fusion. User text never reaches FTS5 as syntax: it is split
-into word tokens and every token is quoted.
+Keyword hits come in three tiers, each ordered by BM25: the exact phrase, then all the content
+words (AND), then any word that is rare both in the index (one in at most ~1% of the passages)
+and in English (``search.lexicon``), so a rare name or an exact phrase finds its document even
+where the embedding misses it. Each hit carries *lexical evidence* (0..``MAX_EVIDENCE``): its
+tier, how specific the matched words are in English (not in the index: in a 150-passage index
+every word is "rare"), the share of the query's words it matched and its BM25 strength.
+With meaning support (its own vector is a fair match), a hit's words count however everyday
+they are (``KeywordHit.supported``).
+
+The fusion adds evidence instead of votes (``merge_evidence``): a keyword hit's lexical
+evidence and its meaning (its calibrated relevance) combine as independent evidence,
+``p = 1 - (1 - relevance) * (1 - lexical)``, and the hit moves up above the vector hits whose
+relevance is below ``p``. A weak one-word match without meaning support stays where its
+meaning puts it; an exact phrase or a rare name enters high, but not above a meaning hit
+stronger than its evidence. User text never reaches FTS5 as syntax: it is split into word
+tokens and every token is quoted.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import sqlite3
+from dataclasses import dataclass
 
 import numpy as np
 
 from search.catalog import Catalog
-from search.fusion import RRF_K
+from search.lexicon import rarity
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 # more words than this make the AND tier pointless; longer queries are cut
@@ -23,18 +36,27 @@ MAX_TOKENS = 32
 # a word in at most this share of passages (and at least RARE_MIN of them) counts as rare
 RARE_SHARE = 0.01
 RARE_MIN = 1
-# never "rare", however small the index: function words and very short tokens
+# never content words, however rare: function words and very short tokens
 _STOPWORDS = frozenset(
     [
         "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "has", "have", "in",
         "is", "it", "its", "of", "on", "or", "that", "the", "this", "to", "was", "were", "will",
-        "with",
+        "with", "my", "our", "your", "their", "his", "her", "some", "into", "onto",
     ]
 )
 # the rare-word tier runs only when the phrase and AND tiers found fewer hits than this
 RARE_FALLBACK = 10
-# how much a keyword list counts next to the vector list in RRF
-KEYWORD_WEIGHT = 1.0
+# lexical evidence: the cap (no keyword match alone is certain), the tiers' weights, and how
+# much each further word of a phrase (or of an all-words match) makes the match more specific
+MAX_EVIDENCE = 0.97
+TIER_WEIGHT = {"phrase": 1.0, "all": 1.0, "any": 0.6}
+EXTRA_WORD_COMMONNESS = {"phrase": 0.5, "all": 0.75, "any": 1.0}
+# a word's weight in the query's coverage: its rarity plus this (everyday words count a little)
+COVERAGE_FLOOR = 0.2
+# meaning support: none at this calibrated relevance of the hit's own vector, full from
+# SUPPORT_FULL on (a generic query's best match calibrates to ~0.73, an average pair to ~0)
+SUPPORT_FROM = 0.3
+SUPPORT_FULL = 0.7
 
 
 def fts_tokens(text: str) -> list[str]:
@@ -42,75 +64,158 @@ def fts_tokens(text: str) -> list[str]:
     return [f'"{t}"' for t in _TOKEN.findall(text.lower())[:MAX_TOKENS]]
 
 
+def content_words(tokens: list[str]) -> list[str]:
+    """The distinct words of quoted ``tokens`` that carry meaning (no function words)."""
+    words = [t.strip('"') for t in dict.fromkeys(tokens)]
+    content = [w for w in words if len(w) >= 2 and w not in _STOPWORDS]
+    return content or words
+
+
 _MATCH_SQL = (
-    "SELECT rowid FROM passages_fts WHERE passages_fts MATCH ? ORDER BY bm25(passages_fts) LIMIT ?"
+    "SELECT rowid, bm25(passages_fts) FROM passages_fts WHERE passages_fts MATCH ? "
+    "ORDER BY bm25(passages_fts) LIMIT ?"
 )
 _COUNT_SQL = "SELECT count(*) FROM (SELECT 1 FROM passages_fts WHERE passages_fts MATCH ? LIMIT ?)"
 
 
-def _match(conn: sqlite3.Connection, expr: str, limit: int) -> list[int]:
-    return [int(r[0]) for r in conn.execute(_MATCH_SQL, (expr, limit)).fetchall()]
+def _match(conn: sqlite3.Connection, expr: str, limit: int) -> list[tuple[int, float]]:
+    """(rowid, BM25 strength > 0) best first (FTS5's bm25 is negative, lower is better)."""
+    return [(int(r[0]), -float(r[1])) for r in conn.execute(_MATCH_SQL, (expr, limit)).fetchall()]
 
 
-def _rare_tokens(conn: sqlite3.Connection, tokens: list[str], total: int) -> list[str]:
-    """The tokens found in few passages; counting stops at the cap, so a common word costs
-    no more than a rare one."""
+def _rare_words(conn: sqlite3.Connection, words: list[str], total: int) -> list[str]:
+    """The words found in few passages; counting stops at the cap, so a common word costs no
+    more than a rare one. (Few passages in a small index is no proof of a rare word: the
+    evidence such a match carries is weighed by ``rarity``.)"""
     cap = max(RARE_MIN, int(total * RARE_SHARE))
     rare = []
-    for token in dict.fromkeys(tokens):
-        word = token.strip('"')
+    for word in words:
         if len(word) < 3 or word in _STOPWORDS:
             continue
-        n = conn.execute(_COUNT_SQL, (token, cap + 1)).fetchone()[0]
+        n = conn.execute(_COUNT_SQL, (f'"{word}"', cap + 1)).fetchone()[0]
         if n and n <= cap:
-            rare.append(token)
+            rare.append(word)
     return rare
 
 
-def keyword_ids(catalog: Catalog, text: str, limit: int = 100, total: int | None = None) -> list[int]:
-    """Segment ids matching ``text`` by keywords, best first: the exact phrase, all the words,
-    and (when those find few) any rare word. ``total``: passages in the index (for "rare")."""
+def _specificity(words: list[str], tier: str) -> float:
+    """How unlikely a chance match on all of ``words`` is: 1 - the product of their
+    commonness (1 - rarity), each further word of a phrase making it rarer still."""
+    common = math.prod(1.0 - rarity(w) for w in words)
+    return 1.0 - common * EXTRA_WORD_COMMONNESS[tier] ** max(0, len(words) - 1)
+
+
+@dataclass(frozen=True)
+class KeywordHit:
+    id: int
+    evidence: float  # lexical evidence alone, 0..MAX_EVIDENCE
+    match: float  # how fully it matched the query's words (coverage x BM25), 0..1
+    tier: str  # phrase | all | any
+
+    def supported(self, meaning: float) -> float:
+        """The lexical evidence given the relevance of the hit's own vector: with meaning
+        support, matching the query's words counts however everyday they are."""
+        support = min(1.0, max(0.0, (meaning - SUPPORT_FROM) / (SUPPORT_FULL - SUPPORT_FROM)))
+        full = MAX_EVIDENCE * self.match
+        return self.evidence + max(0.0, full - self.evidence) * support
+
+
+def keyword_hits(
+    catalog: Catalog, text: str, limit: int = 100, total: int | None = None
+) -> list[KeywordHit]:
+    """Passages matching ``text`` by keywords, best first, with their lexical evidence: the
+    exact phrase, all the content words, and (when those find few) any rare word.
+    ``total``: passages in the index (for "rare in the index")."""
     tokens = fts_tokens(text)
     if not tokens:
         return []
-    out: dict[int, None] = {}
-    phrase = '"' + " ".join(t.strip('"') for t in tokens) + '"'
+    words = content_words(tokens)
     # the catalog's plain per-thread sqlite3 reader, as for the hit lookup: through
     # SQLAlchemy each of these small statements cost ~0.7 ms of Python, SQLite ~0.3 ms
     conn = catalog._reader()
-    out.update(dict.fromkeys(_match(conn, phrase, limit)))
+    found: dict[int, tuple[str, float, list[str]]] = {}
+
+    def add(tier: str, rows: list[tuple[int, float]], matched: list[str] | None) -> None:
+        for rowid, strength in rows:
+            if rowid not in found:
+                found[rowid] = (tier, strength, matched if matched is not None else words)
+
+    phrase = '"' + " ".join(t.strip('"') for t in tokens) + '"'
+    add("phrase", _match(conn, phrase, limit), None)
     if len(tokens) > 1:
-        out.update(dict.fromkeys(_match(conn, " AND ".join(tokens), limit)))
-        if len(out) < RARE_FALLBACK:
+        add("all", _match(conn, " AND ".join(f'"{w}"' for w in words), limit), None)
+        if len(found) < RARE_FALLBACK:
             if total is None:
                 total = int(conn.execute("SELECT count(*) FROM segments").fetchone()[0] or 0)
-            rare = _rare_tokens(conn, tokens, total)
-            if rare:
-                out.update(dict.fromkeys(_match(conn, " OR ".join(rare), limit)))
-    return list(out)[:limit]
+            for word in _rare_words(conn, words, total):
+                add("any", _match(conn, f'"{word}"', limit), [word])
+            _merge_any(conn, found, words)
+    best = max((s for _, s, _ in found.values()), default=0.0)
+    weights = {w: COVERAGE_FLOOR + rarity(w) for w in words}
+    hits = []
+    for rowid, (tier, strength, matched) in found.items():
+        coverage = sum(weights[w] for w in matched) / sum(weights.values())
+        bm25 = math.sqrt(strength / best) if best > 0 else 1.0
+        evidence = MAX_EVIDENCE * TIER_WEIGHT[tier] * _specificity(matched, tier) * coverage * bm25
+        hits.append(KeywordHit(rowid, evidence, coverage * bm25, tier))
+    order = {"phrase": 0, "all": 1, "any": 2}
+    hits.sort(key=lambda h: (order[h.tier], -h.evidence))
+    return hits[:limit]
 
 
-def rrf_merge(
-    vector_ids: np.ndarray, keyword_lists: list[tuple[list[int], float]]
-) -> tuple[np.ndarray, np.ndarray, set[int]]:
-    """Fuse the vector ranking with weighted keyword rankings by RRF.
+def _merge_any(conn: sqlite3.Connection, found: dict[int, tuple[str, float, list[str]]],
+               words: list[str]) -> None:
+    """An any-word hit that matched several of the rare words: record them all (one lookup
+    per word among those hits)."""
+    any_ids = [i for i, (tier, _, _) in found.items() if tier == "any"]
+    if not any_ids:
+        return
+    placeholders = ",".join("?" * len(any_ids))
+    have: dict[int, list[str]] = {i: [] for i in any_ids}
+    for word in words:
+        rows = conn.execute(
+            f"SELECT rowid FROM passages_fts WHERE passages_fts MATCH ? AND rowid IN ({placeholders})",
+            (f'"{word}"', *any_ids),
+        ).fetchall()
+        for (rowid,) in rows:
+            have[int(rowid)].append(word)
+    for rowid in any_ids:
+        tier, strength, _ = found[rowid]
+        found[rowid] = (tier, strength, have[rowid] or found[rowid][2])
 
-    Returns (ids best first, fused scores, ids that matched by keyword). Without keyword hits
-    the vector ranking comes back unchanged.
+
+def keyword_ids(catalog: Catalog, text: str, limit: int = 100, total: int | None = None) -> list[int]:
+    """Segment ids matching ``text`` by keywords, best first (see ``keyword_hits``)."""
+    return [h.id for h in keyword_hits(catalog, text, limit, total)]
+
+
+def merge_evidence(
+    vector_ids: np.ndarray, vector_relevance: np.ndarray, keyword: dict[int, tuple[float, float]]
+) -> tuple[np.ndarray, set[int]]:
+    """Place keyword hits in the vector ranking by their combined evidence.
+
+    Args:
+        vector_ids: the vector ranking, best first; ``vector_relevance`` their relevance.
+        keyword: id -> (lexical evidence, relevance of its own vector) for each keyword hit.
+
+    Returns (ids best first, ids that matched by keyword). A keyword hit whose combined
+    evidence ``1 - (1 - relevance) * (1 - lexical)`` exceeds the relevance of vector hits
+    above it moves up just above the first of them it beats; a vector hit of equal evidence
+    stays first. Without keyword hits the vector ranking comes back unchanged.
     """
-    fused: dict[int, float] = {}
-    for rank, seg in enumerate(vector_ids.tolist(), 1):
-        fused[int(seg)] = 1.0 / (RRF_K + rank)
-    matched: set[int] = set()
-    for ids, weight in keyword_lists:
-        for rank, seg in enumerate(ids, 1):
-            fused[seg] = fused.get(seg, 0.0) + weight * KEYWORD_WEIGHT / (RRF_K + rank)
-            matched.add(seg)
-    # ties: a keyword match first (the best keyword hit shares the top with the best vector
-    # hit), then the vector order (sorted is stable)
-    order = sorted(fused, key=lambda i: (-fused[i], i not in matched))
-    return (
-        np.asarray(order, dtype=np.int64),
-        np.asarray([fused[i] for i in order], dtype=np.float32),
-        matched,
-    )
+    ids = vector_ids.tolist()
+    if not keyword:
+        return np.asarray(ids, dtype=np.int64), set()
+    rel = np.asarray(vector_relevance, dtype=np.float64)
+    position = {seg: pos for pos, seg in enumerate(ids)}
+    keys: dict[int, tuple[float, float]] = {}
+    for seg, (lexical, meaning) in keyword.items():
+        combined = 1.0 - (1.0 - meaning) * (1.0 - lexical)
+        beaten = np.nonzero(rel < combined)[0]
+        place = float(beaten[0]) - 0.5 if len(beaten) else float(len(ids))
+        own = position.get(seg)
+        keys[seg] = (min(place, own) if own is not None else place, -combined)
+    for pos, seg in enumerate(ids):
+        keys.setdefault(seg, (float(pos), 0.0))
+    order = sorted(keys, key=lambda s: keys[s])
+    return np.asarray(order, dtype=np.int64), set(keyword)

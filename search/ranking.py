@@ -4,7 +4,8 @@ Every hit's ``score`` is its raw cosine similarity to the query vector (the weig
 of the parts, or the attention-weighted one); ``relevance`` is that score calibrated per
 modality to 0..1 (``search.calibration``), which ``min_score`` thresholds. The *order* is the
 strategy's: cosine for early fusion, the fused value (shown as ``fused_score``) for late
-fusion, and keyword hits (``keyword: true``) merged in by RRF when the query is hybrid.
+fusion, and keyword hits (``keyword: true``) placed by their lexical and meaning evidence when
+the query is hybrid (``search.hybrid.merge_evidence``).
 A query with one part (or one non-zero part) takes the same path under every strategy.
 """
 
@@ -24,7 +25,7 @@ from search.calibration import Calibration
 from search.catalog import Catalog, SegmentInfo
 from search.filters import allowed_for, filter_ids, path_matches
 from search.fusion import check_weights, late_fuse, weighted_average
-from search.hybrid import keyword_ids, rrf_merge
+from search.hybrid import KeywordHit, keyword_hits, merge_evidence
 from search.index import Index
 from search.query import Query
 from search.store import StoreFilter, VectorStore, create_store
@@ -124,23 +125,41 @@ def _vector_ranking(
     return cand[order], (cvecs @ qvec)[order], fused[order]
 
 
-def _keyword_lists(index: Index, query: Query,
-                   allowed: np.ndarray | StoreFilter | None) -> list[tuple[list[int], float]]:
+def _keyword_evidence(index: Index, query: Query,
+                      allowed: np.ndarray | StoreFilter | None) -> dict[int, tuple[KeywordHit, float]]:
+    """Keyword hits of the query's text parts: id -> (hit, its part's weight next to the
+    strongest part's); a hit of several parts keeps its strongest."""
     if not query.hybrid:
-        return []
+        return {}
     top = max((p.weight for p in query.parts), default=1.0)
-    lists = []
+    out: dict[int, tuple[KeywordHit, float]] = {}
     for part in query.parts:
         if part.text is None or part.weight <= 0:
             continue
-        ids = keyword_ids(index.catalog, part.text, KEYWORD_POOL, index.store.count())
-        if allowed is not None and ids:
-            passing = (filter_ids(index.catalog, query.filters, np.array(ids))  # store-side filter
+        hits = keyword_hits(index.catalog, part.text, KEYWORD_POOL, index.store.count())
+        if allowed is not None and hits:
+            ids = np.array([h.id for h in hits], dtype=np.int64)
+            passing = (filter_ids(index.catalog, query.filters, ids)  # a store-side filter
                        if isinstance(allowed, StoreFilter) else allowed)
-            ids = [i for i, ok in zip(ids, np.isin(ids, passing)) if ok]
-        if ids:
-            lists.append((ids, part.weight / top))
-    return lists
+            hits = [h for h, ok in zip(hits, np.isin(ids, passing)) if ok]
+        for hit in hits:
+            held = out.get(hit.id)
+            if held is None or hit.evidence * part.weight > held[0].evidence * held[1] * top:
+                out[hit.id] = (hit, part.weight / top)
+    return out
+
+
+def _relevance(catalog: Catalog, calibration: Calibration, qmod: str, ids: list[int],
+               cos: list[float]) -> np.ndarray:
+    """The calibrated relevance of candidate segments (by what made each one's vector)."""
+    infos = catalog.segments(ids)
+    out = np.zeros(len(ids), dtype=np.float64)
+    for n, (seg, score) in enumerate(zip(ids, cos)):
+        info = infos.get(seg)
+        if info is not None:
+            kind = _vector_kind(info)
+            out[n] = calibration.scale(qmod, kind).relevance_one(score)
+    return out
 
 
 def _broad_filter(index: Index, query: Query, qvec: np.ndarray, strategy: str, need: int) -> np.ndarray | None:
@@ -198,23 +217,30 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
     qmod = query_modality(index.catalog, query)
     scales = calibration()
     floor = scales.floor(qmod, query.min_score) if query.min_score is not None else None
-    keyword = _keyword_lists(index, query, allowed)
+    keyword = _keyword_evidence(index, query, allowed)
 
     while True:
         fetch = max(1, min(n, limit))
         ids, cos, scores = _vector_ranking(store, strategy, qvec, vectors, weights, allowed, fetch)
         matched: set[int] = set()
         if keyword:
-            vector_ids = ids
-            ids, scores, matched = rrf_merge(ids, keyword)
-            cos_of = dict(zip(vector_ids.tolist(), cos.tolist()))
-            extra = [i for i in ids.tolist() if i not in cos_of]
+            cos_of = dict(zip(ids.tolist(), cos.tolist()))
+            late_of = dict(zip(ids.tolist(), scores.tolist())) if scores is not None else {}
+            extra = [i for i in keyword if i not in cos_of]
             if extra:  # keyword hits the vector search did not return; one deleted since drops
                 held, vecs = store.vectors(np.array(extra, dtype=np.int64))
                 cos_of.update(zip(held.tolist(), (vecs @ qvec).tolist()))
-                keep = np.array([i in cos_of for i in ids.tolist()], dtype=bool)
-                ids, scores = ids[keep], scores[keep]
+            found = [i for i in keyword if i in cos_of]
+            meaning = _relevance(index.catalog, scales, qmod, found, [cos_of[i] for i in found])
+            vector_rel = _relevance(index.catalog, scales, qmod, ids.tolist(), cos.tolist())
+            ids, matched = merge_evidence(
+                ids, vector_rel,
+                {i: (keyword[i][0].supported(m) * keyword[i][1], m)
+                 for i, m in zip(found, meaning.tolist())},
+            )
             cos = np.array([cos_of[i] for i in ids.tolist()], dtype=np.float32)
+            if scores is not None:
+                scores = np.array([late_of.get(i, np.nan) for i in ids.tolist()], dtype=np.float32)
         # with a threshold some hits drop out after lookup, so none can be skipped
         hit_limit = want if query.min_score is None else None
         late = scores if strategy in ("rrf", "score_sum") else None
@@ -237,7 +263,7 @@ def _allowed_count(store: VectorStore, allowed: np.ndarray | StoreFilter | None)
     return len(allowed)
 
 
-def _vector_kind(hit: Hit) -> str:
+def _vector_kind(hit: Hit | SegmentInfo) -> str:
     """What made the hit's vector, for calibration: text read off an image is text, a video
     frame an image, a video's sound audio."""
     if hit.ocr:
@@ -260,7 +286,7 @@ def _annotate(hits: list[Hit], fused: np.ndarray | None, ids: np.ndarray, matche
         hit.extra["relevance"] = round(relevance, 4)
         if keyword:
             hit.extra["keyword"] = True
-        if hit.id in fused_of:
+        if hit.id in fused_of and not np.isnan(fused_of[hit.id]):
             hit.extra["fused_score"] = round(float(fused_of[hit.id]), 6)
         if len(hit.paths) > 1 and not query.filters.is_empty():
             first = next((p for p in hit.paths if path_matches(p, query.filters)), hit.path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 import time
 from collections.abc import Sequence
@@ -80,12 +81,31 @@ class SlowFakeEncoder(FakeEncoder):
         return super().encode_image_arrays(arrays)
 
 
+class DyingFakeEncoder(FakeEncoder):
+    """A FakeEncoder whose process dies (``os._exit``) on its first image batch, once: the
+    first to create ``marker`` dies, every later one (a restarted Ray actor) works."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__()
+        self.marker = marker
+
+    def encode_image_arrays(self, arrays: np.ndarray) -> np.ndarray:
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return super().encode_image_arrays(arrays)
+        os._exit(1)
+
+
 def register() -> None:
-    """Register the ``fake`` encoder family (``fake`` or ``fake:delay_ms=N``) so the real CLI
-    can run on it in a subprocess: ``CROSSFIND_EXTRA_ENCODERS=tests.fakes:register``."""
+    """Register the ``fake`` encoder family (``fake``, ``fake:delay_ms=N`` or
+    ``fake:die_once=MARKER``) so the real CLI, or a Ray worker, can run on it in another
+    process: ``CROSSFIND_EXTRA_ENCODERS=tests.fakes:register``."""
     from search.encoders import register_encoder
 
     def factory(spec: str, _cache_dir: object) -> FakeEncoder:
+        if spec.startswith("die_once="):
+            return DyingFakeEncoder(spec.removeprefix("die_once="))
         _, _, delay_ms = spec.partition("delay_ms=")
         return SlowFakeEncoder(float(delay_ms or 0) / 1000)
 

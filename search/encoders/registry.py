@@ -52,6 +52,27 @@ def create_encoder(name: str, cache_dir: Path | None = None, *, reuse: bool = Tr
     return encoder
 
 
+def load_hooks(spec: str) -> None:
+    """Call the ``module:function`` hooks listed (comma-separated) in ``spec``, each
+    registering encoder families (``settings.extra_encoders``, $CROSSFIND_EXTRA_ENCODERS).
+
+    Raises:
+        BadRequest: a hook cannot be imported.
+    """
+    import importlib
+
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        module, _, func = item.partition(":")
+        try:
+            hook = getattr(importlib.import_module(module), func or "register")
+        except (ImportError, AttributeError) as exc:
+            raise BadRequest(
+                f"CROSSFIND_EXTRA_ENCODERS names {item!r}, which cannot be loaded ({exc}); "
+                "fix PYTHONPATH or unset the variable"
+            ) from None
+        hook()
+
+
 def _ensure_builtins() -> None:
     if "bundled" in _FACTORIES:
         return

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from search.catalog import SegmentIn
-from search.hybrid import fts_tokens, keyword_ids, rrf_merge
+from search.hybrid import fts_tokens, keyword_ids, merge_evidence
 from search.query import Query
 from tests.search.synthetic import engine_over
 
@@ -73,11 +73,19 @@ def test_fts_syntax_in_user_text_never_raises(text_index, text):
     assert all(t.startswith('"') and t.endswith('"') and t.count('"') == 2 for t in fts_tokens(text))
 
 
-def test_rrf_merge_keeps_vector_order_without_keywords():
-    ids, scores, matched = rrf_merge(np.array([5, 3, 9]), [])
+def test_merge_evidence_keeps_vector_order_without_keywords():
+    ids, matched = merge_evidence(np.array([5, 3, 9]), np.array([0.9, 0.6, 0.3]), {})
     assert ids.tolist() == [5, 3, 9] and matched == set()
-    ids, _, matched = rrf_merge(np.array([5, 3, 9]), [([9, 42], 1.0)])
-    assert ids.tolist()[:2] == [9, 5] and matched == {9, 42} and 42 in ids.tolist()
-    # rank 1 by keyword ties rank 1 by vector: the keyword match goes first
-    ids, _, _ = rrf_merge(np.array([5, 3, 9]), [([42], 1.0)])
-    assert ids.tolist()[:2] == [42, 5]
+
+
+def test_merge_evidence_adds_lexical_to_meaning_evidence():
+    vec, rel = np.array([5, 3, 9]), np.array([0.9, 0.6, 0.3])
+    # 9 (relevance 0.3) with lexical 0.5 -> 1 - 0.7 * 0.5 = 0.65: above 3 (0.6), below 5 (0.9)
+    ids, matched = merge_evidence(vec, rel, {9: (0.5, 0.3), 42: (0.05, 0.0)})
+    assert ids.tolist() == [5, 9, 3, 42] and matched == {9, 42}
+    # a keyword-only hit of strong lexical evidence and no meaning enters above weaker hits
+    ids, _ = merge_evidence(vec, rel, {42: (0.85, 0.0)})
+    assert ids.tolist() == [5, 42, 3, 9]
+    # equal evidence: the vector hit stays first
+    ids, _ = merge_evidence(vec, rel, {42: (0.9, 0.0)})
+    assert ids.tolist() == [5, 42, 3, 9]

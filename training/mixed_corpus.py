@@ -1,0 +1,137 @@
+"""A mixed corpus laid out as a user's folders, for ``crossfind eval-mixed``: photos with
+captions, labelled sound clips and news texts from ``../shared/data``, none used in training.
+
+- ``photos/``: the flickr8k_1k test photos (125) and the first ``EXTRA_PHOTOS`` flickr8k_extra
+  test photos (by file name); each judged by its five captions.
+- ``sounds/``: ESC-50 fold 4 (the audio test set) and ``URBAN_PER_CLASS`` UrbanSound8K fold-10
+  clips per class (rows sharing a source recording with ESC-50 fold 4 left out), judged by
+  their label. The classes of ``ABSENT_CLASSES`` are left out on purpose: queries for them
+  measure how confidently the engine claims a sound that is not there.
+- ``texts/``: the first ``TEXTS_PER_TOPIC`` agnews_test documents of each topic, judged by
+  their title and body.
+
+The files are copied (the data folder is read-only and links would lead outside the corpus);
+``corpus.csv`` records each file's source and what it is judged by. coco_mini is never used.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from search.errors import BadRequest
+
+EXTRA_PHOTOS = 375
+URBAN_PER_CLASS = 10
+TEXTS_PER_TOPIC = 75
+# ESC-50 / UrbanSound8K classes kept out of the corpus (the absent-class queries ask for them)
+ABSENT_CLASSES = frozenset(
+    ["rooster", "crying_baby", "chainsaw", "church_bells", "toilet_flush", "helicopter",
+     "sheep", "clock_tick", "gun_shot", "jackhammer"]
+)
+CORPUS_CSV = "corpus.csv"
+_FIELDS = ("path", "modality", "source", "label", "text")
+
+
+@dataclass(frozen=True)
+class CorpusItem:
+    path: str  # relative to the corpus folder
+    modality: str  # image | audio | text
+    source: str  # the data set it came from
+    label: str  # audio class or news topic ("" for photos)
+    text: str  # photo: its captions, one per line; text: title and body; audio: ""
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            return list(csv.DictReader(fh))
+    except OSError as exc:
+        raise BadRequest(
+            f"cannot read {path} ({exc.strerror}); pass --data pointing at the shared data folder"
+        ) from None
+
+
+def _photos(data: Path) -> list[tuple[Path, CorpusItem]]:
+    out = []
+    for name, limit in (("flickr8k_1k", None), ("flickr8k_extra", EXTRA_PHOTOS)):
+        captions: dict[str, list[str]] = defaultdict(list)
+        for row in _rows(data / name / "captions_all.csv"):
+            if row["split"] == "test":
+                captions[row["path"]].append(row["caption"].strip())
+        for rel in sorted(captions)[:limit]:
+            src = data / name / rel
+            item = CorpusItem(f"photos/{name}/{Path(rel).name}", "image", name, "",
+                              "\n".join(captions[rel]))
+            out.append((src, item))
+    return out
+
+
+def _sounds(data: Path) -> list[tuple[Path, CorpusItem]]:
+    out = []
+    for row in _rows(data / "esc50_subset" / "manifest.csv"):
+        if row["split"] == "fold4" and row["label"] not in ABSENT_CLASSES:
+            src = data / "esc50_subset" / row["path"]
+            out.append((src, CorpusItem(f"sounds/esc50/{src.name}", "audio", "esc50_fold4",
+                                        row["label"], "")))
+    taken: dict[str, int] = defaultdict(int)
+    for row in sorted(_rows(data / "urbansound8k_3folds" / "manifest.csv"), key=lambda r: r["path"]):
+        label = row["label"]
+        if (row["split"] != "fold10" or row["esc50_fold4_same_source"] == "True"
+                or label in ABSENT_CLASSES or taken[label] >= URBAN_PER_CLASS):
+            continue
+        taken[label] += 1
+        src = data / "urbansound8k_3folds" / row["path"]
+        out.append((src, CorpusItem(f"sounds/urbansound8k/{src.name}", "audio",
+                                    "urbansound8k_fold10", label, "")))
+    return out
+
+
+def _texts(data: Path) -> list[tuple[Path, CorpusItem]]:
+    out = []
+    taken: dict[str, int] = defaultdict(int)
+    for row in _rows(data / "agnews_test" / "manifest.csv"):
+        if taken[row["label"]] >= TEXTS_PER_TOPIC:
+            continue
+        taken[row["label"]] += 1
+        src = data / "agnews_test" / row["path"]
+        body = src.read_text(encoding="utf-8")
+        out.append((src, CorpusItem(f"texts/{src.name}", "text", "agnews_test", row["label"], body)))
+    return out
+
+
+def select_corpus(data: Path) -> list[tuple[Path, CorpusItem]]:
+    """(source file, corpus item) for every file of the corpus, in corpus order."""
+    data = Path(data)
+    return _photos(data) + _sounds(data) + _texts(data)
+
+
+def build_corpus(data: Path, out: Path) -> list[CorpusItem]:
+    """Copy the corpus into ``out`` (files already there with the right size are kept) and
+    write its ``corpus.csv``. Returns the items."""
+    out = Path(out)
+    chosen = select_corpus(data)
+    for src, item in chosen:
+        dst = out / item.path
+        if dst.exists() and dst.stat().st_size == src.stat().st_size:
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+    items = [item for _, item in chosen]
+    with open(out / CORPUS_CSV, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=_FIELDS)
+        writer.writeheader()
+        for item in items:
+            writer.writerow({f: getattr(item, f) for f in _FIELDS})
+    return items
+
+
+def read_corpus(folder: Path) -> list[CorpusItem]:
+    """The items of a corpus folder built by ``build_corpus`` (its ``corpus.csv``)."""
+    rows = _rows(Path(folder) / CORPUS_CSV)
+    if rows and set(_FIELDS) - set(rows[0]):
+        raise BadRequest(f"{Path(folder) / CORPUS_CSV} needs the columns {', '.join(_FIELDS)}")
+    return [CorpusItem(**{f: r[f] for f in _FIELDS}) for r in rows]
