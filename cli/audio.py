@@ -47,6 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--combine", action="append", type=Path, metavar="CKPT",
                    help="instead of training, average these checkpoints (trained on the same rows: "
                         "same manifests and --val-seed) into one ensemble; repeatable")
+    p.add_argument("--tune-open-set", type=Path, metavar="CKPT",
+                   help="instead of training, choose CKPT's open-set abstention power on the "
+                        "validation rows it was trained without (same manifests and --val-seed) "
+                        "and write CKPT with it to --out")
     p.add_argument("--out", required=True, type=Path, help="checkpoint file to write")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_model_arg(p)
@@ -61,6 +65,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "repeatable")
     p.add_argument("--ablation", action="store_true",
                    help="also report each bridge/projection mix (alpha 0 .. 1)")
+    p.add_argument("--absent", action="store_true",
+                   help="also report the absent-class measure: each label's query over the split "
+                        "without its clips (best absent hit vs true hits; cosine and relevance)")
+    p.add_argument("--drop-label", action="append", default=[], metavar="LABEL",
+                   help="evaluate as if the checkpoint did not know LABEL (its classifier row and "
+                        "prompt removed); with --absent, report how high its clips score for the "
+                        "labels they are not; repeatable")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_model_arg(p)
     p.set_defaults(func=run_eval)
@@ -82,6 +93,17 @@ def run_train(args: argparse.Namespace) -> int:
     def report(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    if args.tune_open_set:
+        from search.encoders import create_encoder
+        from training.audio_openset import tune_open_set
+
+        encoder = create_encoder(settings.model, settings.cache_dir)
+        summary = tune_open_set(cfg, args.tune_open_set, encoder, report)
+        if args.json:
+            print_json(summary)
+        else:
+            print(f"wrote {args.out}: confidence power {summary['confidence_power']}")
+        return 0
     summary = combine_runs(cfg, args.combine, report) if args.combine else train_audio(cfg, report)
     if args.json:
         print_json(summary)
@@ -99,14 +121,23 @@ def run_eval(args: argparse.Namespace) -> int:
 
     settings = settings_from(args)
     encoder = create_encoder(settings.model, settings.cache_dir)
-    if args.weights:
+    if args.drop_label:
+        from search.encoders.audio import AudioModel, read_checkpoint, shipped_weights
+        from training.audio_openset import without_labels
+
+        try:
+            ckpt = read_checkpoint(args.weights or shipped_weights())
+        except ValueError as exc:
+            raise ModelUnavailable(str(exc)) from None
+        encoder = _with_head(encoder, AudioModel(without_labels(ckpt, args.drop_label), encoder))
+    elif args.weights:
         head = load_audio_head(encoder, args.weights)
         if head is None:
             raise ModelUnavailable(f"cannot load audio weights {args.weights} (see the warning above)")
         encoder = _with_head(encoder, head)
     result = evaluate_manifest(encoder, args.manifest, args.split,
                                window_s=settings.audio_window_s, hop_s=settings.audio_hop_s,
-                               ablation=args.ablation, exclude=args.exclude)
+                               ablation=args.ablation, exclude=args.exclude, absent=args.absent)
     print_mapping(result, args.json, width=20)
     return 0
 

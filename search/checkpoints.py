@@ -145,6 +145,9 @@ class AudioCheckpoint:
     alpha: float = 0.5  # the bridge's share in the mix
     temperature: float = 1.0  # of the bridge's softmax
     top_k: int = 10  # labels the bridge mixes
+    # open set: a window keeps (max softmax) ** this of its direction (``search.encoders.audio.
+    # abstain``); None, and files before the key: closed set, every window at full strength
+    confidence_power: float | None = None
     digit_state: dict[str, torch.Tensor] | None = None
     digit_front: FrontEnd | None = None  # None: the digit expert reads the main front end
     summary: dict[str, Any] = field(default_factory=dict)  # how it was trained (not read back)

@@ -41,7 +41,7 @@ from search.encoders.audio import (
 from search.encoders.audio_labels import vocabulary
 from search.encoders.audio_nets import AudioEnsemble, build_net
 from search.errors import BadRequest
-from training.audio_data import FPS, ClipSet, augment, holdout, load_clipset, with_floor
+from training.audio_data import FPS, ClipSet, augment, load_clipset, trainable_and_held_out, with_floor
 from training.audio_digits import DIGITS, attach_digit_expert, reuse_digit_expert
 from training.audio_eval import classification_metrics, shared_space_metrics
 from training.config import TrainConfig
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SAME_SOURCE_COL = "esc50_fold4_same_source"
 # inference pads windows to this length; training pads short clips the same way
 MIN_SECONDS = 2.5
 
@@ -64,16 +63,7 @@ def split_sets(cfg: TrainConfig, floor: np.ndarray | None = None) -> tuple[list[
         clips = load_clipset(manifest, cfg.cache_dir, max_gain_db=cfg.max_gain_db)
         if floor is not None:
             clips = with_floor(clips, floor)
-        keep = np.array([s not in cfg.exclude_splits and r.get(SAME_SOURCE_COL) != "True"
-                         for s, r in zip(clips.splits, clips.rows)])
-        clips = clips.subset(keep)
-        if cfg.val_split and cfg.val_split in clips.splits:
-            mask = np.array([s == cfg.val_split for s in clips.splits])
-        else:
-            # whole recordings on one side where known (UrbanSound8K's fsid); ESC-50's copy has
-            # none (src_file is mostly blank, source_file is one concatenated file per class)
-            group = "fsid" if "fsid" in clips.rows[0] else None
-            mask = holdout(clips, cfg.val_fraction, cfg.holdout_seed + i, group)
+        clips, mask = trainable_and_held_out(clips, cfg, i)
         train.append(clips.subset(~mask))
         val.append(clips.subset(mask))
         log.info("%s: %d train, %d validation clips", clips.name, (~mask).sum(), mask.sum())

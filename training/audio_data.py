@@ -21,11 +21,13 @@ from search.audio import load_audio, trim_silence
 from search.encoders.audio import LogMel, normalize_loudness
 from search.encoders.audio_labels import canonical
 from search.errors import BadRequest, UnsupportedMedia
+from training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
 FPS = 50  # log-mel frames per second (16 kHz / hop 320)
+SAME_SOURCE_COL = "esc50_fold4_same_source"
 
 
 @dataclass
@@ -145,6 +147,20 @@ def holdout(clips: ClipSet, fraction: float, seed: int, group_col: str | None = 
             taken.add(g)
         mask[idx[[g in taken for g in groups]]] = True
     return mask
+
+
+def trainable_and_held_out(clips: ClipSet, cfg: TrainConfig, i: int) -> tuple[ClipSet, np.ndarray]:
+    """The ``i``-th manifest's clips that may be trained on (no test split, nothing sharing a
+    recording with ESC-50 fold 4), and the mask of those held out for validation."""
+    keep = np.array([s not in cfg.exclude_splits and r.get(SAME_SOURCE_COL) != "True"
+                     for s, r in zip(clips.splits, clips.rows)])
+    clips = clips.subset(keep)
+    if cfg.val_split and cfg.val_split in clips.splits:
+        return clips, np.array([s == cfg.val_split for s in clips.splits])
+    # whole recordings on one side where known (UrbanSound8K's fsid); ESC-50's copy has
+    # none (src_file is mostly blank, source_file is one concatenated file per class)
+    group = "fsid" if "fsid" in clips.rows[0] else None
+    return clips, holdout(clips, cfg.val_fraction, cfg.holdout_seed + i, group)
 
 
 # -- augmentation (torch, on standardised log-mels) -------------------------------------------

@@ -22,6 +22,7 @@ from search.encoders.audio_labels import canonical
 from search.encoders.base import l2_normalize
 from search.errors import BadRequest, ModalityNotSupported, UnsupportedMedia
 from training.audio_data import read_manifest
+from training.audio_openset import ClipOutputs, absent_report, clip_vectors, engine_report, unseen_report
 
 if TYPE_CHECKING:
     from search.encoders.base import Encoder
@@ -74,13 +75,15 @@ ABLATION_ALPHAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 def evaluate_manifest(encoder: Encoder, manifest: Path, split: str, *, window_s: float = 5.0,
                       hop_s: float = 2.5, ablation: bool = False,
-                      exclude: Sequence[tuple[str, str]] = ()) -> dict[str, object]:
+                      exclude: Sequence[tuple[str, str]] = (), absent: bool = False) -> dict[str, object]:
     """``eval-audio``: the clips of ``split`` classified over the manifest's label vocabulary.
 
     Silent or undecodable clips count as wrong answers, never silently dropped. ``ablation``
     adds the metrics for each bridge share alpha (1 = bridge alone, 0 = projection alone).
     ``exclude``: (column, value) pairs; rows of the split with that value are left out (and
     counted as ``excluded``), e.g. UrbanSound8K rows that share a recording with ESC-50 fold 4.
+    ``absent`` adds the absent-class measure (``training.audio_openset``): in the shared space,
+    with and without the checkpoint's abstention, and through a real index and engine.
     """
     head = encoder.audio_head()
     if head is None:
@@ -100,6 +103,7 @@ def evaluate_manifest(encoder: Encoder, manifest: Path, split: str, *, window_s:
     vectors = np.zeros((len(rows), encoder.dim), np.float32)
     head_logits: list[np.ndarray | None] = []
     outputs: list[tuple[int, np.ndarray, np.ndarray | None]] = []
+    clips: list[ClipOutputs] = []
     skipped = 0
     for i, r in enumerate(rows):
         try:
@@ -114,6 +118,8 @@ def evaluate_manifest(encoder: Encoder, manifest: Path, split: str, *, window_s:
             vectors[i] = l2_normalize(head.combine(logits, proj).mean(axis=0))[0]
             head_logits.append(logits.mean(axis=0))
             outputs.append((i, logits, proj))
+            clips.append(ClipOutputs(r["path"], canonical(r["label"]), [(w.start_s, w.end_s) for w in windows],
+                                     logits, proj))
         else:
             vectors[i] = l2_normalize(head.encode(waves).mean(axis=0))[0]
             head_logits.append(None)
@@ -130,6 +136,8 @@ def evaluate_manifest(encoder: Encoder, manifest: Path, split: str, *, window_s:
                 mixed[i] = l2_normalize(head.combine(logits, proj, alpha).mean(axis=0))[0]
             table[f"alpha={alpha}"] = shared_space_metrics(mixed, label_vectors, true)
         out["ablation"] = table
+    if absent and isinstance(head, AudioModel):
+        out["absent_class"] = absent_class(encoder, head, clips, vocab)
     if skipped:
         out["skipped_silent_or_corrupt"] = skipped
     if isinstance(head, AudioModel) and set(vocab) <= set(head.labels):
@@ -138,4 +146,24 @@ def evaluate_manifest(encoder: Encoder, manifest: Path, split: str, *, window_s:
         out["head_accuracy"] = classification_metrics(true, pred, len(vocab))["accuracy"]
     out["encoder"] = encoder.id
     out["audio_head"] = getattr(head, "id", "?")
+    return out
+
+
+def absent_class(encoder: Encoder, head: AudioModel, clips: list[ClipOutputs],
+                 vocab: Sequence[str]) -> dict[str, object]:
+    """``eval-audio --absent``: how high each label's query scores over the split without it,
+    with the checkpoint's abstention and (``closed_set_*``) without."""
+    label_vectors = label_embeddings(encoder, vocab)
+    index = {lab: i for i, lab in enumerate(vocab)}
+    true = [index[c.label] for c in clips]
+    powers = {"": head.confidence_power}
+    if head.confidence_power is not None:
+        powers["closed_set_"] = None
+    out: dict[str, object] = {"confidence_power": head.confidence_power}
+    dropped = [lab for lab in vocab if lab not in head.labels]  # eval-audio --drop-label
+    for prefix, power in powers.items():
+        out[prefix + "cosine"] = absent_report(clip_vectors(head, clips, power), label_vectors, true)
+        out[prefix + "engine"] = engine_report(encoder, head, clips, power)
+        if dropped:
+            out[prefix + "unseen"] = unseen_report(encoder, head, clips, dropped, power)
     return out

@@ -9,6 +9,15 @@ reaches any encoder's text space two ways, mixed like the bundled image path:
   embeddings of one text space; it is used only when the active encoder embeds the training
   prompts to the same vectors (checked at load), else the bridge runs alone.
 
+Open set (``AudioCheckpoint.confidence_power``, None in checkpoints before it): the classifier
+knows 67 labels, and without this every sound lands on its nearest one at full strength — a
+laughing clip the classifier half-thinks is a dog scored 0.97 against "a dog barking". Each
+window keeps the share ``g = max softmax ** power`` of its direction and moves the rest onto
+its own part that no label describes (its projection minus the label prompts' span; a
+generic "unknown sound" direction where the projection is not in the active space), so its
+cosine to any label query is scaled by about ``g`` while similar unknown sounds stay near each
+other (``abstain``).
+
 ``load_audio_head(encoder)`` returns None (audio is then skipped as "no audio encoder") with a
 logged warning when the weights are missing or unreadable, never a traceback.
 """
@@ -43,6 +52,8 @@ LOG_EPS = 1e-6
 PAD_QUANTUM = AUDIO_SAMPLE_RATE // 2  # and to a multiple of 0.5 s, so batching never changes a vector
 BATCH = 16
 PROBE_MIN_COS = 0.99
+# what a sound no label describes is called, for the open set's fallback direction
+NEUTRAL_PROMPTS = ("a sound", "an unknown sound", "a recording of a sound", "some noise")
 DIGIT_FRAMES = AUDIO_SAMPLE_RATE // HOP  # the digit expert reads the first second
 DIGIT_SAMPLES = (DIGIT_FRAMES - 1) * HOP + N_FFT  # ... which centred STFT frames reach
 
@@ -171,9 +182,16 @@ class AudioModel:
         elif use_projection and not fits:
             raise ValueError(f"the audio projection was trained for {ckpt.text_space!r}, "
                              f"not for encoder {encoder.id!r}")
+        self.uses_projection = bool(use_projection)
         self.alpha = float(ckpt.alpha) if use_projection else 1.0
+        self.confidence_power = ckpt.confidence_power
+        # an orthonormal basis of the label prompts' span, and what is outside it for a window
+        # whose own projection cannot say (the projection unused in this text space)
+        self.label_basis = np.linalg.qr(self.label_vectors.T.astype(np.float64))[0].astype(np.float32)
+        self.neutral = off_labels(neutral_embedding(encoder), self.label_basis)
         mode = "mix" if 0.0 < self.alpha < 1.0 else ("bridge" if self.alpha == 1.0 else "proj")
-        self.id = f"audio-effnet-lite0-v{ckpt.format_version}:{mode}"
+        open_set = "" if self.confidence_power is None else "-open"
+        self.id = f"audio-effnet-lite0-v{ckpt.format_version}{open_set}:{mode}"
         self.fingerprint = self.id  # load_audio_head adds the weights' hash
         self._lock = threading.Lock()
 
@@ -218,10 +236,19 @@ class AudioModel:
         logp[:, cols] = mass + net(mel[:, :, :DIGIT_FRAMES]).log_softmax(dim=1)
         return logp
 
-    def combine(self, logits: np.ndarray, proj: np.ndarray | None, alpha: float | None = None) -> np.ndarray:
+    def combine(self, logits: np.ndarray, proj: np.ndarray | None, alpha: float | None = None,
+                power: float | None = None, open_set: bool = True) -> np.ndarray:
+        """Windows' outputs -> vectors: the bridge/projection mix (``alpha``, default the
+        checkpoint's), then, with ``open_set``, the abstention (``power``, default the
+        checkpoint's; none where both are None)."""
         alpha = self.alpha if alpha is None else alpha
+        power = self.confidence_power if power is None else power
         route = self.digits[1] if self.digits is not None else None
-        return mix(logits, proj, self.label_vectors, alpha, self.temperature, self.top_k, route)
+        vectors = mix(logits, proj, self.label_vectors, alpha, self.temperature, self.top_k, route)
+        if not open_set or power is None:
+            return vectors
+        own = proj if self.uses_projection else None
+        return abstain(vectors, logits, own, self.label_basis, self.neutral, power)
 
     def encode(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
         if len(waveforms) == 0:
@@ -259,6 +286,38 @@ def mix(logits: np.ndarray, proj: np.ndarray | None, label_vectors: np.ndarray, 
         mass = (p[:, list(route)].sum(axis=1) / p.sum(axis=1))[:, None]
         share = alpha + (1.0 - alpha) * mass
     return l2_normalize(share * bridged + (1.0 - share) * l2_normalize(proj))
+
+
+def confidence(logits: np.ndarray) -> np.ndarray:
+    """The classifier's max softmax probability per window (logits or log-probabilities)."""
+    z = np.asarray(logits, np.float64)
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    return (p.max(axis=1) / p.sum(axis=1)).astype(np.float32)
+
+
+def off_labels(vectors: np.ndarray, basis: np.ndarray) -> np.ndarray:
+    """The part of ``vectors`` outside the labels' span (``basis``: orthonormal columns),
+    unit length; zero rows where nothing is outside it."""
+    v = np.atleast_2d(np.asarray(vectors, np.float32))
+    rest = v - (v @ basis) @ basis.T
+    norm = np.linalg.norm(rest, axis=1, keepdims=True)
+    return np.where(norm > 1e-4, rest / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
+
+
+def abstain(vectors: np.ndarray, logits: np.ndarray, proj: np.ndarray | None, basis: np.ndarray,
+            neutral: np.ndarray, power: float) -> np.ndarray:
+    """Soft abstention: each window keeps ``g = confidence ** power`` of its direction and
+    ``sqrt(1 - g^2)`` goes to its off-label direction (its projection's part outside the
+    labels' span, else ``neutral``), so its cosine to a label's prompt scales by about ``g``.
+
+    A window with no off-label direction (a text space the labels span whole) is unchanged.
+    """
+    g = confidence(logits)[:, None] ** power
+    off = off_labels(proj, basis) if proj is not None else np.zeros_like(vectors)
+    missing = ~off.any(axis=1)
+    off[missing] = neutral[0]
+    g = np.where(off.any(axis=1, keepdims=True), g, 1.0)
+    return l2_normalize(g * vectors + np.sqrt(np.clip(1.0 - g * g, 0.0, 1.0)) * off)
 
 
 def _batch(waves: list[np.ndarray], length: int, max_gain_db: float | None) -> torch.Tensor:
@@ -303,6 +362,18 @@ def label_embeddings(encoder: Encoder, labels: Sequence[str]) -> np.ndarray:
     with _LOCK:
         _PROMPT_CACHE[key] = vectors
     return vectors
+
+
+def neutral_embedding(encoder: Encoder) -> np.ndarray:
+    """The mean embedding of ``NEUTRAL_PROMPTS`` in ``encoder``'s text space, cached per id."""
+    key = (encoder.id, NEUTRAL_PROMPTS)
+    with _LOCK:
+        cached = _PROMPT_CACHE.get(key)
+    if cached is None:
+        cached = l2_normalize(encoder.encode_text(list(NEUTRAL_PROMPTS)).mean(axis=0, keepdims=True))
+        with _LOCK:
+            _PROMPT_CACHE[key] = cached
+    return cached
 
 
 def _same_space(vectors: np.ndarray, probe: np.ndarray) -> bool:

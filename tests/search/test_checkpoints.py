@@ -62,3 +62,16 @@ def test_an_audio_file_of_another_kind_is_refused(tmp_path):
         AudioCheckpoint.load(tmp_path / "partial.pt")
     with pytest.raises(ValueError, match="does not exist"):
         AudioCheckpoint.load(tmp_path / "absent.pt")
+
+
+def test_the_shipped_audio_checkpoint_is_open_set_and_older_files_load_closed(tmp_path):
+    import torch
+
+    ckpt = AudioCheckpoint.load(WEIGHTS / "audio_effnet_lite0.pt")
+    assert ckpt.confidence_power == 0.25
+    ckpt.save(tmp_path / "a.pt")
+    assert AudioCheckpoint.load(tmp_path / "a.pt").confidence_power == 0.25
+    stored = torch.load(tmp_path / "a.pt", weights_only=True)
+    del stored["confidence_power"]  # a file from before the open set
+    torch.save(stored, tmp_path / "old.pt")
+    assert AudioCheckpoint.load(tmp_path / "old.pt").confidence_power is None

@@ -206,3 +206,52 @@ def test_eval_audio_prints_the_contract_and_honours_exclusions(synthetic, traine
     assert "no column 'no_such_column'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([*argv, "--exclude", "no-equals-sign"])
+
+
+@pytest.mark.models
+def test_tune_open_set_chooses_the_power_on_the_runs_validation_rows(trained, bundled_encoder, tmp_path):
+    from training.audio_openset import POWERS, tune_open_set, validation_rows
+
+    cfg, _, _ = trained
+    _, val = split_sets(cfg)
+    assert sorted(r["path"] for r in validation_rows(cfg)) == sorted(r["path"] for r in val[0].rows)
+    lines: list[str] = []
+    out = tmp_path / "open.pt"
+    summary = tune_open_set(replace(cfg, out=out), cfg.out, bundled_encoder, lines.append)
+    assert [row["power"] for row in summary["open_set_on_val"]] == [None, *POWERS]
+    assert summary["validation_clips"] == len(val[0].labels) and len(lines) == 1 + len(POWERS)
+    best = max(row["auc"] for row in summary["open_set_on_val"])
+    chosen = next(row for row in summary["open_set_on_val"] if row["power"] == summary["confidence_power"])
+    assert chosen["auc"] == best
+    tuned, before = read_checkpoint(out), read_checkpoint(cfg.out)
+    assert tuned.confidence_power == summary["confidence_power"] and before.confidence_power is None
+    assert tuned.labels == before.labels and all(bool((tuned.state[k] == v).all()) for k, v in before.state.items())
+
+
+@pytest.mark.models
+def test_eval_audio_reports_absent_and_unknown_sounds(synthetic, trained, tmp_path, capsys):
+    from cli import main
+
+    cfg, _, _ = trained
+    weights = tmp_path / "open.pt"
+    replace(read_checkpoint(cfg.out), confidence_power=0.25).save(weights)
+    argv = ["eval-audio", "--manifest", str(synthetic), "--split", "test", "--weights", str(weights), "--json"]
+    assert main([*argv, "--absent"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    absent = out["absent_class"]
+    assert absent["confidence_power"] == 0.25 and "-open:" in out["audio_head"]
+    for key in ("cosine", "closed_set_cosine"):
+        report = absent[key]
+        assert report["queries"] == len(LABELS)
+        assert set(report["best_absent_hit"]) == {"q10", "q25", "q50", "q75", "q90"}
+        assert 0.0 <= report["present_vs_absent_auc"] <= 1.0
+    # the abstention scales label cosines down, never up
+    assert absent["cosine"]["best_absent_hit"]["q90"] <= absent["closed_set_cosine"]["best_absent_hit"]["q90"] + 1e-6
+    assert set(absent["engine"]) == {"relevance", "score"}
+    assert absent["engine"]["relevance"]["queries"] == len(LABELS)
+
+    assert main([*argv, "--absent", "--drop-label", "rain"]) == 0
+    unseen = json.loads(capsys.readouterr().out)["absent_class"]["unseen"]
+    assert unseen["unseen_clips"] == 4 and "unseen_clip_best_hit" in unseen
+    assert main([*argv, "--drop-label", "no_such_sound"]) == 2
+    assert "no_such_sound" in capsys.readouterr().err
