@@ -12,7 +12,7 @@ import traceback
 from bench.context import BenchContext
 
 # figures of each section come from bench/<name>.py
-SECTIONS = ("store", "indexing", "audio", "fusion", "api", "scale", "ocr", "documents", "video")
+SECTIONS = ("store", "indexing", "audio", "fusion", "api", "scale", "ocr", "documents", "video", "scaleout")
 
 
 def main(argv: list[str] | None = None) -> int:

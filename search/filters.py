@@ -3,7 +3,8 @@
 A content passes when its modality/duration pass and at least one of its files passes the
 file-level filters (path prefix/glob, extension, modified date, size). The engine hands the
 allowed ids to the vector store (a FAISS ID selector), so k results come back whenever k
-matching items exist, however selective the filter.
+matching items exist, however selective the filter. A store that filters itself (Milvus) gets
+an expression over its own fields instead (``allowed_for``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from search.catalog import Catalog, Content, File, Segment
 from search.dialect import glob_regex
 from search.paths import to_db
 from search.query import Filters
+from search.store.base import StoreFilter, VectorStore
 
 
 def _ns(moment: datetime) -> int:
@@ -139,3 +141,65 @@ def path_matches(path: str, filters: Filters) -> bool:
     if filters.path_glob and not fnmatch.fnmatchcase(path, filters.path_glob):
         return False
     return not filters.ext or any(path.lower().endswith("." + _normalise_ext(e)) for e in filters.ext)
+
+
+def allowed_for(catalog: Catalog, filters: Filters, store: VectorStore) -> np.ndarray | StoreFilter | None:
+    """What ``store.search`` takes as ``allowed`` for ``filters``: None (no filter), the ids
+    passing them, or, for a store that filters itself, a boolean expression over its fields.
+
+    The expression is exact: content-level fields (modality, duration) never change; the
+    file-level ones (extension, mtime, size) are those of a content's only file when it was
+    written, so contents with other than one file now, or then, or a file re-pointed or touched
+    since (``indexed_at`` after the content's ``created_at``), are decided by the catalog and
+    named by id. Path prefixes and globs are not in the store: those filters go as id lists.
+    """
+    if filters.is_empty():
+        return None
+    exts = [_normalise_ext(e) for e in filters.ext or [] if e.strip(". ")]
+    if (not store.pushdown or filters.path_prefix or filters.path_glob
+            or any(not (e.isascii() and e.isalnum() and len(e) < 64) for e in exts)):
+        return allowed_segment_ids(catalog, filters)
+    content: list[str] = []
+    if filters.modality:
+        content.append(f"modality in {list(filters.modality)!r}")
+    if filters.min_duration_s is not None:
+        content.append(f"duration_s >= {float(filters.min_duration_s)!r}")
+    if filters.max_duration_s is not None:
+        content.append(f"duration_s <= {float(filters.max_duration_s)!r}")
+    files: list[str] = []
+    if exts:
+        files.append(f"ext in {exts!r}")
+    if filters.modified_after is not None:
+        files.append(f"mtime_ns >= {_ns(filters.modified_after)}")
+    if filters.modified_before is not None:
+        files.append(f"mtime_ns < {_ns(filters.modified_before)}")
+    if filters.min_size is not None:
+        files.append(f"size >= {int(filters.min_size)}")
+    if filters.max_size is not None:
+        files.append(f"size <= {int(filters.max_size)}")
+    if files:
+        irregular = _irregular_segments(catalog)
+        by_field = " and ".join(["nfiles == 1", *files])
+        if len(irregular):
+            by_field += f" and id not in {irregular.tolist()}"
+        named = np.union1d(irregular, store.irregular_ids())  # type: ignore[attr-defined]
+        passing = filter_ids(catalog, filters, named) if len(named) else named
+        either = f"({by_field})" + (f" or id in {passing.tolist()}" if len(passing) else "")
+        content.append(f"({either})")
+    return StoreFilter(" and ".join(content))
+
+
+def _irregular_segments(catalog: Catalog) -> np.ndarray:
+    """Segments of contents with other than one file, or whose file changed after the content
+    was written (a duplicate linked, a touched file re-pointed): cached per catalog version."""
+    key = (str(catalog.path), "irregular", _catalog_version(catalog))
+    if key not in _CACHE:
+        contents = (
+            select(File.content_id).join(Content, Content.id == File.content_id)
+            .group_by(File.content_id)
+            .having(or_(func.count(File.id) != 1, func.max(File.indexed_at) > func.max(Content.created_at)))
+        )
+        _CACHE[key] = np.sort(catalog.ids_where(select(Segment.id).where(Segment.content_id.in_(contents))))
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+    return _CACHE[key]

@@ -16,6 +16,9 @@ moves to a bigger index. Readers catch up from the catalog on open and on ``refr
 Indexes made before vectors moved into the catalog (``vectors.faiss``, schema 1) are migrated
 on first open.
 
+With ``--store milvus:<uri>`` the derived index is a Milvus collection instead, kept in step
+with the catalog by ``search.store.milvus_sync`` (on open, at checkpoints).
+
 A full disk is a write that fails, not a crash: SQLite rolls the batch's transaction back, a
 vector index file is written under a temp name that is removed, and ``rollback`` reloads the
 writer's in-memory store from what is durable. Nothing committed before is lost.
@@ -34,10 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from sqlalchemy import select
 
 from search import dialect
 from search.atomic import temp_path, write_atomically
-from search.catalog import Catalog, NewContent
+from search.catalog import Catalog, NewContent, Vector
 from search.errors import (
     BadRequest,
     Conflict,
@@ -47,8 +51,9 @@ from search.errors import (
     NotFound,
     is_disk_full,
 )
-from search.store import ann
+from search.store import ann, milvus_sync
 from search.store.layered import LayeredStore
+from search.store.milvus_store import MilvusStore
 from search.store.spec import DEFAULT_SPEC, StoreOptions, StoreSpec, auto_factory, min_train
 
 log = logging.getLogger(__name__)
@@ -106,7 +111,12 @@ class Index:
         self.options = options
         self._lock_fd: int | None = None
         self._repaired = {"orphan_vectors": 0, "rows_without_vectors": 0}
-        self.store, self._state = self._load_store()
+        self.store: LayeredStore | MilvusStore
+        if manifest.backend == "milvus":
+            self.store = milvus_sync.open_store(root, manifest.factory, manifest.dim, catalog, options)
+            self._state = _Loaded(None, 0, catalog.version())
+        else:
+            self.store, self._state = self._load_store()
         self._refresh_lock = threading.Lock()
 
     # -- opening ------------------------------------------------------------------------------
@@ -128,10 +138,17 @@ class Index:
         try:
             if catalog.schema_version < 2:
                 _migrate_locked(root, manifest, catalog)
-            return cls(root, manifest, catalog)
+            index = cls(root, manifest, catalog)
         except BaseException:
             catalog.close()
             raise
+        if isinstance(index.store, MilvusStore):
+            try:
+                index._milvus_repair_if_unwritten()
+            except BaseException:
+                index.close()
+                raise
+        return index
 
     @classmethod
     def open_for_write(
@@ -180,14 +197,18 @@ class Index:
                 for name in (VECTORS, CATALOG, CATALOG + "-wal", CATALOG + "-shm", MANIFEST):
                     (root / name).unlink(missing_ok=True)
                 shutil.rmtree(root / "thumbnails", ignore_errors=True)
+            switched_from = None
             if cls.exists(root):
                 manifest = Manifest.read(root / MANIFEST)
                 _check_encoder(root, manifest, encoder)
+                spec = _recorded(spec, root, manifest.spec) if spec is not None else None
                 if spec is not None and spec != manifest.spec:
+                    if spec.backend != manifest.backend:
+                        switched_from = manifest.backend
                     manifest.backend, manifest.factory = spec.backend, spec.spec
                     manifest.write(root / MANIFEST)
             else:
-                spec = spec or StoreSpec.parse(DEFAULT_SPEC)
+                spec = _recorded(spec or StoreSpec.parse(DEFAULT_SPEC), root, None)
                 manifest = Manifest(encoder, dim, spec.backend, spec.spec, time.time(),
                                     target.public if target.postgres else "")
                 manifest.write(root / MANIFEST)
@@ -198,6 +219,8 @@ class Index:
                 if catalog.schema_version < 2:
                     _migrate(root, manifest, catalog)
                 repaired = _reconcile_rows(catalog)
+                if switched_from is not None:
+                    _leave_store(root, catalog, switched_from)
                 index = cls(root, manifest, catalog, options)
             except BaseException:
                 catalog.close()
@@ -210,9 +233,17 @@ class Index:
             raise
         index._lock_fd = lock_fd
         index._repaired = repaired
+        if isinstance(index.store, MilvusStore):
+            try:
+                index._milvus_catch_up()
+            except BaseException:
+                index.close()
+                raise
         return index
 
     def close(self) -> None:
+        if isinstance(self.store, MilvusStore):
+            self.store.close()
         self.catalog.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
@@ -268,6 +299,11 @@ class Index:
             return False
         if self.catalog.version() == self._state.version:
             return False
+        if isinstance(self.store, MilvusStore):  # Milvus is shared: only the id list moves
+            version = self.catalog.version()
+            self.store.adopt_ids(self.catalog.ids_where(select(Vector.id)))
+            self._state = _Loaded(None, 0, version)
+            return True
         # concurrent searches (the server) go on over the current store while one thread
         # catches a copy up and swaps it in; the others wait for that copy
         with self._refresh_lock:
@@ -293,6 +329,9 @@ class Index:
         """
         if self._lock_fd is None:
             raise Conflict("only the writer compacts the index")
+        if isinstance(self.store, MilvusStore):
+            self._milvus_catch_up(opening=False)
+            return "rebuilt" if self.store.ensure_index() else None
         store, options = self.store, self.options
         n = store.count()
         target = self._target_factory(n)
@@ -325,10 +364,16 @@ class Index:
             return None  # not enough vectors to train it well: the exact tail serves meanwhile
         return factory
 
+    def _layered(self) -> LayeredStore:
+        """The store of a FAISS index (the paths that build and publish FAISS bases)."""
+        assert isinstance(self.store, LayeredStore)
+        return self.store
+
     def _rebuild(self, factory: str) -> None:
-        seq = self.catalog.vector_changes(self.manifest.dim, self.store.max_id, 0).last_seq
+        top = self._layered().max_id
+        seq = self.catalog.vector_changes(self.manifest.dim, top, 0).last_seq
         ids, vectors = ann.chunks_to_arrays(
-            self.catalog.iter_vectors(self.manifest.dim, 0, self.store.max_id), self.manifest.dim
+            self.catalog.iter_vectors(self.manifest.dim, 0, top), self.manifest.dim
         )
         try:
             base = ann.build(factory, self.manifest.dim, ids, vectors, self.options)
@@ -347,8 +392,9 @@ class Index:
         gen = (old["gen"] + 1) if old else 1
         name = f"ann-{gen:06d}.faiss"
         base.save(self.root / name)
+        store = self._layered()
         # every vector up to here is in the base or was deleted (masked by tombstones)
-        upto = max(self.store.max_id, int(base.ids[-1]) if base.n else 0)
+        upto = max(store.max_id, int(base.ids[-1]) if base.n else 0)
         meta = {
             "gen": gen, "file": name, "factory": base.factory, "params": base.params,
             "upto_id": upto,
@@ -357,8 +403,8 @@ class Index:
         }
         raw = json.dumps(meta, sort_keys=True)
         self.catalog.set_meta_and_bump(ANN_META, raw)
-        self.store.rerank = self.options.rerank
-        self.store.replace_base(base, keep_tail_after=upto)
+        store.rerank = self.options.rerank
+        store.replace_base(base, keep_tail_after=upto)
         self._state = _Loaded(raw, self._state.seq, self._state.version)
         for path in _derived_files(self.root):
             if path.name not in (name, ann.ids_file(self.root / name).name):
@@ -382,25 +428,61 @@ class Index:
         """End of a writing run: compact by the same policy (readers then open fast)."""
         self.checkpoint()
         self.catalog.refresh_statistics()
+        if isinstance(self.store, MilvusStore) and self._lock_fd is not None:
+            self.store.flush()  # sealed segments get their index (the memtable is searched raw)
+
+    # -- Milvus -------------------------------------------------------------------------------
+    def _milvus_catch_up(self, opening: bool = True) -> None:
+        assert isinstance(self.store, MilvusStore)
+        done = milvus_sync.catch_up(self.store, self.catalog, self.manifest.dim, self.manifest.factory,
+                                    opening=opening)
+        if any(done.values()):
+            log.info("milvus caught up with the catalog at %s: %s", self.root, done)
+
+    def _milvus_repair_if_unwritten(self) -> None:
+        """A reader after a crash: if no writer holds the index, bring Milvus up to the
+        catalog (idempotent); while one writes, it does that itself."""
+        try:
+            fd = _take_lock(self.root)
+        except (IndexLocked, OSError):  # a writer is busy, or a read-only folder
+            assert isinstance(self.store, MilvusStore)
+            self.store.adopt_ids(self.catalog.ids_where(select(Vector.id)))  # not a scan of Milvus
+            return
+        try:
+            self._milvus_catch_up()
+        finally:
+            os.close(fd)
 
     def rollback(self) -> None:
         """After a write failed for lack of space (writers only): drop temp files and reload
         the in-memory store from what is durable (the failed batch's transaction was rolled
         back by SQLite; a half-folded base is discarded). Nothing committed before is lost."""
         _remove_temps(self.root)
+        if isinstance(self.store, MilvusStore):  # the failed batch never reached Milvus
+            self.store.adopt_ids(self.catalog.ids_where(select(Vector.id)))
+            return
         self.store, self._state = self._load_store()
 
     # -- writes -------------------------------------------------------------------------------
     def add_contents(self, items: list[NewContent], vectors: np.ndarray) -> list[tuple[int, list[int]]]:
         """Rows and their vectors in one transaction, then into the in-memory store."""
         written = self.catalog.add_contents(items, vectors)
-        ids = [i for _, seg_ids in written for i in seg_ids]
-        self.store.add(np.asarray(ids, dtype=np.int64), vectors)
+        ids = np.asarray([i for _, seg_ids in written for i in seg_ids], dtype=np.int64)
+        if isinstance(self.store, MilvusStore):
+            self.store.add(ids, vectors, milvus_sync.content_fields(items))
+        else:
+            self.store.add(ids, vectors)
         return written
 
     def add_vectors(self, segment_ids: list[int], vectors: np.ndarray) -> None:
         """Vectors of segments already in the catalog (durable at once)."""
         ids = np.asarray(segment_ids, dtype=np.int64)
+        if isinstance(self.store, MilvusStore):
+            if np.isin(ids, self.store.ids()).any():
+                raise ValueError("vector ids must be new and distinct")
+            self.catalog.put_vectors(ids.tolist(), vectors)
+            self.store.add(ids, vectors, milvus_sync.segment_fields(self.catalog, ids))
+            return
         if len(ids) and int(ids.min()) <= self.store.max_id:
             raise ValueError("vector ids must be new and distinct")
         self.catalog.put_vectors(ids.tolist(), vectors)
@@ -445,8 +527,24 @@ class Index:
 
     def info(self) -> dict[str, object]:
         counts = self.catalog.counts()
+        if isinstance(self.store, MilvusStore):
+            return self._info(counts, f"milvus:{self.store.index_type}", {
+                "factory": self.store.index_type, **self.store.index_params,
+                "uri": self.store.uri, "collection": self.store.collection,
+                "indexed": self.store.count(),
+            })
         base = self.store.base
         in_use = base.factory if base is not None else "Flat"
+        return self._info(counts, f"{self.manifest.backend}:{in_use}", {
+            "factory": in_use,
+            **(base.params if base is not None else {}),
+            "indexed": base.n if base is not None else 0,
+            "exact_tail": len(self.store.tail_ids),
+            "deleted_masked": len(self.store.masked),
+            "rerank": bool(base is not None and base.lossy and self.store.rerank),
+        })
+
+    def _info(self, counts: dict[str, object], store: str, params: dict[str, object]) -> dict[str, object]:
         return {
             "items": counts["items"],
             "vectors": self.store.count(),
@@ -455,16 +553,9 @@ class Index:
             "by_modality": counts["by_modality"],
             "contents": counts["contents"],
             # the index serving searches now (what "store" always meant); the spec it follows
-            "store": f"{self.manifest.backend}:{in_use}",
+            "store": store,
             "store_spec": str(self.manifest.spec),
-            "store_params": {
-                "factory": in_use,
-                **(base.params if base is not None else {}),
-                "indexed": base.n if base is not None else 0,
-                "exact_tail": len(self.store.tail_ids),
-                "deleted_masked": len(self.store.masked),
-                "rerank": bool(base is not None and base.lossy and self.store.rerank),
-            },
+            "store_params": params,
             "models": self.models(),
             "path": str(self.root),
             # "sqlite", or the PostgreSQL catalog's URL without its password
@@ -478,6 +569,37 @@ def _check_encoder(root: Path, manifest: Manifest, encoder: str | None) -> None:
             f"the index at {root} was built with encoder {manifest.encoder!r}, not {encoder!r}; "
             f"pass --model {manifest.encoder} to use it, or --reindex to rebuild it with {encoder!r}"
         )
+
+
+def _recorded(spec: StoreSpec, root: Path, current: StoreSpec | None) -> StoreSpec:
+    """``spec`` as the manifest records it: a Milvus Lite file inside the index folder relative
+    to it; a server without ``#collection`` keeps the current one, or gets a new unique name
+    (several indexes may share one server)."""
+    if spec.backend != "milvus":
+        return spec
+    from search.store.milvus_spec import is_server, record_spec, resolve_spec, split_spec
+
+    uri, name = split_spec(spec.spec)
+    if (name is None and current is not None and current.backend == "milvus"
+            and split_spec(resolve_spec(current.spec, root))[0] == uri):
+        return current
+    if name is None and is_server(uri):
+        import uuid
+
+        name = f"crossfind_{uuid.uuid4().hex[:12]}"
+    return StoreSpec("milvus", record_spec(uri + (f"#{name}" if name else ""), root))
+
+
+def _leave_store(root: Path, catalog: Catalog, backend: str) -> None:
+    """After a switch of store: what the old backend derived is stale (deletes since are not
+    in it), so its files go and its meta row is cleared; the new one is filled from the catalog."""
+    if backend == "milvus":
+        milvus_sync.forget(catalog)
+    else:
+        for path in _derived_files(root):
+            path.unlink(missing_ok=True)
+        if catalog.get_meta(ANN_META):
+            catalog.set_meta(ANN_META, "")
 
 
 def _derived_files(root: Path) -> list[Path]:

@@ -23,13 +23,13 @@ from search.attention import (
 )
 from search.calibration import Calibration, auto_keep
 from search.catalog import Catalog, SegmentInfo
-from search.filters import allowed_segment_ids, filter_ids, path_matches
+from search.filters import allowed_for, filter_ids, path_matches
 from search.fusion import check_weights, late_fuse, weighted_average
 from search.hybrid import KeywordHit, keyword_hits, merge_evidence
 from search.index import Index
 from search.paths import shown
 from search.query import Query
-from search.store import VectorStore, create_store
+from search.store import StoreFilter, VectorStore, create_store
 from search.types import Hit
 
 # segments fetched per wanted hit when grouping passages/windows per item
@@ -107,17 +107,18 @@ def _vector_ranking(
     qvec: np.ndarray,
     vectors: np.ndarray,
     weights: np.ndarray,
-    allowed: np.ndarray | None,
+    allowed: np.ndarray | StoreFilter | None,
     n: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(segment ids best first, their cosine to ``qvec``, late-fusion scores or None)."""
+    """(segment ids best first, their cosine to ``qvec``, late-fusion scores or None).
+    ``allowed`` is a ``StoreFilter`` only for a store whose ``pushdown`` is true."""
     if strategy not in ("rrf", "score_sum"):
-        scores, ids = store.search(qvec[None, :], n, allowed)
+        scores, ids = store.search(qvec[None, :], n, allowed)  # type: ignore[arg-type]
         keep = ids[0] >= 0
         return ids[0][keep], scores[0][keep], None
     pool: dict[int, None] = {}
     positive = vectors[weights > 0]
-    _, ids = store.search(positive, max(n, LATE_POOL), allowed)
+    _, ids = store.search(positive, max(n, LATE_POOL), allowed)  # type: ignore[arg-type]
     for row in ids:
         pool.update(dict.fromkeys(int(i) for i in row if i >= 0))
     cand = np.fromiter(pool, dtype=np.int64, count=len(pool))
@@ -130,7 +131,7 @@ def _vector_ranking(
 
 
 def _keyword_evidence(index: Index, query: Query,
-                      allowed: np.ndarray | None) -> dict[int, tuple[KeywordHit, float]]:
+                      allowed: np.ndarray | StoreFilter | None) -> dict[int, tuple[KeywordHit, float]]:
     """Keyword hits of the query's text parts: id -> (hit, its part's weight next to the
     strongest part's); a hit of several parts keeps its strongest."""
     if not query.hybrid:
@@ -142,7 +143,10 @@ def _keyword_evidence(index: Index, query: Query,
             continue
         hits = keyword_hits(index.catalog, part.text, KEYWORD_POOL, index.store.count())
         if allowed is not None and hits:
-            hits = [h for h, ok in zip(hits, np.isin([h.id for h in hits], allowed)) if ok]
+            ids = np.array([h.id for h in hits], dtype=np.int64)
+            passing = (filter_ids(index.catalog, query.filters, ids)  # a store-side filter
+                       if isinstance(allowed, StoreFilter) else allowed)
+            hits = [h for h, ok in zip(hits, np.isin(ids, passing)) if ok]
         for hit in hits:
             held = out.get(hit.id)
             if held is None or hit.evidence * part.weight > held[0].evidence * held[1] * top:
@@ -170,9 +174,10 @@ def _broad_filter(index: Index, query: Query, qvec: np.ndarray, strategy: str, n
     """For a filter that passes many items: the filter checked on the unfiltered top
     candidates only (one small SQL query), instead of listing every id it passes (500k ids at
     1M took ~0.5 s). None when too few candidates pass, or the query needs the full set
-    (keyword hits, late fusion, a threshold): the caller then lists them all."""
+    (keyword hits, late fusion, a threshold): the caller then lists them all. None too for a
+    store that filters itself (Milvus: the filter goes to it as an expression)."""
     if (query.filters.is_empty() or query.hybrid or query.min_score is not None
-            or strategy in ("rrf", "score_sum")):
+            or strategy in ("rrf", "score_sum") or index.store.pushdown):
         return None
     probe = max(BROAD_PROBE, 8 * need)
     _, ids = index.store.search(qvec[None, :], probe, rerank=False)
@@ -211,11 +216,11 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
     qvec = weighted_average(vectors, weights)
     want = query.offset + query.k
     n = want * (OVERFETCH if query.group else 1)
-    allowed = None if full_filter else _broad_filter(index, query, qvec, strategy, n)
-    shortcut = allowed is not None
-    if allowed is None:
-        allowed = allowed_segment_ids(index.catalog, query.filters)
-    if allowed is not None and len(allowed) == 0:
+    broad = None if full_filter else _broad_filter(index, query, qvec, strategy, n)
+    shortcut = broad is not None
+    allowed = broad if broad is not None else allowed_for(index.catalog, query.filters, store)
+    limit = _allowed_count(store, allowed)
+    if limit == 0:
         return []
     qmod = query_modality(index.catalog, query)
     scales = calibration()
@@ -225,7 +230,6 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
     floor = scales.floor(qmod, least) if least is not None else None
     keyword = _keyword_evidence(index, query, allowed)
 
-    limit = len(allowed) if allowed is not None else store.count()
     while True:
         fetch = max(1, min(n, limit))
         ids, cos, scores = _vector_ranking(store, strategy, qvec, vectors, weights, allowed, fetch)
@@ -282,6 +286,14 @@ def sort_hits(hits: list[Hit], order: str) -> list[Hit]:
     if order == "name":
         return sorted(hits, key=lambda h: shown(h.path))
     return hits
+
+
+def _allowed_count(store: VectorStore, allowed: np.ndarray | StoreFilter | None) -> int:
+    if allowed is None:
+        return store.count()
+    if isinstance(allowed, StoreFilter):
+        return store.count(allowed)  # type: ignore[call-arg]  # a store that pushes filters down
+    return len(allowed)
 
 
 def _vector_kind(hit: Hit | SegmentInfo) -> str:

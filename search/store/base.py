@@ -7,13 +7,23 @@ Callers never touch the backend; a second backend plugs in through ``search.stor
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 
+@dataclass(frozen=True)
+class StoreFilter:
+    """A filter the store evaluates itself (a Milvus boolean expression), passed to ``search``
+    as ``allowed`` in place of an id list by stores whose ``pushdown`` is true."""
+
+    expr: str
+
+
 class VectorStore(ABC):
     dim: int
+    pushdown = False  # whether ``search`` takes a ``StoreFilter`` (see ``search.filters``)
 
     @abstractmethod
     def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:

@@ -2,8 +2,9 @@
 
 ``faiss:auto`` (default) stays exact while that is fast, then picks an ANN index sized for the
 collection and a memory budget; ``faiss:Flat`` is always exact; any other ``faiss:<factory>``
-is a FAISS factory string (``faiss:HNSW32``, ``faiss:IVF4096,PQ48``). A backend registers a
-validator here, so ``milvus:<uri>`` can plug in beside ``faiss`` without touching callers.
+is a FAISS factory string (``faiss:HNSW32``, ``faiss:IVF4096,PQ48``). ``milvus:<file>.db``
+(Milvus Lite) or ``milvus:http://host:19530[#collection]`` keeps the vectors in Milvus
+(``search.store.milvus_store``). A backend registers a validator here.
 """
 
 from __future__ import annotations
@@ -65,8 +66,14 @@ def _probe_dim(spec: str) -> int:
     return math.lcm(384, *m)
 
 
+def _check_milvus(spec: str) -> str:
+    from search.store.milvus_spec import check_spec
+
+    return check_spec(spec)
+
+
 # backend name -> validator returning the normalised spec (raises BadRequest)
-BACKENDS: dict[str, Callable[[str], str]] = {"faiss": _check_faiss}
+BACKENDS: dict[str, Callable[[str], str]] = {"faiss": _check_faiss, "milvus": _check_milvus}
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,7 @@ class StoreSpec:
         if backend not in BACKENDS:
             raise BadRequest(
                 f"unknown vector store {text!r}; use {', '.join(b + ':<spec>' for b in BACKENDS)}"
-                f" (e.g. {DEFAULT_SPEC}, faiss:Flat, faiss:HNSW32)"
+                f" (e.g. {DEFAULT_SPEC}, faiss:Flat, faiss:HNSW32, milvus:./vectors.db)"
             )
         return cls(backend, BACKENDS[backend](spec if sep and spec else "auto"))
 

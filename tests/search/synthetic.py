@@ -43,8 +43,13 @@ def basis(dim: int, i: int) -> np.ndarray:
     return v
 
 
-def engine_over(tmp_path: Path, dim: int = 32, catalog_url: str | None = None) -> tuple[Engine, Index, FakeEncoder]:
-    """A writable index (SQLite catalog, or PostgreSQL at ``catalog_url``) and its engine."""
+def engine_over(tmp_path: Path, dim: int = 32, catalog_url: str | None = None,
+                store: str | None = None) -> tuple[Engine, Index, FakeEncoder]:
+    """A writable index (SQLite catalog, or PostgreSQL at ``catalog_url``) and its engine.
+    ``store``: a ``--store`` spec (default faiss:auto); ``"milvus"`` is a Milvus Lite file in
+    ``tmp_path``."""
     enc = FakeEncoder(dim=dim)
-    index = Index.open_for_write(tmp_path, enc.id, enc.dim, catalog_url=catalog_url)
+    if store == "milvus":
+        store = f"milvus:{tmp_path / 'vectors.db'}"
+    index = Index.open_for_write(tmp_path, enc.id, enc.dim, store=store, catalog_url=catalog_url)
     return Engine(index, enc), index, enc

@@ -1,16 +1,22 @@
-"""The FAISS store against numpy brute force on synthetic normalised vectors."""
+"""The vector stores against numpy brute force on synthetic normalised vectors: the interface
+tests run on FAISS and on Milvus Lite (one embedded server per module, a collection per test)."""
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import faiss
 import numpy as np
 import pytest
 
 from search.encoders.base import l2_normalize
-from search.store import create_store, load_store
+from search.store import VectorStore, create_store, load_store
 from search.store.faiss_store import FaissStore
 
 DIM = 32
+BACKENDS = ["faiss", "milvus"]
 
 
 def clustered(n: int, dim: int = DIM, clusters: int = 20, seed: int = 0) -> np.ndarray:
@@ -34,12 +40,38 @@ def data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ids, vectors, queries
 
 
+@pytest.fixture(scope="module")
+def lite_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("milvus") / "vectors.db"
+
+
+_names = itertools.count()
+
+
+@pytest.fixture(params=BACKENDS)
+def new_store(request, lite_file) -> Iterator[Callable[[], VectorStore]]:
+    """``new_store()``: an empty store of the backend under test."""
+    made: list[VectorStore] = []
+
+    def make() -> VectorStore:
+        if request.param == "faiss":
+            return create_store(DIM)
+        s = create_store(DIM, "milvus", f"{lite_file}#t{next(_names)}")
+        made.append(s)
+        return s
+
+    yield make
+    for s in made:
+        s.drop()  # type: ignore[attr-defined]
+        s.close()  # type: ignore[attr-defined]
+
+
 @pytest.fixture
-def store(data) -> FaissStore:
+def store(data, new_store) -> VectorStore:
     ids, vectors, _ = data
-    s = create_store(DIM)
+    s = new_store()
     s.add(ids, vectors)
-    return s  # type: ignore[return-value]
+    return s
 
 
 def test_flat_search_equals_brute_force(store, data):
@@ -53,15 +85,15 @@ def test_flat_search_equals_brute_force(store, data):
     np.testing.assert_array_equal(one_ids[0], want_ids[0, :3])
 
 
-def test_k_beyond_the_count_pads_with_minus_one():
-    s = create_store(DIM)
+def test_k_beyond_the_count_pads_with_minus_one(new_store):
+    s = new_store()
     s.add(np.array([5, 9]), clustered(2))
     scores, found = s.search(clustered(1, seed=3), 5)
     assert sorted(found[0, :2].tolist()) == [5, 9] and found[0, 2:].tolist() == [-1, -1, -1]
 
 
-def test_empty_store_returns_no_ids():
-    s = create_store(DIM)
+def test_empty_store_returns_no_ids(new_store):
+    s = new_store()
     scores, found = s.search(clustered(3), 4)
     assert found.shape == (3, 4) and (found == -1).all() and np.isneginf(scores).all()
     assert s.count() == 0 and len(s.ids()) == 0
@@ -98,19 +130,26 @@ def test_remove_then_search_matches_brute_force_over_the_rest(store, data):
 
 def test_save_load_round_trip(store, data, tmp_path):
     ids, vectors, queries = data
-    path = tmp_path / "vectors.faiss"
+    if isinstance(store, FaissStore):
+        path, backend = tmp_path / "vectors.faiss", "faiss"
+    else:  # Milvus persists itself: save flushes, load opens the collection by its spec
+        path, backend = Path(store.spec), "milvus"  # type: ignore[attr-defined]
     store.save(path)
-    again = load_store(path)
+    again = load_store(path, backend)
     assert again.count() == store.count() and again.dim == DIM
     np.testing.assert_array_equal(np.sort(again.ids()), np.sort(ids))
     for a, b in zip(again.search(queries, 10), store.search(queries, 10)):
         np.testing.assert_array_equal(a, b)
     again.add(np.array([1]), vectors[:1])  # a loaded store stays writable
     assert again.search(vectors[:1], 1)[1][0, 0] in (1, ids[0])
+    if backend == "milvus":
+        again.close()  # type: ignore[attr-defined]
 
 
-def test_save_is_atomic_and_ignores_leftover_temp_files(store, data, tmp_path):
+def test_save_is_atomic_and_ignores_leftover_temp_files(data, tmp_path):
     ids, vectors, queries = data
+    store = create_store(DIM)
+    store.add(ids, vectors)
     path = tmp_path / "vectors.faiss"
     store.save(path)
     before = path.read_bytes()
@@ -169,8 +208,8 @@ def test_unknown_factory_and_backend_are_value_errors():
         create_store(DIM, backend="annoy")
 
 
-def test_ids_follow_every_add_and_remove_and_are_read_only():
-    s = create_store(DIM)
+def test_ids_follow_every_add_and_remove_and_are_read_only(new_store):
+    s = new_store()
     assert s.ids().tolist() == []
     s.add(np.array([3, 1]), clustered(2))
     assert sorted(s.ids().tolist()) == [1, 3]
@@ -178,6 +217,9 @@ def test_ids_follow_every_add_and_remove_and_are_read_only():
         s.ids()[0] = 99  # the cached array cannot be changed under the store
     s.remove(np.array([3]))
     assert s.ids().tolist() == [1]
+
+
+def test_hnsw_rebuild_keeps_ids():
     h = create_store(DIM, factory="HNSW32")
     h.add(np.array([5, 6, 7]), clustered(3))
     h.remove(np.array([6]))  # the rebuild path
@@ -195,3 +237,26 @@ def test_an_untrained_index_refuses_a_first_batch_with_the_fix(data):
     s.train(np.ascontiguousarray(vectors[:1000], dtype=np.float32))
     s.add(np.arange(32), batch)
     assert s.count() == 32
+
+
+@pytest.mark.parametrize(("memory_mb", "kind"), [(1024.0, "HNSW"), (0.1, "IVF_SQ8")])
+def test_milvus_index_type_follows_the_size_as_faiss_auto_does(data, lite_file, memory_mb, kind):
+    from search.store.milvus_store import MilvusStore
+    from search.store.spec import StoreOptions
+
+    ids, vectors, queries = data
+    s = MilvusStore(str(lite_file), DIM, f"auto{next(_names)}",
+                    options=StoreOptions(exact_max=1000, memory_mb=memory_mb))
+    try:
+        s.add(ids[:800], vectors[:800])
+        assert not s.ensure_index() and s.index_type == "FLAT"  # exact while small
+        s.add(ids[800:], vectors[800:])
+        assert s.ensure_index() and s.index_type == kind
+        s.flush()
+        _, found = s.search(queries, 10)
+        _, truth = brute_force(queries, ids, vectors, 10)
+        assert np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth)]) >= 0.9
+        assert s.remove(ids[:5]) == 5 and not np.isin(s.search(queries, 10)[1], ids[:5]).any()
+    finally:
+        s.drop()
+        s.close()
