@@ -5,6 +5,7 @@ from __future__ import annotations
 import resource
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,3 +39,25 @@ def percentile_ms(samples_s: list[float], q: float) -> float:
     import numpy as np
 
     return round(float(np.percentile(np.asarray(samples_s) * 1000, q)), 3)
+
+
+def run_standalone(prog: str, figures: Callable[[BenchContext], dict], argv: list[str] | None = None) -> int:
+    """``python -m bench.<module> [--json] [--quick]``: one module's figures on their own."""
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes")
+    args = parser.parse_args(argv)
+    ctx = BenchContext(quick=args.quick)
+    try:
+        out = figures(ctx)
+    finally:
+        ctx.cleanup()
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for key, value in out.items():
+            print(f"{key:>48}: {value}")
+    return 0

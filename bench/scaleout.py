@@ -15,8 +15,8 @@ flushed (sealed and indexed):
   Flat store over the same vectors agree on.
 
 ``--quick``: 10k vectors (the ``_100k`` keys then end in ``_10k``; ``scaleout_milvus_vectors``
-says the size). Other engines' figures (PostgreSQL, Ray) go in their own functions
-beside this one, each returning a dict that ``run`` merges.
+says the size). The PostgreSQL catalog's figures come from ``bench.scaleout_postgres``, the Ray
+executor's and the encoders' per-core rates from ``bench.scaleout_ray``; ``run`` merges them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ import numpy as np
 
 from bench.context import BenchContext, percentile_ms
 from bench.scale import _vectors, seed_embeddings
+from bench.scaleout_postgres import postgres_figures
+from bench.scaleout_ray import run as ray_run
 from bench.store import K
 
 BATCH = 256  # the indexer's write batch (rows per add_contents)
@@ -94,5 +96,6 @@ def milvus_figures(ctx: BenchContext) -> dict[str, object]:
 
 def run(ctx: BenchContext) -> dict[str, object]:
     figures: dict[str, object] = {}
-    figures.update(milvus_figures(ctx))
+    for section in (milvus_figures, postgres_figures, ray_run):
+        figures.update(section(ctx))
     return figures

@@ -23,14 +23,12 @@ a hit lookup, 1 for a filter).
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.context import BenchContext, percentile_ms
+from bench.context import BenchContext, percentile_ms, run_standalone
 from bench.store import DIM, clustered, vocabulary
 
 REPS = 200
@@ -156,23 +154,5 @@ def postgres_figures(ctx: BenchContext) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.scaleout_postgres", description=__doc__.splitlines()[0])
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="10k segments instead of 100k")
-    args = parser.parse_args(argv)
-    ctx = BenchContext(quick=args.quick)
-    try:
-        figures = postgres_figures(ctx)
-    finally:
-        ctx.cleanup()
-    if args.json:
-        print(json.dumps(figures, indent=2))
-    else:
-        for key, value in figures.items():
-            print(f"{key:48s} {value}")
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_standalone("python -m bench.scaleout_postgres", postgres_figures))

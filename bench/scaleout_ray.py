@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.context import BenchContext
+from bench.context import BenchContext, run_standalone
 
 
 def _encoder(threads: int | None = None):
@@ -171,26 +171,5 @@ def run(ctx: BenchContext) -> dict[str, object]:
     return {**ray_figures(ctx), **embedding_per_core(ctx)}
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import json
-
-    parser = argparse.ArgumentParser(prog="python -m bench.scaleout_ray")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--quick", action="store_true")
-    args = parser.parse_args(argv)
-    ctx = BenchContext(quick=args.quick)
-    try:
-        figures = run(ctx)
-    finally:
-        ctx.cleanup()
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            print(f"{key:>32}: {value}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_standalone("python -m bench.scaleout_ray", run))
