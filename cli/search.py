@@ -182,13 +182,16 @@ def run_search(args: argparse.Namespace) -> int:
     try:
         if args.queries:
             engine, _ = _open_engine(args)
-            with open(args.queries, encoding="utf-8") as fh:
-                for line in fh:
-                    line = line.strip()
-                    if not line:
-                        continue
-                    result = engine.search(build_query(args, line))
-                    print_json(result.to_json())
+            try:
+                with open(args.queries, encoding="utf-8") as fh:
+                    for line in fh:
+                        line = line.strip()
+                        if not line:
+                            continue
+                        result = engine.search(build_query(args, line))
+                        print_json(result.to_json())
+            finally:
+                engine.index.close()  # a Milvus Lite file is then free for another process
             return 0
         query = build_query(args, args.query)
     except ValidationError as exc:
@@ -196,7 +199,10 @@ def run_search(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise BadRequest(f"cannot read {args.queries}: {exc.strerror}") from None
     engine, _ = _open_engine(args)
-    result = engine.search(query)
+    try:
+        result = engine.search(query)
+    finally:
+        engine.index.close()  # a Milvus Lite file is then free for another process
     if args.json:
         print_json(result.to_json())
     else:

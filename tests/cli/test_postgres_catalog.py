@@ -1,6 +1,7 @@
 """End to end with a PostgreSQL catalog: ``crossfind index --catalog postgresql://...`` gives
 the same search results as the SQLite catalog (vector and keyword hits, filters), later
-commands find the catalog from the index folder, and ``crossfind serve`` answers from it."""
+commands find the catalog from the index folder, and ``crossfind serve`` answers from it; also
+with the vectors in Milvus Lite, and embedded on Ray: the three scale-out engines together."""
 
 from __future__ import annotations
 
@@ -59,14 +60,20 @@ def corpus(tmp_path) -> Path:
     return root
 
 
+@pytest.mark.parametrize("engines", [
+    "postgresql",
+    pytest.param("postgresql+milvus+ray", marks=pytest.mark.slow),
+])
 def test_index_search_info_and_serve_over_a_postgres_catalog(corpus, tmp_path, capsys, monkeypatch,
-                                                              postgres_url):
+                                                              postgres_url, engines):
     monkeypatch.setenv("CROSSFIND_EXTRA_ENCODERS", "tests.fakes:register")
     sqlite_db, pg_db = tmp_path / "sqlite-index", tmp_path / "pg-index"
+    scale_out = ["--store", f"milvus:{pg_db / 'vectors.db'}", "--executor", "ray", "--workers", "1"] \
+        if "milvus" in engines else []
     code, out, err = _run(capsys, "index", corpus, "--db", sqlite_db, "--model", "fake", "--json")
     assert code == 0, err
     code, out, err = _run(capsys, "index", corpus, "--db", pg_db, "--model", "fake", "--json",
-                          "--catalog", postgres_url)
+                          "--catalog", postgres_url, *scale_out)
     assert code == 0, err
     report = json.loads(out)
     assert report["index"]["items"] == 9
@@ -86,10 +93,13 @@ def test_index_search_info_and_serve_over_a_postgres_catalog(corpus, tmp_path, c
     info = json.loads(out)
     assert code == 0 and info["items"] == 9 and not (pg_db / "catalog.sqlite3").exists()
     assert info["catalog"].startswith("postgresql://postgres@/cf_")
+    assert info["store"].startswith("milvus:") == ("milvus" in engines)
     code, _, err = _run(capsys, "info", "--db", sqlite_db, "--catalog", postgres_url)
     assert code == 2 and "keeps its catalog in SQLite" in err
 
-    # the server: stateless over the same catalog (a second one could answer alike)
+    # the server: stateless over the same catalog (a second one could answer alike); the CLI's
+    # answer first, as a Milvus Lite file is open in one process at a time
+    expected = [h[0] for h in _hits(capsys, pg_db, "potatoes", ["--k", "3"])]
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO), "CROSSFIND_EXTRA_ENCODERS": "tests.fakes:register"}
     server = subprocess.Popen(
@@ -105,7 +115,7 @@ def test_index_search_info_and_serve_over_a_postgres_catalog(corpus, tmp_path, c
         with urllib.request.urlopen(request, timeout=30) as response:
             results = json.loads(response.read())["results"]
         assert Path(results[0]["path"]).name == "garden.txt"
-        assert [Path(r["path"]).name for r in results] == [h[0] for h in _hits(capsys, pg_db, "potatoes", ["--k", "3"])]
+        assert [Path(r["path"]).name for r in results] == expected
     finally:
         server.terminate()
         server.wait(timeout=30)
