@@ -23,7 +23,10 @@ def corpus(tmp_path_factory, request, module_catalog_url):
     """2,000 items; every 400th is audio under /rare/, with sizes, dates and durations set,
     over each catalog engine and each store. On FAISS filters go as id lists, on Milvus Lite as
     expressions pushed down."""
-    engine, index, _ = engine_over(tmp_path_factory.mktemp("filters"), DIM, module_catalog_url, store=request.param)
+    url = module_catalog_url
+    if url is not None and request.param == "milvus":  # one PostgreSQL database per corpus
+        url = request.getfixturevalue("postgres_server").create_database()
+    engine, index, _ = engine_over(tmp_path_factory.mktemp("filters"), DIM, url, store=request.param)
     rng = np.random.default_rng(7)
     vectors = l2_normalize(rng.standard_normal((N, DIM)))
     meta = {}
