@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import sys
 import time
 import traceback
 
-from bench.context import BenchContext
+from bench.context import BenchContext, show
 
 # figures of each section come from bench/<name>.py
 SECTIONS = ("store", "indexing", "audio", "fusion", "api", "scale", "ocr", "documents", "video", "scaleout")
@@ -39,11 +38,7 @@ def main(argv: list[str] | None = None) -> int:
             figures[f"{name}_error"] = f"{type(exc).__name__}: {exc}"
     figures["bench_seconds"] = round(time.time() - t0, 1)
     ctx.cleanup()
-    if args.json:
-        print(json.dumps(figures))
-    else:
-        for key, value in figures.items():
-            print(f"{key:>32}: {value}")
+    show(figures, args.json)
     return 0
 
 

@@ -44,7 +44,6 @@ def percentile_ms(samples_s: list[float], q: float) -> float:
 def run_standalone(prog: str, figures: Callable[[BenchContext], dict], argv: list[str] | None = None) -> int:
     """``python -m bench.<module> [--json] [--quick]``: one module's figures on their own."""
     import argparse
-    import json
 
     parser = argparse.ArgumentParser(prog=prog)
     parser.add_argument("--json", action="store_true")
@@ -55,9 +54,16 @@ def run_standalone(prog: str, figures: Callable[[BenchContext], dict], argv: lis
         out = figures(ctx)
     finally:
         ctx.cleanup()
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for key, value in out.items():
-            print(f"{key:>48}: {value}")
+    show(out, args.json)
     return 0
+
+
+def show(figures: dict, as_json: bool) -> None:
+    """The figures as one JSON object, or one aligned ``key: value`` line each."""
+    import json
+
+    if as_json:
+        print(json.dumps(figures))
+    else:
+        for key, value in figures.items():
+            print(f"{key:>48}: {value}")
