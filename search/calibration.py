@@ -122,7 +122,10 @@ def load_shipped(encoder: object, path: Path | None = None) -> Shipped:
         weights = RelevanceWeights.load(path or shipped_file())
     except (OSError, ValueError):
         return NO_SHIPPED
-    keys = {m: encoder.weights_key(m) for m in ("text", "image", "audio")}  # type: ignore[attr-defined]
+    weights_key = getattr(encoder, "weights_key", None)
+    if weights_key is None:  # not an Encoder (a stand-in that embeds nothing itself): no fits
+        return NO_SHIPPED
+    keys = {m: weights_key(m) for m in ("text", "image", "audio")}
     return shipped_for(weights, keys, str(getattr(encoder, "id", "")))
 
 

@@ -90,3 +90,23 @@ def test_a_server_engine_keeps_answering_with_the_old_scale_while_recomputing(sk
         assert time.monotonic() < deadline, "the calibration was never refreshed"
         time.sleep(0.01)
     assert engine.calibration().fingerprint != first.fingerprint
+
+
+def test_a_stand_in_that_is_not_an_encoder_gets_no_shipped_fits_and_still_searches(tmp_path):
+    """The bench's vector-only stand-in (no ``weights_key``) made Engine() raise
+    AttributeError; it now falls back to the index's own scale."""
+    from search.calibration import load_shipped
+    from search.engine import Engine
+
+    class VectorsOnly:
+        id = "fake"
+        dim = 32
+
+        def encode_text(self, texts):
+            return l2_normalize(np.ones((len(texts), 32), dtype=np.float32))
+
+    assert load_shipped(VectorsOnly()).models == {}
+    _, index, enc = engine_over(tmp_path)
+    add_item(index, np.ones(enc.dim), "/a.png", "image")
+    engine = Engine(index, VectorsOnly())  # type: ignore[arg-type]
+    assert engine.search(Query(parts=[QueryPart(text="anything")], k=1)).hits
