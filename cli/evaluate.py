@@ -10,14 +10,19 @@ from pathlib import Path
 from cli.common import add_model_arg, print_json, settings_from
 
 
+def _captioned_set_args(p: argparse.ArgumentParser) -> None:
+    """The captioned photo set an evaluation reads: ``--captions CSV [--split S]``."""
+    p.add_argument("--captions", required=True, metavar="CSV",
+                   help="CSV with path,caption[,split] columns; paths relative to the CSV")
+    p.add_argument("--split", help="only rows of this split (default: all rows)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "eval",
         help="text<->image recall on a captioned set (captions_all.csv) in a temporary index",
     )
-    p.add_argument("--captions", required=True, metavar="CSV",
-                   help="CSV with path,caption[,split] columns; paths relative to the CSV")
-    p.add_argument("--split", help="only rows of this split (default: all rows)")
+    _captioned_set_args(p)
     p.add_argument("--batch-size", type=int, help="images per model batch")
     p.add_argument("--json", action="store_true", help="print JSON")
     add_model_arg(p)
@@ -27,9 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "eval-concepts",
         help="precision@5 of short concept queries (\"a pet dog\") on a captioned photo set",
     )
-    p.add_argument("--captions", required=True, metavar="CSV",
-                   help="CSV with path,caption[,split] columns; paths relative to the CSV")
-    p.add_argument("--split", help="only rows of this split (default: all rows)")
+    _captioned_set_args(p)
     p.add_argument("--queries", type=Path, metavar="CSV",
                    help="query,pattern CSV; a photo is relevant when a caption matches the "
                         "pattern (default: the shipped training/data/concept_queries.csv)")

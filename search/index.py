@@ -33,6 +33,7 @@ import os
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,11 +144,7 @@ class Index:
             catalog.close()
             raise
         if isinstance(index.store, MilvusStore):
-            try:
-                index._milvus_repair_if_unwritten()
-            except BaseException:
-                index.close()
-                raise
+            _or_close(index, index._milvus_repair_if_unwritten)
         return index
 
     @classmethod
@@ -234,11 +231,7 @@ class Index:
         index._lock_fd = lock_fd
         index._repaired = repaired
         if isinstance(index.store, MilvusStore):
-            try:
-                index._milvus_catch_up()
-            except BaseException:
-                index.close()
-                raise
+            _or_close(index, index._milvus_catch_up)
         return index
 
     def close(self) -> None:
@@ -569,6 +562,16 @@ def _check_encoder(root: Path, manifest: Manifest, encoder: str | None) -> None:
             f"the index at {root} was built with encoder {manifest.encoder!r}, not {encoder!r}; "
             f"pass --model {manifest.encoder} to use it, or --reindex to rebuild it with {encoder!r}"
         )
+
+
+def _or_close(index: Index, step: Callable[[], object]) -> None:
+    """One more step of opening ``index``; if it fails, the index is closed before the error
+    goes on (no lock, connection or Milvus Lite file is left held)."""
+    try:
+        step()
+    except BaseException:
+        index.close()
+        raise
 
 
 def _recorded(spec: StoreSpec, root: Path, current: StoreSpec | None) -> StoreSpec:
