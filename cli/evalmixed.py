@@ -32,6 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="an existing corpus folder (with corpus.csv) instead of building one")
     p.add_argument("--data", type=Path, help="the shared data folder (default: ../shared/data)")
     p.add_argument("--queries", type=Path, help="query file (default: the committed set)")
+    p.add_argument("--side", choices=("test", "dev"), default="test",
+                   help="test: the held-out corpus (report these); dev: its training-side twin "
+                   "(flickr8k dev photos, the audio encoder's validation clips, other agnews "
+                   "texts) to choose settings on")
     p.add_argument("--reindex", action="store_true", help="rebuild the index from scratch")
     p.add_argument("--per-query", action="store_true", help="also list every query's figures")
     p.add_argument("--json", action="store_true", help="print JSON")
@@ -67,9 +71,10 @@ def run_eval_mixed(args: argparse.Namespace) -> int:
         corpus = args.corpus
         items = read_corpus(corpus)
     else:
-        corpus = work / "corpus"
-        items = build_corpus(args.data or settings.shared_data, corpus)
-    db = work / ("index-" + re.sub(r"[^\w.-]+", "_", encoder.id))
+        corpus = work / ("corpus" if args.side == "test" else "dev-corpus")
+        items = build_corpus(args.data or settings.shared_data, corpus, args.side)
+    prefix = "index-" if args.side == "test" else "dev-index-"
+    db = work / (prefix + re.sub(r"[^\w.-]+", "_", encoder.id))
     show = sys.stderr.isatty() and not args.json
     _index(corpus, db, settings, encoder, args.reindex, quiet=not show)
 
@@ -99,11 +104,12 @@ def _print_table(result: dict[str, Any]) -> None:
     c = result["corpus"]
     print(f"{result['model']} on {c['image']} photos, {c['audio']} clips, {c['text']} texts; "
           f"{result['queries']} queries")
-    cols = ("P@10", "nDCG@10", "perfect_P@10", "irrelevant_keyword", "irrelevant_image",
-            "irrelevant_audio", "irrelevant_text", "oracle_f1")
-    heads = ("P@10", "nDCG", "perfect", "bad kw", "bad img", "bad aud", "bad txt", "oracleF1")
+    cols = ("P@10", "nDCG@10", "perfect_P@10", "modality_oracle_P@10", "irrelevant_keyword",
+            "irrelevant_image", "irrelevant_audio", "irrelevant_text", "oracle_f1")
+    heads = ("P@10", "nDCG", "perfect", "mod.orcl", "bad kw", "bad img", "bad aud", "bad txt",
+             "oracleF1")
     print(f"{'type':<9}{'n':>5}" + "".join(f"{h:>9}" for h in heads))
-    rows = {**result["by_type"], "overall": result["overall"]}
+    rows = {**result["by_type"], **result["by_split"], "overall": result["overall"]}
     for name, row in rows.items():
         print(f"{name:<9}{row['queries']:>5}" + "".join(f"{row[k]:>9.3f}" for k in cols))
     f1 = result["cutoff_f1"]

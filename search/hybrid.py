@@ -10,12 +10,19 @@ every word is "rare"), the share of the query's words it matched and its BM25 st
 With meaning support (its own vector is a fair match), a hit's words count however everyday
 they are (``KeywordHit.supported``).
 
-The fusion adds evidence instead of votes (``merge_evidence``): a keyword hit's lexical
-evidence and its meaning (its calibrated relevance) combine as independent evidence,
-``p = 1 - (1 - relevance) * (1 - lexical)``, and the hit moves up above the vector hits whose
-relevance is below ``p``. A weak one-word match without meaning support stays where its
-meaning puts it; an exact phrase or a rare name enters high, but not above a meaning hit
-stronger than its evidence. User text never reaches FTS5 as syntax: it is split into word
+The fusion adds evidence instead of votes, in two steps. First (``blend_lexical``, early
+fusion) every keyword hit's place is its cosine plus ``LEXICAL_WEIGHT`` x its match (coverage
+of the query's words x BM25 strength, 0..1): the words a passage shares with the query lift it
+a little, so of two passages about as close in meaning the one that says what was typed comes
+first, and one far in meaning stays far. Then (``merge_evidence``) a hit of strong lexical
+evidence (``STRONG_EVIDENCE``: an exact phrase, all the words, a rare name) combines it with
+its meaning (its calibrated relevance) as independent evidence,
+``p = 1 - (1 - relevance) * (1 - lexical)``, and moves up above the hits whose relevance is
+below ``p``: a rare name or an exact phrase enters high even where the embedding misses it,
+but not above a meaning hit stronger than its evidence. (Placing every keyword hit by evidence
+put passages sharing one everyday word above the photos and clips a query meant; the weight
+and the threshold were chosen on the training-side corpus of ``crossfind eval-mixed --side
+dev``, dev queries.) User text never reaches FTS5 as syntax: it is split into word
 tokens and every token is quoted.
 
 On PostgreSQL the same tiers run over the catalog's ``tsvector`` column (GIN index): the
@@ -64,6 +71,10 @@ COVERAGE_FLOOR = 0.2
 # SUPPORT_FULL on (a generic query's best match calibrates to ~0.73, an average pair to ~0)
 SUPPORT_FROM = 0.3
 SUPPORT_FULL = 0.7
+# the weight of a keyword hit's match (coverage x BM25 strength, 0..1) added to its cosine
+LEXICAL_WEIGHT = 0.2
+# lexical evidence from which a keyword hit is also placed by its evidence (``merge_evidence``)
+STRONG_EVIDENCE = 0.5
 
 
 def fts_tokens(text: str) -> list[str]:
@@ -233,6 +244,15 @@ def _merge_any(syntax: _Syntax, found: dict[int, tuple[str, float, list[str]]],
 def keyword_ids(catalog: Catalog, text: str, limit: int = 100, total: int | None = None) -> list[int]:
     """Segment ids matching ``text`` by keywords, best first (see ``keyword_hits``)."""
     return [h.id for h in keyword_hits(catalog, text, limit, total)]
+
+
+def blend_lexical(ids: np.ndarray, cosine: dict[int, float], match: dict[int, float]) -> np.ndarray:
+    """Candidates ordered by their cosine plus ``LEXICAL_WEIGHT`` x their keyword match (0 for
+    a candidate the keywords did not find): ``ids`` (the vector ranking) and the keyword hits
+    in ``match``, each with its cosine in ``cosine``. Ties keep the vector order first."""
+    pool = list(dict.fromkeys([*ids.tolist(), *match]))
+    value = {i: cosine[i] + LEXICAL_WEIGHT * match.get(i, 0.0) for i in pool}
+    return np.asarray(sorted(pool, key=lambda i: -value[i]), dtype=np.int64)
 
 
 def merge_evidence(

@@ -4,8 +4,9 @@ Every hit's ``score`` is its raw cosine similarity to the query vector (the weig
 of the parts, or the attention-weighted one); ``relevance`` is that score calibrated per
 modality to 0..1 (``search.calibration``), which ``min_score`` thresholds. The *order* is the
 strategy's: cosine for early fusion, the fused value (shown as ``fused_score``) for late
-fusion, and keyword hits (``keyword: true``) placed by their lexical and meaning evidence when
-the query is hybrid (``search.hybrid.merge_evidence``).
+fusion, and keyword hits (``keyword: true``) placed by cosine plus their weighted keyword
+match, those of strong lexical evidence by that evidence too, when the query is hybrid
+(``search.hybrid.blend_lexical``, ``merge_evidence``).
 A query with one part (or one non-zero part) takes the same path under every strategy.
 """
 
@@ -25,7 +26,7 @@ from search.calibration import Calibration, auto_keep
 from search.catalog import Catalog, SegmentInfo
 from search.filters import allowed_for, filter_ids, path_matches
 from search.fusion import check_weights, late_fuse, weighted_average
-from search.hybrid import KeywordHit, keyword_hits, merge_evidence
+from search.hybrid import STRONG_EVIDENCE, KeywordHit, blend_lexical, keyword_hits, merge_evidence
 from search.index import Index
 from search.paths import shown
 from search.query import Query
@@ -242,14 +243,17 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
                 held, vecs = store.vectors(np.array(extra, dtype=np.int64))
                 cos_of.update(zip(held.tolist(), (vecs @ qvec).tolist()))
             found = [i for i in keyword if i in cos_of]
+            if scores is None:  # early fusion: a keyword hit's words add to its cosine
+                ids = blend_lexical(ids, cos_of, {i: keyword[i][0].match * keyword[i][1] for i in found})
             tops: dict[str, float] = {}  # the best cosine per kind, for the gap to it
-            vector_rel = _relevance(index.catalog, scales, qmod, ids.tolist(), cos.tolist(), tops)
+            vector_rel = _relevance(index.catalog, scales, qmod, ids.tolist(),
+                                    [cos_of[i] for i in ids.tolist()], tops)
             meaning = _relevance(index.catalog, scales, qmod, found, [cos_of[i] for i in found], tops)
-            ids, matched = merge_evidence(
-                ids, vector_rel,
-                {i: (keyword[i][0].supported(m) * keyword[i][1], m)
-                 for i, m in zip(found, meaning.tolist())},
-            )
+            lexical = {i: (keyword[i][0].supported(m) * keyword[i][1], m)
+                       for i, m in zip(found, meaning.tolist())}
+            ids, _ = merge_evidence(ids, vector_rel, {i: ev for i, ev in lexical.items()
+                                                      if ev[0] >= STRONG_EVIDENCE})
+            matched = set(found)
             cos = np.array([cos_of[i] for i in ids.tolist()], dtype=np.float32)
             if scores is not None:
                 scores = np.array([late_of.get(i, np.nan) for i in ids.tolist()], dtype=np.float32)

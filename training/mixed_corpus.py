@@ -12,6 +12,12 @@ captions, labelled sound clips and news texts from ``../shared/data``, none used
 
 The files are copied (the data folder is read-only and links would lead outside the corpus);
 ``corpus.csv`` records each file's source and what it is judged by. coco_mini is never used.
+
+The training-side twin (``select_dev_corpus``, ``eval-mixed --side dev``) is laid out and judged
+the same way from items no learned part was trained on and the test corpus does not hold:
+flickr8k_1k dev and flickr8k_extra dev photos, the audio encoder's validation clips (ESC-50
+folds 1/2/3/5 and UrbanSound8K folds 1/2 rows ``train-audio`` held out), and the agnews_test
+documents after the test corpus's. Settings are chosen there, never on the test corpus.
 """
 
 from __future__ import annotations
@@ -109,11 +115,12 @@ def select_corpus(data: Path) -> list[tuple[Path, CorpusItem]]:
     return _photos(data) + _sounds(data) + _texts(data)
 
 
-def build_corpus(data: Path, out: Path) -> list[CorpusItem]:
-    """Copy the corpus into ``out`` (files already there with the right size are kept) and
+def build_corpus(data: Path, out: Path, side: str = "test") -> list[CorpusItem]:
+    """Copy the corpus (``side`` test: ``select_corpus``; dev: its training-side twin,
+    ``select_dev_corpus``) into ``out`` (files already there with the right size are kept) and
     write its ``corpus.csv``. Returns the items."""
     out = Path(out)
-    chosen = select_corpus(data)
+    chosen = select_dev_corpus(data) if side == "dev" else select_corpus(data)
     for src, item in chosen:
         dst = out / item.path
         if dst.exists() and dst.stat().st_size == src.stat().st_size:
@@ -135,3 +142,65 @@ def read_corpus(folder: Path) -> list[CorpusItem]:
     if rows and set(_FIELDS) - set(rows[0]):
         raise BadRequest(f"{Path(folder) / CORPUS_CSV} needs the columns {', '.join(_FIELDS)}")
     return [CorpusItem(**{f: r[f] for f in _FIELDS}) for r in rows]
+
+
+# the training-side twin of the corpus (``select_dev_corpus``): photos, clips and texts that no
+# learned part was trained on and that the test corpus does not hold
+DEV_PHOTOS = 500
+AUDIO_MANIFESTS = ("esc50_folds1235", "urbansound8k_3folds", "fsdd")
+
+
+def _dev_photos(data: Path) -> list[tuple[Path, CorpusItem]]:
+    """flickr8k_1k dev and the first flickr8k_extra dev photos (projection choices only)."""
+    out: list[tuple[Path, CorpusItem]] = []
+    for name in ("flickr8k_1k", "flickr8k_extra"):
+        captions: dict[str, list[str]] = defaultdict(list)
+        for row in _rows(data / name / "captions_all.csv"):
+            if row["split"] == "dev":
+                captions[row["path"]].append(row["caption"].strip())
+        for rel in sorted(captions)[: max(0, DEV_PHOTOS - len(out))]:
+            out.append((data / name / rel, CorpusItem(f"photos/{name}/{Path(rel).name}", "image",
+                                                      f"{name}_dev", "", "\n".join(captions[rel]))))
+    return out
+
+
+def _dev_sounds(data: Path) -> list[tuple[Path, CorpusItem]]:
+    """The audio encoder's validation clips (held out of its training, ``train-audio``'s
+    default manifests and seed), spoken digits left out, absent classes left out."""
+    from training.audio_openset import validation_rows
+    from training.config import TrainConfig
+
+    cfg = TrainConfig(manifests=[data / m / "manifest.csv" for m in AUDIO_MANIFESTS], out=Path("-"),
+                      val_seed=0)
+    out = []
+    data = data.resolve()
+    for row in validation_rows(cfg):
+        src = Path(row["path"])
+        source = src.relative_to(data.resolve()).parts[0]
+        if "fsdd" in source or row["label"] in ABSENT_CLASSES:
+            continue
+        out.append((src, CorpusItem(f"sounds/{source}/{src.name}", "audio", f"{source}_val",
+                                    row["label"], "")))
+    return out
+
+
+def _dev_texts(data: Path) -> list[tuple[Path, CorpusItem]]:
+    """The agnews_test documents after the first ``TEXTS_PER_TOPIC`` of each topic."""
+    test = {item.path for _, item in _texts(data)}
+    out = []
+    taken: dict[str, int] = defaultdict(int)
+    for row in _rows(data / "agnews_test" / "manifest.csv"):
+        src = data / "agnews_test" / row["path"]
+        item_path = f"texts/{src.name}"
+        if item_path in test or taken[row["label"]] >= TEXTS_PER_TOPIC:
+            continue
+        taken[row["label"]] += 1
+        out.append((src, CorpusItem(item_path, "text", "agnews_test", row["label"],
+                                    src.read_text(encoding="utf-8"))))
+    return out
+
+
+def select_dev_corpus(data: Path) -> list[tuple[Path, CorpusItem]]:
+    """The training-side twin of ``select_corpus``, for fitting what orders a mixed list."""
+    data = Path(data)
+    return _dev_photos(data) + _dev_sounds(data) + _dev_texts(data)

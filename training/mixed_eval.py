@@ -5,7 +5,11 @@ one hit per item). Per query type and overall it reports
 
 - ``P@10``, ``nDCG@10`` (binary gains) and ``perfect_P@10``, the P@10 of a perfect ranking of
   the same corpus (min(10, relevant) / 10), the upper bound;
+- ``modality_oracle_P@10``: the P@10 of the same list with the hits of the modalities that hold
+  nothing relevant for the query taken out, i.e. what ordering the media perfectly against each
+  other could reach with these vectors (within a modality the order stays the engine's);
 - irrelevant hits per modality in the top 10, and irrelevant keyword-matched hits;
+- the same summaries per half of the query set (``by_split``: dev, test; ``MixedQuery.split``);
 - cutoff F1 over each query's full list (k=1000): the best single global threshold on
   ``relevance`` and on raw cosine (one threshold for all queries), a per-query oracle threshold,
   and the F1 of the list kept by ``min_score="auto"`` where the engine supports it (else null).
@@ -68,6 +72,9 @@ class Judge:
         self.relevant_counts: dict[str, int] = {}
         self.items = items
 
+    def relevant_modalities(self, query: MixedQuery) -> set[str]:
+        return {i.modality for i in self.items if query.relevant(i)}
+
     def total_relevant(self, query: MixedQuery) -> int:
         if query.id not in self.relevant_counts:
             self.relevant_counts[query.id] = sum(query.relevant(i) for i in self.items)
@@ -105,6 +112,12 @@ def top_metrics(judged: list[Judged], n_relevant: int) -> dict[str, float]:
     for m in MODALITIES:
         out[f"irrelevant_{m}"] = float(sum(j.modality == m and not j.relevant for j in top))
     return out
+
+
+def modality_oracle_precision(judged: list[Judged], modalities: set[str]) -> float:
+    """P@10 of ``judged`` with the hits of other modalities than ``modalities`` left out."""
+    kept = [j for j in judged if j.modality in modalities][:TOP]
+    return sum(j.relevant for j in kept) / TOP
 
 
 def f1_curve(values: np.ndarray, relevant: np.ndarray, n_relevant: int,
@@ -160,9 +173,10 @@ def evaluate_mixed(
     for n, q in enumerate(main, 1):
         n_rel = judge.total_relevant(q)
         top = judge.judge(q, engine.search(Query.text(q.query, k=TOP)).hits)
-        row: dict[str, Any] = {"id": q.id, "type": q.type, "query": q.query, "relevant": n_rel,
-                               **top_metrics(top, n_rel)}
+        row: dict[str, Any] = {"id": q.id, "type": q.type, "split": q.split, "query": q.query,
+                               "relevant": n_rel, **top_metrics(top, n_rel)}
         hits = judge.judge(q, engine.search(Query.text(q.query, k=FULL_K)).hits)
+        row["modality_oracle_P@10"] = modality_oracle_precision(hits, judge.relevant_modalities(q))
         rel = np.array([h.relevant for h in hits], dtype=bool)
         full.append((np.array([h.relevance for h in hits]), np.array([h.score for h in hits]),
                      rel, n_rel))
@@ -200,6 +214,7 @@ def evaluate_mixed(
         "skipped_no_relevant": skipped,
         "corpus": {m: sum(i.modality == m for i in items) for m in MODALITIES},
         "by_type": _by_type(per_query),
+        "by_split": _by_type(per_query, "split"),
         "overall": _summary(per_query),
         "cutoff_f1": _cutoffs(full, auto_f1 if auto else None),
         "absent_audio": {
@@ -217,7 +232,7 @@ def evaluate_mixed(
     }
 
 
-_SUMMARY_KEYS = ("P@10", "nDCG@10", "perfect_P@10", "irrelevant_keyword",
+_SUMMARY_KEYS = ("P@10", "nDCG@10", "perfect_P@10", "modality_oracle_P@10", "irrelevant_keyword",
                  *(f"irrelevant_{m}" for m in MODALITIES), "oracle_f1")
 
 
@@ -233,9 +248,10 @@ def _summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _by_type(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    types = dict.fromkeys(r["type"] for r in rows)
-    return {t: _summary([r for r in rows if r["type"] == t]) for t in types}
+def _by_type(rows: list[dict[str, Any]], key: str = "type") -> dict[str, Any]:
+    """The summary of each value of ``key`` (query type, or split)."""
+    types = dict.fromkeys(r[key] for r in rows)
+    return {t: _summary([r for r in rows if r[key] == t]) for t in types}
 
 
 def _cutoffs(full: list[tuple[np.ndarray, np.ndarray, np.ndarray, int]],

@@ -8,10 +8,15 @@ each of a photo's captions (relevant when any caption matches), ``audio`` a list
 all of them (in the same caption). A modality the judge does not name has
 nothing relevant in it. Regexes are case-insensitive. ``absent_audio`` queries ask for sounds
 whose class is not in the corpus; they are measured apart (``absent_audio`` in the report).
+
+Every query belongs to one half, ``dev`` or ``test``, fixed by a hash of its id (``split``):
+settings are chosen with the dev half on the training-side corpus (``eval-mixed --side dev``)
+and reported with the test half on the test corpus, so no figure reported is one it was tuned on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -32,6 +37,11 @@ class MixedQuery:
     image: tuple[re.Pattern[str], ...] = ()
     audio: frozenset[str] = field(default_factory=frozenset)
     text: tuple[re.Pattern[str], ...] = ()
+
+    @property
+    def split(self) -> str:
+        """``dev`` or ``test``: the half of the query set this query belongs to (by its id)."""
+        return "dev" if hashlib.sha256(self.id.encode()).digest()[0] % 2 == 0 else "test"
 
     def relevant(self, item: CorpusItem) -> bool:
         """Whether ``item`` answers this query by its rule for the item's modality."""

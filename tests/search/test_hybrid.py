@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from search.catalog import SegmentIn
-from search.hybrid import fts_tokens, keyword_ids, merge_evidence
+from search.hybrid import LEXICAL_WEIGHT, blend_lexical, fts_tokens, keyword_ids, merge_evidence
 from search.query import Query
 from tests.search.synthetic import engine_over
 
@@ -91,3 +91,11 @@ def test_merge_evidence_adds_lexical_to_meaning_evidence():
     # equal evidence: the vector hit stays first
     ids, _ = merge_evidence(vec, rel, {42: (0.9, 0.0)})
     assert ids.tolist() == [5, 42, 3, 9]
+
+
+def test_blend_lexical_orders_by_cosine_plus_the_weighted_match():
+    cosine = {5: 0.60, 3: 0.50, 9: 0.45, 42: 0.10}
+    # 9: 0.45 + 0.2 x 0.5 = 0.55 passes 3 (0.50), not 5 (0.60); 42 (keyword only): 0.30
+    assert LEXICAL_WEIGHT == 0.2
+    assert blend_lexical(np.array([5, 3, 9]), cosine, {9: 0.5, 42: 1.0}).tolist() == [5, 9, 3, 42]
+    assert blend_lexical(np.array([5, 3, 9]), cosine, {}).tolist() == [5, 3, 9]

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 
 from search.catalog import SegmentIn
 from search.hybrid import keyword_hits, keyword_ids
 from search.lexicon import rarity
 from search.query import Query
+from tests.search.synthetic import add_item, engine_over
 
 SUBJECTS = ("The committee", "A farmer", "The orchestra", "Our neighbour", "The airline",
             "A student", "The bakery", "The museum")
@@ -78,3 +80,40 @@ def test_a_rare_name_still_enters_first(news_index):
     # an everyday word carries little evidence on its own
     (park,) = [h for h in keyword_hits(index.catalog, "park")]
     assert park.evidence < 0.1
+
+
+def _at_cosine(q: np.ndarray, cos: float, seed: int) -> np.ndarray:
+    """A unit vector at cosine ``cos`` to the unit vector ``q``."""
+    u = np.random.default_rng(seed).normal(size=q.shape).astype(np.float32)
+    u -= (u @ q) * q
+    u /= np.linalg.norm(u)
+    return cos * q + np.sqrt(1 - cos**2) * u
+
+
+def test_the_query_words_lift_a_passage_by_their_match_and_no_further(tmp_path):
+    """Within one list a keyword hit's place is its cosine plus LEXICAL_WEIGHT x its match:
+    a passage holding the query's words passes a slightly closer one that lacks them, and a
+    far one holding them does not pass a close photo."""
+    engine, index, enc = engine_over(tmp_path, dim=64)
+    query = "car park"  # everyday words: no strong lexical evidence of their own
+    q = enc.encode_text([query])[0]
+    ids = {
+        "photo": add_item(index, _at_cosine(q, 0.50, 1), "/p/photo.png", "image"),
+        "close": add_item(index, _at_cosine(q, 0.48, 2), "/t/close.txt", "text",
+                          text="a quiet garden with seats under the trees"),
+        "words": add_item(index, _at_cosine(q, 0.40, 3), "/t/words.txt", "text",
+                          text="a car park behind the station"),
+        "far": add_item(index, _at_cosine(q, 0.20, 4), "/t/far.txt", "text",
+                        text="they park the car at noon"),
+    }
+    for n in range(30):  # the rest of the index, far from the query
+        add_item(index, _at_cosine(q, -0.2, 10 + n), f"/t/other{n}.txt", "text", text=f"filler {n}")
+    index.checkpoint()
+    (words,) = [h for h in keyword_hits(index.catalog, query) if h.id == ids["words"]]
+    assert words.tier == "phrase" and words.match > 0.75  # both words, a strong BM25
+    order = [h.id for h in engine.search(Query.text(query, k=6)).hits]
+    # 0.40 + 0.2 x match > 0.55 > 0.50 > 0.48; the far passage: at most 0.20 + 0.2 < 0.48
+    assert order[:3] == [ids["words"], ids["photo"], ids["close"]]
+    assert order.index(ids["far"]) > order.index(ids["close"])
+    hits = engine.search(Query.text(query, k=6)).hits
+    assert [h.extra.get("keyword", False) for h in hits[:3]] == [True, False, False]

@@ -12,9 +12,15 @@ import pytest
 
 import cli
 from tests.indexer.corpus import image, text
-from training.mixed_corpus import ABSENT_CLASSES, CORPUS_CSV, select_corpus
-from training.mixed_eval import Judged, f1_curve, oracle_f1, top_metrics
-from training.mixed_queries import TYPES, read_queries
+from training.mixed_corpus import ABSENT_CLASSES, CORPUS_CSV, select_corpus, select_dev_corpus
+from training.mixed_eval import (
+    Judged,
+    f1_curve,
+    modality_oracle_precision,
+    oracle_f1,
+    top_metrics,
+)
+from training.mixed_queries import TYPES, MixedQuery, read_queries
 
 
 def _judged(spec: str) -> list[Judged]:
@@ -34,6 +40,26 @@ def test_top_metrics_count_precision_ndcg_and_irrelevant_hits_per_modality():
     assert m["irrelevant_keyword"] == 1
     # more relevant items than 10: the perfect ranking fills the list
     assert top_metrics(hits, n_relevant=30)["perfect_P@10"] == 1.0
+
+
+def test_modality_oracle_leaves_out_the_media_that_hold_nothing_relevant():
+    hits = _judged("A- I+ A- t- I- I+ A- I+ t- I- I+ I- I+ I+")
+    assert top_metrics(hits, 6)["P@10"] == 0.3
+    # images only: all nine images, six of them relevant
+    assert modality_oracle_precision(hits, {"image"}) == 0.6
+    # the two texts take two places: the last image falls out
+    assert modality_oracle_precision(hits, {"image", "text"}) == 0.5
+    assert modality_oracle_precision(hits, {"image", "text", "audio"}) == 0.3
+
+
+def test_the_query_set_splits_in_two_halves_by_id_alone():
+    queries = read_queries()
+    halves = Counter((q.type, q.split) for q in queries)
+    for t in TYPES:
+        dev, test = halves[(t, "dev")], halves[(t, "test")]
+        assert 0.35 < dev / (dev + test) < 0.65, (t, dev, test)
+    q = queries[0]
+    assert MixedQuery(q.id, "sound", "something else").split == q.split
 
 
 def test_cutoff_f1_global_curve_and_per_query_oracle():
@@ -73,6 +99,25 @@ def test_every_query_has_relevant_items_and_absent_sounds_are_absent(shared_data
             assert len(kinds) >= 2, f"{q.id} {q.query!r} is mixed but only {kinds} are relevant"
 
 
+@pytest.mark.shared_data
+def test_the_training_side_corpus_shares_nothing_with_the_test_corpus(shared_data):
+    dev = select_dev_corpus(shared_data)
+    test = select_corpus(shared_data)
+    items = [item for _, item in dev]
+    assert Counter(i.modality for i in items) == {"image": 500, "audio": 314, "text": 300}
+    assert not {src for src, _ in dev} & {src for src, _ in test}
+    assert not {i.path for i in items} & {i.path for _, i in test}
+    assert {i.source for i in items} == {"flickr8k_1k_dev", "flickr8k_extra_dev", "agnews_test",
+                                         "esc50_folds1235_val", "urbansound8k_3folds_val"}
+    assert not any("coco" in str(src) or "esc50_subset" in str(src) for src, _ in dev)
+    assert not {i.label for i in items if i.modality == "audio"} & ABSENT_CLASSES
+    # the clips are the ones the audio encoder was validated on, never trained on: ESC-50
+    # holds out 10 % of each class, UrbanSound8K whole recordings
+    per_class = Counter(i.label for i in items if i.source == "esc50_folds1235_val")
+    assert set(per_class.values()) == {3}
+    assert not any("/fold10/" in str(src) for src, _ in dev)
+
+
 def test_eval_mixed_command_on_a_tiny_corpus(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("CROSSFIND_EXTRA_ENCODERS", "tests.fakes:register")
     corpus = tmp_path / "corpus"
@@ -106,6 +151,8 @@ def test_eval_mixed_command_on_a_tiny_corpus(tmp_path, capsys, monkeypatch):
     assert per["q1"]["P@10"] == 0.1 and per["q1"]["nDCG@10"] == 1.0
     assert per["q2"]["P@10"] == 0.2 and per["q2"]["perfect_P@10"] == 0.2
     assert set(out["by_type"]) == {"photo", "mixed"}
+    assert {r["split"] for r in out["per_query"]} == set(out["by_split"]) <= {"dev", "test"}
+    assert per["q1"]["modality_oracle_P@10"] == 0.1  # photos only: the red one
     assert out["absent_audio"]["queries"] == 1
     assert out["absent_audio"]["best_absent_relevance"] is None  # no clips in this corpus
     f1 = out["cutoff_f1"]
