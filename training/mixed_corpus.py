@@ -147,6 +147,8 @@ def read_corpus(folder: Path) -> list[CorpusItem]:
 # the training-side twin of the corpus (``select_dev_corpus``): photos, clips and texts that no
 # learned part was trained on and that the test corpus does not hold
 DEV_PHOTOS = 500
+# the shipped audio checkpoint's manifests in its order (its ``manifests``), with which
+# ``train-audio`` --val-seed 0 drew the validation rows
 AUDIO_MANIFESTS = ("esc50_folds1235", "urbansound8k_3folds", "fsdd")
 
 
@@ -176,7 +178,7 @@ def _dev_sounds(data: Path) -> list[tuple[Path, CorpusItem]]:
     data = data.resolve()
     for row in validation_rows(cfg):
         src = Path(row["path"])
-        source = src.relative_to(data.resolve()).parts[0]
+        source = src.relative_to(data).parts[0]
         if "fsdd" in source or row["label"] in ABSENT_CLASSES:
             continue
         out.append((src, CorpusItem(f"sounds/{source}/{src.name}", "audio", f"{source}_val",
