@@ -19,7 +19,7 @@ from search.errors import NotFound
 from search.index import Index
 from search.media import open_image
 from search.query import Query, QueryPart
-from search.ranking import NeighbourSample, rank
+from search.ranking import NeighbourSample, ShownPaths, rank
 from search.types import Hit
 
 log = logging.getLogger(__name__)
@@ -125,10 +125,14 @@ class Engine:
         hits = self.search_embedded(query, vectors)
         return SearchResult(hits, (time.perf_counter() - t0) * 1000, echo(query, notes))
 
-    def search_embedded(self, query: Query, vectors: np.ndarray) -> list[Hit]:
+    def search_embedded(
+        self, query: Query, vectors: np.ndarray, shown: ShownPaths | None = None
+    ) -> list[Hit]:
         """Search with the parts already embedded (``vectors[i]`` is part i): fusion, filters,
-        keyword hits, calibration, threshold and paging. See ``search.ranking``."""
-        return rank(self.index, query, vectors, calibration=self.calibration, sample=self._sample)
+        keyword hits, calibration, threshold and paging; with ``shown``, hits keep only the
+        paths it gives and paging counts only hits with some. See ``search.ranking.rank``."""
+        return rank(self.index, query, vectors, calibration=self.calibration, sample=self._sample,
+                    shown=shown)
 
     def search_vector(self, vector: np.ndarray, query: Query) -> list[Hit]:
         """Nearest items to one query vector under the query's filters and threshold."""

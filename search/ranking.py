@@ -47,6 +47,12 @@ AUTO_POOL = 100
 SORT_POOL = 1000
 # unfiltered candidates a broad filter is checked on before listing all the ids it passes
 BROAD_PROBE = 512
+# a search that hides hits (``Visibility``) stops looking once it has hidden this many: it
+# answers with fewer hits rather than check every file of, say, a deleted folder
+HIDDEN_CAP = 10_000
+
+# the paths of a segment's item that may be shown (none: its hit is hidden)
+ShownPaths = Callable[[SegmentInfo], list[str]]
 
 
 def query_modality(catalog: Catalog, query: Query) -> str:
@@ -80,6 +86,24 @@ class NeighbourSample:
             sample.add(ids, store.reconstruct(ids))
             self._key, self._ids, self._store = key, ids, sample
         return self._ids, self._store
+
+
+class Visibility:
+    """Which paths of each candidate segment may be shown (``shown``, e.g. the files that may
+    still be read): asked once per segment in one search, since each round of ``rank`` looks
+    at the same top candidates again. ``hidden`` counts the segments with none."""
+
+    def __init__(self, shown: ShownPaths) -> None:
+        self.shown = shown
+        self._paths: dict[int, list[str]] = {}
+        self.hidden = 0
+
+    def paths(self, seg_id: int, info: SegmentInfo) -> list[str]:
+        paths = self._paths.get(seg_id)
+        if paths is None:
+            paths = self._paths[seg_id] = list(self.shown(info))
+            self.hidden += not paths
+        return paths
 
 
 def fusion_weights(sample: NeighbourSample, store: VectorStore, strategy: str,
@@ -191,7 +215,8 @@ def _broad_filter(index: Index, query: Query, qvec: np.ndarray, strategy: str, n
 
 def rank(index: Index, query: Query, vectors: np.ndarray, *,
          calibration: Callable[[], Calibration], sample: NeighbourSample,
-         fused: bool = False, full_filter: bool = False) -> list[Hit]:
+         fused: bool = False, full_filter: bool = False,
+         shown: ShownPaths | Visibility | None = None) -> list[Hit]:
     """The hits of ``query`` whose part i embeds to ``vectors[i]`` (or, with ``fused``, whose
     parts were already fused into the one vector ``vectors[0]``) over ``index``.
 
@@ -199,7 +224,13 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
         calibration: the index's relevance calibration (called once, after the filters).
         sample: the neighbour sample attention fusion reads (kept by the caller across queries).
         full_filter: list every id the filters pass (no candidates shortcut).
+        shown: the paths of a candidate that may be shown; each hit keeps only those, and one
+            with none is left out before the auto cutoff, sorting and paging, so a page holds
+            ``k`` shown hits while there are that many, and ``offset`` counts shown hits only.
+            Relevance is the same as without (the best cosine of a kind counts hidden hits
+            too). After ``HIDDEN_CAP`` hidden hits the search answers with what it found.
     """
+    visible = Visibility(shown) if shown is not None and not isinstance(shown, Visibility) else shown
     given = vectors
     vectors = np.asarray(vectors, dtype=np.float32)
     if fused:
@@ -260,12 +291,16 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
         # with a threshold some hits drop out after lookup, so none can be skipped
         hit_limit = want if least is None else None
         late = scores if strategy in ("rrf", "score_sum") else None
-        hits = _annotate(to_hits(index.catalog, cos, ids, query.group, hit_limit), late, ids,
-                         matched, qmod, scales, query, least, keyword_kept=not auto)
+        hits = _annotate(to_hits(index.catalog, cos, ids, query.group, hit_limit, visible), late,
+                         ids, matched, qmod, scales, query, least, keyword_kept=not auto)
+        capped = visible is not None and visible.hidden >= HIDDEN_CAP
+        if visible is not None:
+            hits = [h for h in hits if h.paths]
         exhausted = fetch >= limit or (floor is not None and len(cos) and float(cos.min()) < floor)
-        if shortcut and len(hits) < want and exhausted:  # grouping ate the candidates
+        if shortcut and len(hits) < want and exhausted and not capped:  # grouping ate them
             return rank(index, query, given, calibration=calibration, sample=sample, fused=fused,
-                        full_filter=True)
+                        full_filter=True, shown=visible)
+        exhausted = exhausted or capped
         if auto and (exhausted or len(hits) >= max(want, AUTO_POOL)):
             return sort_hits(cut_auto(hits, scales.shipped.auto_floor), query.sort)[query.offset : want]
         # sorting other than by relevance orders every kept hit (up to SORT_POOL)
@@ -341,12 +376,15 @@ def _annotate(hits: list[Hit], fused: np.ndarray | None, ids: np.ndarray, matche
 
 
 def to_hits(
-    catalog: Catalog, scores: np.ndarray, ids: np.ndarray, group: bool, limit: int | None = None
+    catalog: Catalog, scores: np.ndarray, ids: np.ndarray, group: bool, limit: int | None = None,
+    visible: Visibility | None = None,
 ) -> list[Hit]:
     """Hits for candidate ``ids`` in order (one per item with ``group``), at most ``limit``.
 
     Metadata is read only for as many candidates as the hits still wanted need, so a
-    query over-fetched for grouping does not pay a lookup for every candidate.
+    query over-fetched for grouping does not pay a lookup for every candidate. With
+    ``visible`` each hit has only the paths it may show; one with none is kept with no
+    ``paths`` (its cosine still counts for relevance) and does not count toward ``limit``.
     """
     keep = ids >= 0
     score_list, ids_list = scores[keep].tolist(), ids[keep].tolist()
@@ -354,11 +392,12 @@ def to_hits(
     seen: set[int] = set()
     infos: dict[int, SegmentInfo] = {}
     looked = 0
+    count = 0  # hits with paths to show
     for pos, (score, seg_id) in enumerate(zip(score_list, ids_list)):
-        if limit is not None and len(hits) >= limit:
+        if limit is not None and count >= limit:
             break
         if pos >= looked:
-            todo = len(ids_list) if limit is None else max(8, 2 * (limit - len(hits)))
+            todo = len(ids_list) if limit is None else max(8, 2 * (limit - count))
             infos = catalog.segments(ids_list[pos : pos + todo])
             looked = pos + todo
         info = infos.get(seg_id)
@@ -368,14 +407,16 @@ def to_hits(
             if info.content_id in seen:
                 continue
             seen.add(info.content_id)
+        paths = info.paths if visible is None else list(visible.paths(seg_id, info))
+        count += bool(paths)
         hits.append(
             Hit(
                 id=seg_id,
-                path=info.path,
+                path=info.path if info.path in paths or not paths else paths[0],
                 modality=info.modality,
                 score=score,
                 content_id=info.content_id,
-                paths=info.paths,
+                paths=paths,
                 snippet=info.text,
                 char_start=info.char_start,
                 char_end=info.char_end,

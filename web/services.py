@@ -25,7 +25,6 @@ from search.errors import CrossfindError, DiskFull, NotFound, RequestTimeout, is
 from search.index import Index
 from search.query import Query, QueryPart
 from search.settings import Settings
-from search.types import Hit
 from web.batching import TextBatcher
 from web.errors import ServiceUnavailable
 from web.indexing import IndexFn, IndexJob
@@ -157,7 +156,7 @@ class Services:
         vectors, notes = engine.embed_query(
             query, deadline, lambda part, note: self.vectors.get(part, embed, note)
         )
-        hits = _readable_hits(engine, engine.search_embedded(query, vectors))
+        hits = engine.search_embedded(query, vectors, shown=_readable_paths(engine))
         return SearchResult(hits, (time.perf_counter() - t0) * 1000, echo(query, notes))
 
     def _embedder(
@@ -219,22 +218,9 @@ class Services:
         return info.paths, len(dropped)
 
 
-def _readable_hits(engine: Engine, hits: list[Hit]) -> list[Hit]:
-    """The hits whose files may still be read (``search.access``), each with only those paths:
-    no snippet or path of a file that is gone, changed or now leads outside the roots."""
-    if not hits:
-        return hits
-    catalog = engine.index.catalog
-    gate = Gate(catalog)
-    infos = catalog.segments([h.id for h in hits])
-    out = []
-    for hit in hits:
-        info = infos.get(hit.id)
-        ok = {path for path, _ in gate.readable(info)} if info is not None else set()
-        if not ok:
-            continue
-        hit.paths = [p for p in hit.paths if p in ok]
-        if hit.path not in ok:
-            hit.path = hit.paths[0]
-        out.append(hit)
-    return out
+def _readable_paths(engine: Engine) -> Callable[[SegmentInfo], list[str]]:
+    """The paths of an item that may still be read (``search.access``): a hit shows only those,
+    and one with none is left out before paging, so no snippet or path of a file that is gone,
+    changed or now leads outside the roots is shown, and a page still holds ``k`` hits."""
+    gate = Gate(engine.index.catalog)
+    return lambda info: [path for path, _ in gate.readable(info)]
