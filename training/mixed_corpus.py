@@ -61,16 +61,20 @@ def _rows(path: Path) -> list[dict[str, str]]:
         ) from None
 
 
-def _photos(data: Path) -> list[tuple[Path, CorpusItem]]:
-    out = []
-    for name, limit in (("flickr8k_1k", None), ("flickr8k_extra", EXTRA_PHOTOS)):
+def _photos(data: Path, split: str = "test", total: int | None = None) -> list[tuple[Path, CorpusItem]]:
+    """The flickr8k_1k photos of ``split``, then flickr8k_extra's first ones of it: ``EXTRA_PHOTOS``,
+    or as many as make ``total`` in all. Judged by their captions."""
+    out: list[tuple[Path, CorpusItem]] = []
+    for name in ("flickr8k_1k", "flickr8k_extra"):
+        limit = None if name == "flickr8k_1k" else (EXTRA_PHOTOS if total is None else max(0, total - len(out)))
+        source = name if split == "test" else f"{name}_{split}"
         captions: dict[str, list[str]] = defaultdict(list)
         for row in _rows(data / name / "captions_all.csv"):
-            if row["split"] == "test":
+            if row["split"] == split:
                 captions[row["path"]].append(row["caption"].strip())
         for rel in sorted(captions)[:limit]:
             src = data / name / rel
-            item = CorpusItem(f"photos/{name}/{Path(rel).name}", "image", name, "",
+            item = CorpusItem(f"photos/{name}/{Path(rel).name}", "image", source, "",
                               "\n".join(captions[rel]))
             out.append((src, item))
     return out
@@ -96,13 +100,14 @@ def _sounds(data: Path) -> list[tuple[Path, CorpusItem]]:
     return out
 
 
-def _texts(data: Path) -> list[tuple[Path, CorpusItem]]:
+def _texts(data: Path, skip: int = 0) -> list[tuple[Path, CorpusItem]]:
+    """``TEXTS_PER_TOPIC`` agnews_test documents of each topic, after its first ``skip``."""
     out = []
-    taken: dict[str, int] = defaultdict(int)
+    seen: dict[str, int] = defaultdict(int)
     for row in _rows(data / "agnews_test" / "manifest.csv"):
-        if taken[row["label"]] >= TEXTS_PER_TOPIC:
+        seen[row["label"]] += 1
+        if not skip < seen[row["label"]] <= skip + TEXTS_PER_TOPIC:
             continue
-        taken[row["label"]] += 1
         src = data / "agnews_test" / row["path"]
         body = src.read_text(encoding="utf-8")
         out.append((src, CorpusItem(f"texts/{src.name}", "text", "agnews_test", row["label"], body)))
@@ -152,20 +157,6 @@ DEV_PHOTOS = 500
 AUDIO_MANIFESTS = ("esc50_folds1235", "urbansound8k_3folds", "fsdd")
 
 
-def _dev_photos(data: Path) -> list[tuple[Path, CorpusItem]]:
-    """flickr8k_1k dev and the first flickr8k_extra dev photos (projection choices only)."""
-    out: list[tuple[Path, CorpusItem]] = []
-    for name in ("flickr8k_1k", "flickr8k_extra"):
-        captions: dict[str, list[str]] = defaultdict(list)
-        for row in _rows(data / name / "captions_all.csv"):
-            if row["split"] == "dev":
-                captions[row["path"]].append(row["caption"].strip())
-        for rel in sorted(captions)[: max(0, DEV_PHOTOS - len(out))]:
-            out.append((data / name / rel, CorpusItem(f"photos/{name}/{Path(rel).name}", "image",
-                                                      f"{name}_dev", "", "\n".join(captions[rel]))))
-    return out
-
-
 def _dev_sounds(data: Path) -> list[tuple[Path, CorpusItem]]:
     """The audio encoder's validation clips (held out of its training, ``train-audio``'s
     default manifests and seed), spoken digits left out, absent classes left out. ESC-50 holds
@@ -188,23 +179,8 @@ def _dev_sounds(data: Path) -> list[tuple[Path, CorpusItem]]:
     return out
 
 
-def _dev_texts(data: Path) -> list[tuple[Path, CorpusItem]]:
-    """The agnews_test documents after the first ``TEXTS_PER_TOPIC`` of each topic."""
-    test = {item.path for _, item in _texts(data)}
-    out = []
-    taken: dict[str, int] = defaultdict(int)
-    for row in _rows(data / "agnews_test" / "manifest.csv"):
-        src = data / "agnews_test" / row["path"]
-        item_path = f"texts/{src.name}"
-        if item_path in test or taken[row["label"]] >= TEXTS_PER_TOPIC:
-            continue
-        taken[row["label"]] += 1
-        out.append((src, CorpusItem(item_path, "text", "agnews_test", row["label"],
-                                    src.read_text(encoding="utf-8"))))
-    return out
-
-
 def select_dev_corpus(data: Path) -> list[tuple[Path, CorpusItem]]:
     """The training-side twin of ``select_corpus``, for fitting what orders a mixed list."""
     data = Path(data)
-    return _dev_photos(data) + _dev_sounds(data) + _dev_texts(data)
+    return (_photos(data, "dev", total=DEV_PHOTOS) + _dev_sounds(data)
+            + _texts(data, skip=TEXTS_PER_TOPIC))
