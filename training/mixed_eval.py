@@ -69,16 +69,19 @@ class Judge:
     def __init__(self, corpus: Path, items: Sequence[CorpusItem]):
         root = Path(corpus).resolve()
         self.by_path = {str((root / i.path).resolve()): i for i in items}
-        self.relevant_counts: dict[str, int] = {}
+        self._relevant: dict[str, list[str]] = {}  # query id -> modality of each relevant item
         self.items = items
 
+    def _relevant_modalities(self, query: MixedQuery) -> list[str]:
+        if query.id not in self._relevant:
+            self._relevant[query.id] = [i.modality for i in self.items if query.relevant(i)]
+        return self._relevant[query.id]
+
     def relevant_modalities(self, query: MixedQuery) -> set[str]:
-        return {i.modality for i in self.items if query.relevant(i)}
+        return set(self._relevant_modalities(query))
 
     def total_relevant(self, query: MixedQuery) -> int:
-        if query.id not in self.relevant_counts:
-            self.relevant_counts[query.id] = sum(query.relevant(i) for i in self.items)
-        return self.relevant_counts[query.id]
+        return len(self._relevant_modalities(query))
 
     def judge(self, query: MixedQuery, hits: list[Hit]) -> list[Judged]:
         out = []
