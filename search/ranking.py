@@ -179,12 +179,17 @@ def _keyword_evidence(index: Index, query: Query,
     return out
 
 
-def _relevance(catalog: Catalog, calibration: Calibration, qmod: str, ids: list[int],
+def _kinds(catalog: Catalog, ids: list[int]) -> dict[int, str]:
+    """What made each segment's vector (``_vector_kind``); one lookup, ids since deleted absent."""
+    return {seg: _vector_kind(info) for seg, info in catalog.segments(ids).items()}
+
+
+def _relevance(kind_of: dict[int, str], calibration: Calibration, qmod: str, ids: list[int],
                cos: list[float], tops: dict[str, float]) -> np.ndarray:
-    """The calibrated relevance of candidate segments (by what made each one's vector);
-    ``tops``: the best cosine per kind seen so far, updated (a hit's gap to it is evidence)."""
-    infos = catalog.segments(ids)
-    kinds = [_vector_kind(infos[seg]) if seg in infos else None for seg in ids]
+    """The calibrated relevance of candidate segments (``kind_of``: what made each one's
+    vector, from ``_kinds``); ``tops``: the best cosine per kind seen so far, updated (a hit's
+    gap to it is evidence)."""
+    kinds = [kind_of.get(seg) for seg in ids]
     for kind, score in zip(kinds, cos):
         if kind is not None:
             tops[kind] = max(tops.get(kind, -1.0), score)
@@ -276,10 +281,11 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
             found = [i for i in keyword if i in cos_of]
             if scores is None:  # early fusion: a keyword hit's words add to its cosine
                 ids = blend_lexical(ids, cos_of, {i: keyword[i][0].match * keyword[i][1] for i in found})
+            kind_of = _kinds(index.catalog, list(dict.fromkeys([*ids.tolist(), *found])))
             tops: dict[str, float] = {}  # the best cosine per kind, for the gap to it
-            vector_rel = _relevance(index.catalog, scales, qmod, ids.tolist(),
+            vector_rel = _relevance(kind_of, scales, qmod, ids.tolist(),
                                     [cos_of[i] for i in ids.tolist()], tops)
-            meaning = _relevance(index.catalog, scales, qmod, found, [cos_of[i] for i in found], tops)
+            meaning = _relevance(kind_of, scales, qmod, found, [cos_of[i] for i in found], tops)
             lexical = {i: (keyword[i][0].supported(m) * keyword[i][1], m)
                        for i, m in zip(found, meaning.tolist())}
             ids, _ = merge_evidence(ids, vector_rel, {i: ev for i, ev in lexical.items()
