@@ -54,8 +54,8 @@ def read_document(
     """A document's passages (segment fields; a PDF's carry their page) and a note when only
     part of it could be read.
 
-    ``ocr_pages``: reads the text off scanned pages (their images) when given; a PDF page
-    without a text layer is otherwise left out.
+    ``ocr_pages``: reads the text off scanned pages (their images) when given, called with one
+    page at a time; a PDF page without a text layer is otherwise left out.
 
     Raises:
         DocumentError: encrypted, corrupt, over the caps, or without words (the reason).
@@ -79,8 +79,11 @@ def read_document(
                     "page": page, "ocr": read,
                 })
     if not segments:
-        scanned = "no text layer (a scanned PDF: index it with --ocr on)"
-        raise DocumentError(f"{scanned if kind == 'PDF' else 'no words'} in the document")
+        if kind != "PDF":
+            raise DocumentError("no words in the document")
+        if ocr_pages is None:
+            raise DocumentError("no text layer (a scanned PDF: index it with --ocr on) in the document")
+        raise DocumentError("no text in the document: no text layer, and OCR read none off its pages")
     return segments, note
 
 
@@ -108,13 +111,21 @@ def _pdf_pages(
             else:
                 scanned.append(number)
         if scanned and ocr_pages is not None and total <= max_chars:
-            images = {n: _page_image(reader.pages[n - 1]) for n in scanned}
-            found = [n for n, image in images.items() if image is not None]
-            for n, text in zip(found, ocr_pages([images[n] for n in found])):  # type: ignore[misc]
+            # a page at a time: a scanned book's page images (~26 MB each at 300 dpi) are
+            # never all held at once
+            read = set()
+            for n in scanned:
+                image = _page_image(reader.pages[n - 1])
+                text = ocr_pages([image])[0] if image is not None else ""
+                del image
                 if text.strip():
                     pages.append((n, text, True))
+                    read.add(n)
+                    total += len(text)
+                    if total > max_chars:
+                        break
             pages.sort(key=lambda page: page[0] or 0)
-            scanned = [n for n in scanned if n not in {page[0] for page in pages}]
+            scanned = [n for n in scanned if n not in read]
     except DocumentError:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError,
@@ -122,7 +133,8 @@ def _pdf_pages(
         raise DocumentError(f"corrupt or truncated PDF: {type(exc).__name__}: {exc}") from None
     note = None
     if scanned and pages:
-        note = f"{len(scanned)} page(s) without a text layer left out (--ocr on reads them)"
+        why = "OCR read no text off them" if ocr_pages is not None else "--ocr on reads them"
+        note = f"{len(scanned)} page(s) without a text layer left out ({why})"
     return pages, note
 
 
@@ -135,16 +147,37 @@ def _decrypt_empty(reader: object) -> bool:
 
 
 def _page_image(page: object) -> np.ndarray | None:
-    """The largest image on a scanned page, as RGB pixels (a scan is one image per page)."""
-    best: np.ndarray | None = None
-    for image in getattr(page, "images", []):
-        try:
-            pixels = np.asarray(image.image.convert("RGB"))
-        except Exception:  # an image filter pypdf or PIL cannot decode: no text from it
-            continue
-        if best is None or pixels.size > best.size:
-            best = pixels
-    return best
+    """The largest image on a scanned page, as RGB pixels (a scan is one image per page); None
+    when it has none that decodes (a filter pypdf or PIL cannot decode, an image over pypdf's
+    decompression limit): that page alone is then left out."""
+    best = None
+    try:
+        for image in getattr(page, "images", []):
+            try:
+                pil = image.image
+            except Exception:  # this image does not decode: no text from it
+                continue
+            finally:
+                _forget_decoded(image)
+            if pil is not None and (best is None or pil.width * pil.height > best.width * best.height):
+                best = pil
+    except Exception:  # the page's image list itself is broken
+        pass
+    if best is None:
+        return None
+    try:
+        return np.asarray(best.convert("RGB"))
+    except Exception:
+        return None
+
+
+def _forget_decoded(image: object) -> None:
+    """Drop pypdf's cache of an image's decoded stream (kept on the reader's object for the
+    reader's life): 26 MB a page of a 300 dpi colour scan, so a scanned book would pile up."""
+    ref = getattr(image, "indirect_reference", None)
+    stream = ref.get_object() if ref is not None else None
+    if getattr(stream, "decoded_self", None) is not None:
+        stream.decoded_self = None  # type: ignore[union-attr]
 
 
 def html_main_text(data: bytes) -> str:

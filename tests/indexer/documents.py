@@ -133,3 +133,50 @@ def html(path: Path, main: str, title: str = "A page", menu: str = "Home About C
         encoding="utf-8",
     )
     return path
+
+
+def raw_pdf(objects: Sequence[bytes]) -> bytes:
+    """A PDF written by hand from the bodies of objects 1..n (object 1 the catalog), with a
+    correct cross-reference table: for shapes that PDF libraries refuse to write."""
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objects, 1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % n + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
+    return out.getvalue()
+
+
+def image_pages_pdf(path: Path, sides: Sequence[tuple[int, int]]) -> Path:
+    """A scanned-looking PDF: page i is one grey ``sides[i]`` (width, height) image of its own
+    (white, one black row per page so no two are alike), no text layer. Cheap to write
+    at any size: the pixels are Flate-compressed row by row."""
+    import zlib
+
+    n = len(sides)
+    kids = b" ".join(b"%d 0 R" % (4 + 2 * i) for i in range(n))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, n),
+        b"<< /Length 31 >>\nstream\nq 600 0 0 800 0 0 cm /Im0 Do Q\nendstream",
+    ]
+    for i, (w, h) in enumerate(sides):
+        z = zlib.compressobj(1)
+        white, black = b"\xff" * w, b"\x00" * w
+        pixels = b"".join(z.compress(black if row == i else white) for row in range(h)) + z.flush()
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 800] /Contents 3 0 R"
+            b" /Resources << /XObject << /Im0 %d 0 R >> >> >>" % (5 + 2 * i)
+        )
+        objects.append(
+            b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray"
+            b" /BitsPerComponent 8 /Length %d /Filter /FlateDecode >>\nstream\n" % (w, h, len(pixels))
+            + pixels + b"\nendstream"
+        )
+    path.write_bytes(raw_pdf(objects))
+    return path

@@ -1,0 +1,59 @@
+"""Hostile and unusual media files: each is indexed, indexed in part with a note, or skipped
+with its reason, in bounded memory; never a lost run."""
+
+from __future__ import annotations
+
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from indexer.documents import DocumentError, read_document
+from tests.indexer.documents import image_pages_pdf
+
+
+def _pages_read(calls: list[tuple[int, int]]):
+    """What reads scanned pages here (the OCR engine's place): records each call's page
+    count and the traced memory at that moment, and "reads" a page's size as its words."""
+
+    def read(images: list[np.ndarray]) -> list[str]:
+        calls.append((len(images), tracemalloc.get_traced_memory()[0]))
+        return [f"scanned page of {im.shape[1]} by {im.shape[0]} pixels" for im in images]
+
+    return read
+
+
+def test_a_scanned_book_is_read_a_page_at_a_time_in_bounded_memory(tmp_path: Path) -> None:
+    """OCR of a scanned PDF held every page image at once (and pypdf kept each decoded one):
+    60 A4 pages at 300 dpi took 2.2 GB, a 300-page book would need ~10 GB."""
+    pages = 16
+    data = image_pages_pdf(tmp_path / "book.pdf", [(1000, 1400)] * pages).read_bytes()
+    page_rgb = 1000 * 1400 * 3
+    calls: list[tuple[int, int]] = []
+    tracemalloc.start()
+    try:
+        segments, note = read_document("PDF", data, 5_000_000, 120, 30, ocr_pages=_pages_read(calls))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * page_rgb, f"peak {peak / 2**20:.0f} MB for {pages} pages"
+    assert [s["page"] for s in segments] == list(range(1, pages + 1)) and note is None
+    assert all(s["ocr"] for s in segments)
+    assert [n for n, _ in calls] == [1] * pages  # one page image at a time
+
+
+def test_a_page_image_that_cannot_be_decoded_leaves_out_that_page_only(tmp_path: Path) -> None:
+    """A page image past pypdf's decompression limit (75 MB) cost the whole document with
+    --ocr on ("corrupt or truncated PDF"); now that page alone is left out, and said so."""
+    data = image_pages_pdf(tmp_path / "mixed.pdf", [(800, 600), (9000, 9000), (800, 600)]).read_bytes()
+    segments, note = read_document("PDF", data, 5_000_000, 120, 30, ocr_pages=_pages_read([]))
+    assert [s["page"] for s in segments] == [1, 3]
+    assert note == "1 page(s) without a text layer left out (OCR read no text off them)"
+
+
+def test_a_scan_without_text_under_ocr_does_not_ask_for_ocr(tmp_path: Path) -> None:
+    data = image_pages_pdf(tmp_path / "blank.pdf", [(400, 300)] * 2).read_bytes()
+    with pytest.raises(DocumentError) as refused:
+        read_document("PDF", data, 5_000_000, 120, 30, ocr_pages=lambda images: [""] * len(images))
+    assert str(refused.value) == "no text in the document: no text layer, and OCR read none off its pages"
