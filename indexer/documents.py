@@ -92,7 +92,7 @@ def _pdf_pages(
 ) -> tuple[list[tuple[int | None, str, bool]], str | None]:
     """(page number, text, read by OCR) per page with text, and a note when some had none."""
     from pypdf import PdfReader
-    from pypdf.errors import PyPdfError
+    from pypdf.errors import DependencyError, PyPdfError
 
     try:
         reader = PdfReader(io.BytesIO(data))
@@ -128,6 +128,8 @@ def _pdf_pages(
             scanned = [n for n in scanned if n not in read]
     except DocumentError:
         raise
+    except DependencyError as exc:  # AES without the cryptography package (a dependency)
+        raise DocumentError(f"encrypted PDF that this install cannot open: {exc}") from None
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError,
             RecursionError, zipfile.BadZipFile, NotImplementedError) as exc:
         raise DocumentError(f"corrupt or truncated PDF: {type(exc).__name__}: {exc}") from None

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from indexer.documents import DocumentError, read_document
-from tests.indexer.documents import image_pages_pdf
+from tests.indexer.corpus import CountingEncoder
+from tests.indexer.documents import image_pages_pdf, pdf
 
 
 def _pages_read(calls: list[tuple[int, int]]):
@@ -57,3 +58,20 @@ def test_a_scan_without_text_under_ocr_does_not_ask_for_ocr(tmp_path: Path) -> N
     with pytest.raises(DocumentError) as refused:
         read_document("PDF", data, 5_000_000, 120, 30, ocr_pages=lambda images: [""] * len(images))
     assert str(refused.value) == "no text in the document: no text layer, and OCR read none off its pages"
+
+
+def test_a_pdf_locked_with_aes_against_editing_only_is_indexed(run_index, tmp_path: Path) -> None:
+    """AES-256 with an empty user password (a PDF locked against editing, not reading) needs
+    the cryptography package, which pypdf does not install: it was skipped
+    ("failed to decode: DependencyError")."""
+    from pypdf import PdfReader, PdfWriter
+
+    plain = pdf(tmp_path / "plain.pdf", ["a report about glaciers and fjords"])
+    writer = PdfWriter(clone_from=PdfReader(plain))
+    writer.encrypt(user_password="", owner_password="owner", algorithm="AES-256")
+    root = tmp_path / "locked"
+    root.mkdir()
+    with open(root / "aes.pdf", "wb") as fh:
+        writer.write(fh)
+    report = run_index(CountingEncoder(), root)
+    assert report.skipped == [] and report.by_modality["text"].added == 1
