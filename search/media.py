@@ -6,11 +6,15 @@ import io
 import warnings
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from search.errors import PayloadTooLarge, UnsupportedMedia
 
 DEFAULT_MAX_PIXELS = 64_000_000
+# greyscale of more than 8 bits (16-bit scans, scientific and medical images, float TIFFs):
+# PIL's convert("RGB") clips them at 255, so nearly every one showed as a blank white picture
+_WIDE_GREY = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I", "F"})
 
 
 def open_image(
@@ -54,8 +58,20 @@ def open_image(
                     "(CROSSFIND_MAX_QUERY_IMAGE_PIXELS); send a smaller image"
                 )
             img.load()
-            return ImageOps.exif_transpose(img).convert("RGB")
+            img = ImageOps.exif_transpose(img)
+            if img.mode in _WIDE_GREY:
+                img = _stretched(img)
+            return img.convert("RGB")
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
             raise UnsupportedMedia(f"not a decodable image: {exc}") from None
+
+
+def _stretched(img: Image.Image) -> Image.Image:
+    """8-bit greyscale of a wider one, its value range stretched to 0..255 (as image viewers
+    show such files: their range is seldom the full 16 or 32 bits)."""
+    values = np.nan_to_num(np.asarray(img, dtype=np.float32), posinf=0.0, neginf=0.0)
+    lo, hi = float(values.min()), float(values.max())
+    scaled = (values - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(values)
+    return Image.fromarray(scaled.round().astype(np.uint8), "L")
