@@ -124,6 +124,10 @@ class Streamed(Protocol):
         """(encoder kind, encoder input, the segment's fields) in order."""
         ...
 
+    def note(self) -> str | None:
+        """Why the file is indexed only in part, where that is known once ``inputs`` ran."""
+        ...
+
 
 @dataclass(frozen=True)
 class StreamedAudio:
@@ -151,6 +155,9 @@ class StreamedAudio:
     def inputs(self) -> Iterator[tuple[str, Any, dict]]:
         for w in self.windows():
             yield "audio", w.samples, {"start_s": w.start_s, "end_s": w.end_s}
+
+    def note(self) -> None:
+        return None  # known from the duration before decoding (``window_cap_note``)
 
 
 def _named(windows: Iterator[AudioWindow], fh: BinaryIO, path: str) -> Iterator[AudioWindow]:
@@ -404,13 +411,15 @@ def _load_video(path: str, cfg: LoaderConfig) -> Loaded | Skip:
         with checked_path(path) as readable:
             info = video.probe_video(readable)
             opened = replace(params, path=readable)
-            items = list(itertools.islice(video.iter_inputs(opened), cfg.stream_audio_after + 1))
+            notes: list[str] = []
+            items = list(itertools.islice(video.iter_inputs(opened, notes), cfg.stream_audio_after + 1))
     except video.VideoError as exc:
         return Skip(path, str(exc))
     except UnsupportedMedia as exc:
         return Skip(path, exc.message)
     loaded = Loaded(
-        path, "video", None, width=info.width, height=info.height, duration_s=info.duration_s
+        path, "video", None, width=info.width, height=info.height, duration_s=info.duration_s,
+        note="; ".join(notes) or None,
     )
     if len(items) > cfg.stream_audio_after:  # long: the writer streams it
         loaded.streamed = video.VideoStream(params, checked_path)
@@ -428,8 +437,7 @@ def window_cap_note(stream: StreamedAudio, duration_s: float) -> str | None:
     covered = stream.hop_s * (stream.max_windows - 1) + stream.window_s
     if duration_s <= covered:
         return None
-    kept = f"{covered:.0f} s" if covered < 120 else f"{covered / 60:.0f} min"
-    return f"only the first {kept} of the recording are indexed (window cap)"
+    return f"only the first {video.span(covered)} of the recording are indexed (window cap)"
 
 
 def _duration(path: str, seen_end_s: float) -> float:

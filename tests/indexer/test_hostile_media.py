@@ -10,8 +10,11 @@ import numpy as np
 import pytest
 
 from indexer.documents import DocumentError, read_document
+from indexer.embedder import Embedder
+from indexer.loaders import Loaded, LoaderConfig, load, set_config
 from tests.indexer.corpus import CountingEncoder
 from tests.indexer.documents import image_pages_pdf, pdf
+from tests.indexer.videos import colour_scene, make_video, tone
 
 
 def _pages_read(calls: list[tuple[int, int]]):
@@ -75,3 +78,39 @@ def test_a_pdf_locked_with_aes_against_editing_only_is_indexed(run_index, tmp_pa
         writer.write(fh)
     report = run_index(CountingEncoder(), root)
     assert report.skipped == [] and report.by_modality["text"].added == 1
+
+
+def _long_video(path: Path) -> Path:
+    """Six 3-second scenes, each with its own tone: more frames and sound than a cap of 3."""
+    colours = [(220, 20, 30), (30, 200, 40), (20, 40, 230)] * 2
+    return make_video(
+        path, [colour_scene(c, seed=i) for i, c in enumerate(colours)],
+        sounds=[tone(300 + 400 * i) for i in range(6)],
+    )
+
+
+@pytest.mark.parametrize("stream_after", [100, 2])  # decoded in the worker / streamed by the writer
+def test_a_video_past_its_frame_and_sound_caps_says_what_was_left_out(
+    tmp_path: Path, stream_after: int
+) -> None:
+    """Frames and sound windows stop at a cap per video (1,440); a longer one was indexed
+    only in part without a word (a two-hour film: its first hour of sound), and decoded to
+    its end for nothing."""
+    pytest.importorskip("av")
+    path = _long_video(tmp_path / "film.mp4")
+    set_config(LoaderConfig(
+        preprocess_image=lambda im: np.zeros((4, 4, 3), np.float32),
+        max_audio_windows=3, stream_audio_after=stream_after,
+    ))
+    loaded = load(str(path), "video")
+    assert isinstance(loaded, Loaded), loaded
+    if loaded.streamed is not None:
+        Embedder(CountingEncoder(), 4, lambda: True).stream(loaded)
+    streams = [s.get("stream") for s in loaded.segments]
+    assert streams.count("frame") == 3 and streams.count("sound") == 3
+    assert loaded.note == (
+        "only the first 9 s of the frames are indexed (cap of 3 per video); "
+        "only the first 10 s of the sound are indexed (cap of 3 per video)"
+    )
+    last_frame = [s for s in loaded.segments if s.get("stream") == "frame"][-1]
+    assert last_frame["end_s"] == pytest.approx(9.0, abs=0.3)  # not the video's end (18 s)
