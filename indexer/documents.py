@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import time
 import zipfile
 from collections.abc import Callable
 
@@ -50,18 +51,20 @@ def document_kind(path: str, head: bytes) -> str | None:
 def read_document(
     kind: str, data: bytes, max_chars: int, passage_words: int, passage_overlap: int,
     ocr_pages: Callable[[list[np.ndarray]], list[str]] | None = None,
+    max_seconds: float | None = None,
 ) -> tuple[list[dict], str | None]:
     """A document's passages (segment fields; a PDF's carry their page) and a note when only
     part of it could be read.
 
     ``ocr_pages``: reads the text off scanned pages (their images) when given, called with one
     page at a time; a PDF page without a text layer is otherwise left out.
+    ``max_seconds``: no PDF page is begun after this long; the pages read so far are indexed.
 
     Raises:
         DocumentError: encrypted, corrupt, over the caps, or without words (the reason).
     """
     if kind == "PDF":
-        pages, note = _pdf_pages(data, max_chars, ocr_pages)
+        pages, note = _pdf_pages(data, max_chars, ocr_pages, max_seconds)
     elif kind == "DOCX":
         pages, note = [(None, _docx_text(data, max_chars), False)], None
     else:
@@ -89,19 +92,29 @@ def read_document(
 
 def _pdf_pages(
     data: bytes, max_chars: int, ocr_pages: Callable[[list[np.ndarray]], list[str]] | None,
+    max_seconds: float | None = None,
 ) -> tuple[list[tuple[int | None, str, bool]], str | None]:
-    """(page number, text, read by OCR) per page with text, and a note when some had none."""
+    """(page number, text, read by OCR) per page with text, and a note when some had none or
+    were not read within ``max_seconds``."""
     from pypdf import PdfReader
     from pypdf.errors import DependencyError, PyPdfError
 
+    # pypdf's own limits bound one page, not a document: a 300 KB PDF of 2,000 costly pages
+    # would take hours, so no page is begun past the time cap
+    end = None if max_seconds is None else time.monotonic() + max_seconds
+    unread = 0  # pages not read within it
     try:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not _decrypt_empty(reader):
             raise DocumentError("encrypted PDF (needs a password)")
+        n_pages = len(reader.pages)
         pages: list[tuple[int | None, str, bool]] = []
         scanned: list[int] = []
         total = 0
         for number, page in enumerate(reader.pages, 1):
+            if end is not None and time.monotonic() > end:
+                unread = n_pages - number + 1
+                break
             text = page.extract_text() or ""
             if text.strip():
                 pages.append((number, text, False))
@@ -114,7 +127,11 @@ def _pdf_pages(
             # a page at a time: a scanned book's page images (~26 MB each at 300 dpi) are
             # never all held at once
             read = set()
-            for n in scanned:
+            for i, n in enumerate(scanned):
+                if end is not None and time.monotonic() > end:
+                    unread += len(scanned) - i
+                    scanned = scanned[:i]
+                    break
                 image = _page_image(reader.pages[n - 1])
                 text = ocr_pages([image])[0] if image is not None else ""
                 del image
@@ -133,11 +150,16 @@ def _pdf_pages(
     except (PyPdfError, ValueError, KeyError, TypeError, AttributeError, OSError,
             RecursionError, zipfile.BadZipFile, NotImplementedError) as exc:
         raise DocumentError(f"corrupt or truncated PDF: {type(exc).__name__}: {exc}") from None
-    note = None
+    notes = []
+    if unread:
+        cap = f"the time cap of {max_seconds:g} s (CROSSFIND_MAX_DOCUMENT_S)"
+        if not pages:
+            raise DocumentError(f"no text read from the PDF within {cap}")
+        notes.append(f"{unread} of {n_pages} page(s) not read within {cap}")
     if scanned and pages:
         why = "OCR read no text off them" if ocr_pages is not None else "--ocr on reads them"
-        note = f"{len(scanned)} page(s) without a text layer left out ({why})"
-    return pages, note
+        notes.append(f"{len(scanned)} page(s) without a text layer left out ({why})")
+    return pages, "; ".join(notes) or None
 
 
 def _decrypt_empty(reader: object) -> bool:

@@ -49,6 +49,7 @@ class LoaderConfig:
     # whose input is up to ~448 px, and 4-8x faster than full decoding on camera photos
     image_draft_px: int = 448
     max_text_chars: int = 5_000_000
+    max_document_s: float = 300.0  # see Settings.max_document_s
     passage_words: int = 120
     passage_overlap: int = 30
     audio_window_s: float = 5.0
@@ -337,7 +338,7 @@ def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:
         try:
             segments, note = read_document(
                 kind, data, cfg.max_text_chars, cfg.passage_words, cfg.passage_overlap,
-                ocr_pages=ocr.page_reader(cfg.ocr),
+                ocr_pages=ocr.page_reader(cfg.ocr), max_seconds=cfg.max_document_s,
             )
         except DocumentError as exc:
             return Skip(path, str(exc))

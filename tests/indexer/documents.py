@@ -180,3 +180,26 @@ def image_pages_pdf(path: Path, sides: Sequence[tuple[int, int]]) -> Path:
         )
     path.write_bytes(raw_pdf(objects))
     return path
+
+
+def costly_pdf(path: Path, pages: int, empty_texts: int, words: str = "") -> Path:
+    """A small PDF whose every page shares one content stream of ``empty_texts`` empty text
+    objects (``BT () Tj ET``, after ``words`` when given): a few KB that pypdf takes ~16 us an
+    object to extract, page after page."""
+    import zlib
+
+    body = (b"BT /F1 12 Tf 50 700 Td (%s) Tj ET\n" % words.encode()) if words else b""
+    content = zlib.compress(body + b"BT () Tj ET\n" * empty_texts, 9)
+    kids = b" ".join(b"%d 0 R" % (5 + i) for i in range(pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content + b"\nendstream",
+    ]
+    objects += [
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 800] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 3 0 R >> >> >>"
+    ] * pages
+    path.write_bytes(raw_pdf(objects))
+    return path

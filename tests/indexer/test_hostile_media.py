@@ -13,7 +13,7 @@ from indexer.documents import DocumentError, read_document
 from indexer.embedder import Embedder
 from indexer.loaders import Loaded, LoaderConfig, load, set_config
 from tests.indexer.corpus import CountingEncoder
-from tests.indexer.documents import image_pages_pdf, pdf
+from tests.indexer.documents import costly_pdf, image_pages_pdf, pdf
 from tests.indexer.videos import colour_scene, make_video, tone
 
 
@@ -114,3 +114,24 @@ def test_a_video_past_its_frame_and_sound_caps_says_what_was_left_out(
     )
     last_frame = [s for s in loaded.segments if s.get("stream") == "frame"][-1]
     assert last_frame["end_s"] == pytest.approx(9.0, abs=0.3)  # not the video's end (18 s)
+
+
+def test_a_pdf_that_is_slow_to_read_stops_at_the_time_cap(run_index, tmp_path: Path) -> None:
+    """pypdf bounds the work of one page, not of a document: 2,000 pages sharing one costly
+    content stream (a 320 KB file) kept a worker ~5 s a page, hours in all. Past
+    CROSSFIND_MAX_DOCUMENT_S no page is begun; what was read is indexed, and the rest said."""
+    root = tmp_path / "slow"
+    root.mkdir()
+    costly_pdf(root / "slow.pdf", 80, 10_000, words="glacier report")
+    costly_pdf(root / "blank.pdf", 80, 10_000)
+    pdf(root / "fine.pdf", ["a report about fjords"])
+    report = run_index(CountingEncoder(), root, max_document_s=0.3, workers=0)
+    assert [(Path(s.path).name, s.reason) for s in report.skipped] == [
+        ("blank.pdf", "no text read from the PDF within the time cap of 0.3 s (CROSSFIND_MAX_DOCUMENT_S)")
+    ]
+    (partial,) = report.partial
+    assert Path(partial.path).name == "slow.pdf"
+    unread = int(partial.reason.split(" of 80 ")[0])
+    assert 0 < unread < 80
+    assert partial.reason == f"{unread} of 80 page(s) not read within the time cap of 0.3 s (CROSSFIND_MAX_DOCUMENT_S)"
+    assert report.by_modality["text"].added == 2
