@@ -286,7 +286,9 @@ def _load_image(path: str, cfg: LoaderConfig) -> Loaded | Skip:
     if isinstance(data, Skip):
         return data
     try:
-        image = open_image(data, cfg.max_image_pixels, cfg.image_draft_px)
+        image = open_image(
+            data, cfg.max_image_pixels, cfg.image_draft_px, reduce_above=2 * ocr.READ_SIDE
+        )
     except PayloadTooLarge as exc:
         why = exc.message.removeprefix("image refused as a decompression bomb: ")
         return Skip(path, f"decompression bomb refused: {why}")

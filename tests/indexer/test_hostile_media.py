@@ -3,7 +3,12 @@ with its reason, in bounded memory; never a lost run."""
 
 from __future__ import annotations
 
+import io
+import struct
+import subprocess
+import sys
 import tracemalloc
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -135,3 +140,65 @@ def test_a_pdf_that_is_slow_to_read_stops_at_the_time_cap(run_index, tmp_path: P
     assert 0 < unread < 80
     assert partial.reason == f"{unread} of 80 page(s) not read within the time cap of 0.3 s (CROSSFIND_MAX_DOCUMENT_S)"
     assert report.by_modality["text"].added == 2
+
+
+def _white_png(path: Path, width: int, height: int) -> Path:
+    """A white RGB PNG written row by row (never held in memory): a few hundred KB."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    z = zlib.compressobj(1)
+    row = b"\x00" + b"\xff" * (3 * width)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+    return path
+
+
+_RSS_CHILD = """
+import sys
+import numpy as np
+from indexer.loaders import Loaded, LoaderConfig, load, set_config
+
+def status_kb(field):
+    for line in open("/proc/self/status"):
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+
+set_config(LoaderConfig(preprocess_image=lambda im: np.zeros((4, 4, 3), np.float32)))
+open("/proc/self/clear_refs", "w").write("5")  # the peak (VmHWM) starts again from here
+before = status_kb("VmRSS")
+loaded = load(sys.argv[1], "image")
+assert isinstance(loaded, Loaded), loaded
+print(loaded.width, loaded.height, (status_kb("VmHWM") - before) // 1024)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_large_png_is_reduced_right_after_decoding(tmp_path: Path) -> None:
+    """A PNG within the pixel cap was decoded, rotated and converted at full size (and OCR'd
+    from a full copy): a 64-Mpx one took 0.9 GB of a worker. The encoder needs ~448 px and OCR
+    1,280, so it is box-reduced first: a 36-Mpx one grew RSS by 412 MB, now 172 (64 Mpx:
+    798 -> 337 MB)."""
+    path = _white_png(tmp_path / "poster.png", 6000, 6000)
+    child = subprocess.run(
+        [sys.executable, "-c", _RSS_CHILD, str(path)], capture_output=True, text=True,
+        cwd=Path(__file__).resolve().parents[2], timeout=60,
+    )
+    assert child.returncode == 0, child.stderr
+    width, height, grown_mb = map(int, child.stdout.split())
+    assert (width, height) == (6000, 6000)  # the stored size is the file's
+    assert grown_mb < 300, f"decoding grew RSS by {grown_mb} MB"
+
+
+def test_a_reduced_image_keeps_its_exif_turn(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from search.media import open_image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned a quarter clockwise
+    buf = io.BytesIO()
+    Image.new("RGB", (6000, 2000), "white").save(buf, "PNG", exif=exif)
+    image = open_image(buf.getvalue(), draft_px=448, reduce_above=2560)
+    assert image.size == (1000, 3000)  # turned upright, then halved
