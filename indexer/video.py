@@ -141,9 +141,13 @@ def iter_inputs(p: VideoParams, notes: list[str] | None = None) -> Iterator[tupl
         sound = _SoundWindows(p)
         has_video = any(isinstance(s, av.VideoStream) for s in streams)
         has_sound = any(isinstance(s, av.AudioStream) for s in streams)
+        over = None  # frames past the pixel cap met part way (the header gave a smaller size)
         try:
             for frame in container.decode(*streams):
                 if isinstance(frame, av.VideoFrame):
+                    if frame.width * frame.height > p.max_frame_pixels:
+                        over = _over_cap(frame.width, frame.height, p) + f" from {frame.time or 0:.0f} s"
+                        break
                     yield from frames.push(frame)
                 else:
                     yield from sound.push(frame)
@@ -155,8 +159,12 @@ def iter_inputs(p: VideoParams, notes: list[str] | None = None) -> Iterator[tupl
             if not frames.kept and not sound.emitted:
                 raise VideoError(f"corrupt or truncated video: {exc}") from None
             # a truncated tail: what decoded before it is indexed
+        if over is not None and not frames.kept and not sound.emitted:
+            raise VideoError(over)
         yield from frames.finish()
         yield from sound.finish()
+        if over is not None and notes is not None:
+            notes.append(f"{over}: the rest is not indexed")
         if notes is not None:
             notes.extend(_cap_note(what, at, cap) for what, at, cap in (
                 ("frames", frames.capped_at, p.max_frames),
@@ -183,11 +191,12 @@ def _video_within_cap(container: Any, p: VideoParams) -> list[Any]:
     if w * h <= p.max_frame_pixels:
         return [v]
     if not container.streams.audio:
-        raise VideoError(
-            f"video frames of {w}x{h} are over the cap of {p.max_frame_pixels:,} pixels "
-            "(CROSSFIND_MAX_IMAGE_PIXELS)"
-        )
+        raise VideoError(_over_cap(w, h, p))
     return []
+
+
+def _over_cap(w: int, h: int, p: VideoParams) -> str:
+    return f"video frames of {w}x{h} are over the cap of {p.max_frame_pixels:,} pixels (CROSSFIND_MAX_IMAGE_PIXELS)"
 
 
 class _FramePicker:

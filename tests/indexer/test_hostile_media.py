@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tracemalloc
 import zlib
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +203,48 @@ def test_a_reduced_image_keeps_its_exif_turn(tmp_path: Path) -> None:
     Image.new("RGB", (6000, 2000), "white").save(buf, "PNG", exif=exif)
     image = open_image(buf.getvalue(), draft_px=448, reduce_above=2560)
     assert image.size == (1000, 3000)  # turned upright, then halved
+
+
+def _growing_video(path: Path) -> Path:
+    """H.264 whose header (its first parameter sets) says 64x48 and whose frames from 10 s on
+    are 320x240: a stream may change its size part way, after the pixel cap was checked."""
+    import av
+
+    raw = io.BytesIO()
+    for (w, h), n in (((64, 48), 10), ((320, 240), 3)):
+        part = io.BytesIO()
+        with av.open(part, "w", format="h264") as out:
+            stream = out.add_stream("libx264", rate=1)
+            stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+            for i in range(n):
+                frame = av.VideoFrame.from_ndarray(np.full((h, w, 3), 40 * i % 255, np.uint8), format="rgb24")
+                frame.pts = i
+                for packet in stream.encode(frame):
+                    out.mux(packet)
+            for packet in stream.encode(None):
+                out.mux(packet)
+        raw.write(part.getvalue())
+    raw.seek(0)
+    with av.open(raw, format="h264") as src, av.open(str(path), "w") as dst:
+        out_stream = dst.add_stream_from_template(src.streams.video[0])
+        for i, packet in enumerate(p for p in src.demux(src.streams.video[0]) if p.size):
+            packet.stream, packet.pts, packet.dts, packet.time_base = out_stream, i, i, Fraction(1, 1)
+            dst.mux(packet)
+    return path
+
+
+def test_video_frames_that_grow_past_the_pixel_cap_part_way_are_not_decoded(tmp_path: Path) -> None:
+    """The cap was checked on the header's size only: frames that grew past it later were
+    decoded (a 64x48 header, then 8000x8000 frames: 0.7 GB for four frames, seconds each)."""
+    pytest.importorskip("av")
+    path = _growing_video(tmp_path / "grows.mkv")
+    set_config(LoaderConfig(
+        preprocess_image=lambda im: np.zeros((4, 4, 3), np.float32), max_image_pixels=100 * 100,
+    ))
+    loaded = load(str(path), "video")
+    assert isinstance(loaded, Loaded), loaded
+    assert [s["start_s"] for s in loaded.segments] == [0.0]  # the frames before 10 s
+    assert loaded.note == (
+        "video frames of 320x240 are over the cap of 10,000 pixels (CROSSFIND_MAX_IMAGE_PIXELS)"
+        " from 10 s: the rest is not indexed"
+    )
