@@ -65,10 +65,10 @@ def open_image(
                 )
             img.load()
             ImageOps.exif_transpose(img, in_place=True)  # a copy only when it turns
-            if reduce_above is not None:
-                img = _reduced(img, reduce_above, draft_px)
             if img.mode in _WIDE_GREY:
                 img = _stretched(img)
+            if reduce_above is not None:
+                img = _reduced(img, reduce_above, draft_px)
             return img.convert("RGB")
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from None
@@ -87,4 +87,8 @@ def _stretched(img: Image.Image) -> Image.Image:
 
 def _reduced(img: Image.Image, long_px: int, short_px: int) -> Image.Image:
     factor = min(max(img.size) // long_px, min(img.size) // short_px)
-    return img.reduce(factor) if factor >= 2 else img
+    if factor < 2:
+        return img
+    if img.mode in ("1", "P"):  # reduce takes neither
+        img = img.convert("RGB")
+    return img.reduce(factor)

@@ -192,7 +192,8 @@ def test_a_large_png_is_reduced_right_after_decoding(tmp_path: Path) -> None:
     assert grown_mb < 300, f"decoding grew RSS by {grown_mb} MB"
 
 
-def test_a_reduced_image_keeps_its_exif_turn(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["RGB", "P", "1", "I;16", "CMYK"])
+def test_a_reduced_image_keeps_its_exif_turn_in_any_mode(mode: str) -> None:
     from PIL import Image
 
     from search.media import open_image
@@ -200,9 +201,9 @@ def test_a_reduced_image_keeps_its_exif_turn(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # shown turned a quarter clockwise
     buf = io.BytesIO()
-    Image.new("RGB", (6000, 2000), "white").save(buf, "PNG", exif=exif)
+    Image.new(mode, (6000, 2000)).save(buf, "TIFF", exif=exif)
     image = open_image(buf.getvalue(), draft_px=448, reduce_above=2560)
-    assert image.size == (1000, 3000)  # turned upright, then halved
+    assert image.size == (1000, 3000) and image.mode == "RGB"  # turned upright, then halved
 
 
 def _growing_video(path: Path) -> Path:
