@@ -65,11 +65,10 @@ def open_image(
                 )
             img.load()
             ImageOps.exif_transpose(img, in_place=True)  # a copy only when it turns
-            if img.mode in _WIDE_GREY:
-                img = _stretched(img)
+            pixels: Image.Image = _stretched(img) if img.mode in _WIDE_GREY else img
             if reduce_above is not None:
-                img = _reduced(img, reduce_above, draft_px)
-            return img.convert("RGB")
+                pixels = _reduced(pixels, reduce_above, draft_px)
+            return pixels.convert("RGB")
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
