@@ -203,3 +203,21 @@ def costly_pdf(path: Path, pages: int, empty_texts: int, words: str = "") -> Pat
     ] * pages
     path.write_bytes(raw_pdf(objects))
     return path
+
+
+def cyclic_form_pdf(path: Path, words: str) -> Path:
+    """A PDF whose page draws a form that draws itself: pypdf reads ``words`` and warns
+    ("Detected cyclic form XObject reference")."""
+    form = b"BT /F1 1 Tf (%s) Tj ET /X Do" % words.encode()
+    resources = b"<< /XObject << /X 5 0 R >> /Font << /F1 6 0 R >> >>"
+    path.write_bytes(raw_pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 800] /Contents 4 0 R /Resources %s >>"
+        % resources,
+        b"<< /Length 5 >>\nstream\n/X Do\nendstream",
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 10 10] /Resources %s /Length %d >>\n"
+        b"stream\n%s\nendstream" % (resources, len(form), form),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]))
+    return path
