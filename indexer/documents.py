@@ -27,6 +27,9 @@ _CHROME = (
 _BLANK_LINES = re.compile(r"\n\s*\n+")
 # a DOCX may unpack to at most this many bytes per character of the text cap (XML is verbose)
 _ZIP_BYTES_PER_CHAR = 20
+# and its document hold at most this many XML elements per character of the cap (a formatted
+# page has ~0.1): python-docx keeps every one in its tree
+_DOCX_ELEMENTS_PER_CHAR = 0.5
 # an HTML page may hold at most this many tags: the parsed tree costs ~650 bytes a tag, so 50 MB
 # of nested <div>s took 6.8 GB and 200 s; a long real page has ~100k
 _HTML_MAX_TAGS = 500_000
@@ -261,14 +264,15 @@ def _docx_text(data: bytes, max_chars: int) -> str:
             unpacked = sum(info.file_size for info in archive.infolist())
             if "word/document.xml" not in archive.namelist():
                 raise DocumentError("not a Word document (no word/document.xml in the package)")
+            cap = _ZIP_BYTES_PER_CHAR * max_chars
+            if unpacked > cap:
+                raise DocumentError(
+                    f"decompression bomb refused: the package unpacks to {unpacked / 2**20:.0f} MB,"
+                    f" over {cap / 2**20:.0f} MB"
+                )
+            _check_docx_weight(archive, max_chars)
     except zipfile.BadZipFile as exc:
         raise DocumentError(f"corrupt or truncated DOCX: {exc}") from None
-    cap = _ZIP_BYTES_PER_CHAR * max_chars
-    if unpacked > cap:
-        raise DocumentError(
-            f"decompression bomb refused: the package unpacks to {unpacked / 2**20:.0f} MB,"
-            f" over {cap / 2**20:.0f} MB"
-        )
     import docx
 
     try:
@@ -280,3 +284,35 @@ def _docx_text(data: bytes, max_chars: int) -> str:
         for row in table.rows:
             lines.append(" | ".join(dict.fromkeys(cell.text for cell in row.cells)))
     return "\n".join(line for line in lines if line.strip())
+
+
+_W_T = "{http://schemas.openxmlformats.org/wordprocessingml/2006/main}t"
+
+
+def _check_docx_weight(archive: zipfile.ZipFile, max_chars: int) -> None:
+    """Refuse a document whose text is over the cap, or whose XML holds more elements than
+    ``_DOCX_ELEMENTS_PER_CHAR`` a character of the cap, before python-docx builds its tree
+    (~155 bytes an element: a 300 KB DOCX of 2.7 million tiny paragraphs took 2.1 GB and 96 s).
+    A streaming parse that keeps nothing (each element is dropped once read)."""
+    from lxml import etree
+
+    elements, chars = 0, 0
+    max_elements = int(_DOCX_ELEMENTS_PER_CHAR * max_chars)
+    try:
+        with archive.open("word/document.xml") as fh:
+            for _, element in etree.iterparse(fh, events=("end",), resolve_entities=False):
+                elements += 1
+                if element.tag == _W_T and element.text:
+                    chars += len(element.text)
+                element.clear(keep_tail=False)
+                while element.getprevious() is not None:
+                    del element.getparent()[0]
+                if chars > max_chars:
+                    raise DocumentError(f"text over the cap of {max_chars:,} characters (before parsing)")
+                if elements > max_elements:
+                    raise DocumentError(
+                        f"DOCX refused before parsing: over {max_elements:,} XML elements"
+                        f" ({_DOCX_ELEMENTS_PER_CHAR:g} a character of the text cap)"
+                    )
+    except etree.XMLSyntaxError as exc:
+        raise DocumentError(f"corrupt DOCX: XMLSyntaxError: {exc}") from None
