@@ -6,9 +6,9 @@ import io
 import warnings
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from search.errors import PayloadTooLarge, UnsupportedMedia
+from search.errors import CrossfindError, PayloadTooLarge, UnsupportedMedia
 
 DEFAULT_MAX_PIXELS = 64_000_000
 
@@ -57,5 +57,9 @@ def open_image(
             return ImageOps.exif_transpose(img).convert("RGB")
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        except CrossfindError:
+            raise
+        except Exception as exc:
+            # hostile bytes reach Pillow's decoders, which fail in many ways besides OSError
+            # (a TIFF whose directory points past its end: TypeError "Missing dimensions")
             raise UnsupportedMedia(f"not a decodable image: {exc}") from None

@@ -18,6 +18,7 @@ from web.deps import EngineDep, ReadAccess, ServicesDep, WriteAccess
 from web.errors import ServiceUnavailable
 from web.files import OpenFileResponse, media_type, open_media
 from web.forms import MAX_ID, SearchForm, check_query
+from web.json_body import JsonLimitRoute
 from web.present import has_thumbnail, item_json, result_json
 from web.schemas import (
     ERROR_RESPONSES,
@@ -37,8 +38,10 @@ log = logging.getLogger(__name__)
 ItemId = Annotated[int, PathParam(ge=0, le=MAX_ID, description="an item (segment) id from a result")]
 
 router = APIRouter(responses=ERROR_RESPONSES)
-reads = APIRouter(prefix="/api", dependencies=[ReadAccess], responses=ERROR_RESPONSES)
-writes = APIRouter(prefix="/api", dependencies=[WriteAccess], responses=ERROR_RESPONSES)
+reads = APIRouter(prefix="/api", dependencies=[ReadAccess], responses=ERROR_RESPONSES,
+                  route_class=JsonLimitRoute)
+writes = APIRouter(prefix="/api", dependencies=[WriteAccess], responses=ERROR_RESPONSES,
+                   route_class=JsonLimitRoute)
 
 
 def _prefix(request: Request) -> str:
