@@ -47,6 +47,7 @@ SR = AUDIO_SAMPLE_RATE
 TRIM_TOP_DB = 60.0
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this the whole input counts as silent
 BLOCK_FRAMES = 1 << 16  # frames per decoded block when streaming a file
+MAX_CHANNELS = 1024  # libsndfile's own limit; audioread's readers take any header's word
 _TRIM_FRAME_S = 0.032
 _SOUNDFILE_EXT = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".opus"}
 
@@ -245,12 +246,18 @@ def _audioread_blocks(path: Path, first_error: Exception) -> tuple[int, int, Gen
             )
         raise UnsupportedMedia(f"{path.name}: {reason}") from None
     sr, channels = int(reader.samplerate), int(reader.channels)
+    if sr <= 0 or not 0 < channels <= MAX_CHANNELS:  # a header no recording has
+        reader.close()
+        raise UnsupportedMedia(f"{path.name}: corrupt audio header ({channels} channels at {sr} Hz)")
 
     def blocks() -> Generator[np.ndarray, None, None]:
         with reader:
-            for buf in reader:
-                pcm = np.frombuffer(buf, dtype="<i2").astype(np.float32) / 32768.0
-                yield pcm.reshape(-1, channels)
+            try:
+                for buf in reader:
+                    pcm = np.frombuffer(buf, dtype="<i2").astype(np.float32) / 32768.0
+                    yield pcm.reshape(-1, channels)
+            except Exception as exc:  # the stdlib readers behind audioread fail in many ways
+                raise UnsupportedMedia(f"{path.name}: corrupt audio data ({exc})") from None
 
     return sr, channels, blocks()
 

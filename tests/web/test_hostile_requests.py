@@ -165,3 +165,22 @@ def test_a_sound_of_many_channels_at_a_high_rate_is_decoded_in_bounded_memory(co
     assert r.status_code == 200, r.text[:200]
     assert r.json()["query"]["parts"][0]["audio_used_s"] == 4.0
     assert peak < 30_000_000, f"{peak / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("channels", [3, 18_177, 9_633_793])
+def test_a_sound_whose_header_lies_about_its_channels_is_415(client, channels):
+    """An AU header's channel count, which libsndfile refuses over 1024 and audioread's
+    reader then believes: its blocks no longer divide into frames (was ValueError, 500), or a
+    block of 1024 frames is gigabytes (MemoryError)."""
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, (np.sin(np.arange(32_000) / 5) * 0.4).astype(np.float32), 16_000, format="AU", subtype="PCM_16")
+    data = bytearray(buf.getvalue())
+    struct.pack_into(">I", data, 20, channels)  # magic, offset, size, encoding, rate, channels
+    r = client.post("/api/search/upload", files={"audio": ("x.au", bytes(data), "audio/basic")})
+    if channels == 3:  # a plausible header: the samples are read as 3 channels
+        assert r.status_code == 200, r.text[:200]
+    else:
+        assert r.status_code == 415, r.text[:200]
+        assert "not decodable audio" in r.json()["message"]
