@@ -12,7 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from search.errors import DiskFull, is_disk_full
-from search.media import open_image
+from search.media import WEB_IMAGE_FORMATS, open_image
 from search.video import frame_at
 
 SIZE = 384  # long side in pixels: sharp on a 2x screen in a ~190 px grid cell
@@ -70,7 +70,7 @@ class Thumbnails:
 
     def render(self, source: Path) -> bytes:
         """The JPEG bytes of ``source``'s thumbnail, not cached."""
-        return _jpeg(open_image(source, self.max_pixels))
+        return _jpeg(open_image(source, self.max_pixels, formats=WEB_IMAGE_FORMATS))
 
     def render_frame(self, source: Path, t: float) -> bytes:
         """The JPEG bytes of a video's frame at ``t`` s, not cached."""

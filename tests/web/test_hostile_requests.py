@@ -184,3 +184,21 @@ def test_a_sound_whose_header_lies_about_its_channels_is_415(client, channels):
     else:
         assert r.status_code == 415, r.text[:200]
         assert "not decodable audio" in r.json()["message"]
+
+
+@pytest.mark.parametrize("fmt", ["PCX", "SGI", "TGA", "PPM", "IM", "EPS"])
+def test_query_images_are_decoded_only_by_the_common_decoders(client, fmt):
+    """Pillow opens some forty formats, EPS through Ghostscript (when installed); a query
+    from the network may use the ones crossfind indexes (and AVIF): the rest are refused by
+    name before any decoder runs (PCX, SGI, TGA, PPM and IM were decoded: 200)."""
+    image = Image.new("RGB", (40, 30), (220, 30, 30))
+    buf = io.BytesIO()
+    image.save(buf, fmt)
+    r = client.post("/api/search/upload", files={"image": (f"x.{fmt.lower()}", buf.getvalue(), "image/x-any")})
+    assert r.status_code == 415, r.text[:200]
+    assert "send JPEG, PNG, GIF, WebP, BMP, TIFF or AVIF" in r.json()["message"]
+    for ok in ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF"):
+        buf = io.BytesIO()
+        image.save(buf, ok)
+        r = client.post("/api/search/upload", files={"image": (f"x.{ok.lower()}", buf.getvalue(), "image/x-any")})
+        assert r.status_code == 200, (ok, r.text[:200])
