@@ -50,6 +50,8 @@ class JsonLimitRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handle = super().get_route_handler()
+        if self.body_field is None:  # takes no body: nothing is read
+            return handle
 
         async def guarded(request: Request) -> Response:
             kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
