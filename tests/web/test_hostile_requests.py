@@ -202,3 +202,28 @@ def test_query_images_are_decoded_only_by_the_common_decoders(client, fmt):
         image.save(buf, ok)
         r = client.post("/api/search/upload", files={"image": (f"x.{ok.lower()}", buf.getvalue(), "image/x-any")})
         assert r.status_code == 200, (ok, r.text[:200])
+
+
+# -- cached thumbnails ---------------------------------------------------------------------------
+def test_a_thumbnail_left_by_another_catalog_is_never_served_for_this_one(tmp_path):
+    """Content ids restart with a new catalog (--reindex, a restored backup) while thumbnails
+    made for the old one may linger, e.g. one rendered as the reindex began. Another image that
+    got the same id must show itself, not the old picture (was: the old one, by id alone)."""
+    from tests.web.conftest import build_corpus, make_client
+
+    corpus = build_corpus(tmp_path)
+    with make_client(corpus.db, api_key="k") as client:
+        item = client.get(f"/api/items/{corpus.ids['green.png']}").json()
+        stale = corpus.db / "thumbnails"
+        stale.mkdir()
+        lingering = {f"{item['content_id']}.jpg", f"{item['content_id']}-0000000000000000.jpg"}
+        for name in lingering:
+            Image.new("RGB", (32, 24), (220, 30, 30)).save(stale / name, "JPEG")  # someone red
+        r = client.get(f"/api/items/{item['id']}/thumbnail")
+        assert r.status_code == 200
+        red, green, _ = Image.open(io.BytesIO(r.content)).convert("RGB").resize((1, 1)).getpixel((0, 0))
+        assert green > 150 and red < 100, (red, green)
+        made = {p.name for p in stale.iterdir()} - lingering
+        assert len(made) == 1
+        assert client.delete(f"/api/items/{item['id']}", headers={"X-API-Key": "k"}).status_code == 200
+        assert {p.name for p in stale.iterdir()} == lingering  # its own is forgotten with it

@@ -138,9 +138,9 @@ def get_thumbnail(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> 
         thumbnails, moment = services.thumbnails, info.start_s or 0.0
         try:
             if video_frame:  # the matching frame
-                cached = thumbnails.get_frame(info.id, moment, source)
+                cached = thumbnails.get_frame(info.id, info.sha256, moment, source)
             else:
-                cached = thumbnails.get(info.content_id, source)
+                cached = thumbnails.get(info.content_id, info.sha256, source)
         except DiskFull:  # no room to cache it: serve it made afresh
             log.warning("thumbnail cache is full; serving %s uncached", info.id)
             data = thumbnails.render_frame(source, moment) if video_frame else thumbnails.render(source)
