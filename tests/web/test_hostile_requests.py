@@ -18,7 +18,7 @@ from search.engine import Engine
 from search.index import Index
 from search.settings import Settings
 from tests.fakes import FakeEncoder
-from tests.web.conftest import png_bytes
+from tests.web.conftest import png_bytes, wav_bytes
 from web.app import create_app
 from web.json_body import MAX_JSON_VALUES
 
@@ -227,3 +227,13 @@ def test_a_thumbnail_left_by_another_catalog_is_never_served_for_this_one(tmp_pa
         assert len(made) == 1
         assert client.delete(f"/api/items/{item['id']}", headers={"X-API-Key": "k"}).status_code == 200
         assert {p.name for p in stale.iterdir()} == lingering  # its own is forgotten with it
+
+
+def test_a_sound_whose_header_says_zero_hertz_is_415(client):
+    """libsndfile refuses a WAV at 0 Hz and audioread's reader takes it (resampling from 0 Hz
+    was ValueError, 500)."""
+    data = bytearray(wav_bytes(440.0, seconds=2.0))
+    struct.pack_into("<II", data, 24, 0, 0)  # sample rate, byte rate
+    r = client.post("/api/search/upload", files={"audio": ("x.wav", bytes(data), "audio/wav")})
+    assert r.status_code == 415, r.text[:200]
+    assert "not decodable audio" in r.json()["message"]
