@@ -113,6 +113,35 @@ def test_extension_filters_take_like_wildcards_literally(client):
         assert r.status_code == 200 and len(r.json()["results"]) == found, ext
 
 
+# -- query text ---------------------------------------------------------------------------------
+def test_long_query_words_leave_no_memory_behind(client):
+    """Every query word's rarity was cached (65,536 of them): 16 parts of 10,000-character
+    words a request, and 4,096 requests kept 650 MB for good. Words longer than any in the
+    vocabulary are rare without a lookup and are not kept."""
+    import gc
+    import random
+
+    rng = random.Random(7)
+
+    def word(n: int) -> str:
+        return "".join(rng.choices("abcdefghijklmnopqrstuvwxyz", k=n))
+
+    r = _post(client, json.dumps({"parts": [{"text": word(9_999)} for _ in range(16)]}))
+    assert r.status_code == 200, r.text[:200]  # such queries answer; here they cost nothing
+    from search.lexicon import rarity
+
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        assert all(rarity(word(2_000)) == rarity(word(2_000)) for _ in range(1_000))
+        gc.collect()
+        kept = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert kept < 500_000, f"{kept / 1e6:.1f} MB kept"  # was 4 MB: 2,000 words of 2 kB
+
+
 # -- query media --------------------------------------------------------------------------------
 def tiff_pointing_past_its_end() -> bytes:
     """A valid TIFF whose next-directory pointer leads past the end of the file: Pillow opens it,
