@@ -266,3 +266,31 @@ def test_a_sound_whose_header_says_zero_hertz_is_415(client):
     r = client.post("/api/search/upload", files={"audio": ("x.wav", bytes(data), "audio/wav")})
     assert r.status_code == 415, r.text[:200]
     assert "not decodable audio" in r.json()["message"]
+
+
+# -- who may ask ---------------------------------------------------------------------------------
+def _app(corpus, **settings):
+    return create_app(Settings(db=corpus.db, **settings), engine=Engine(Index.open(corpus.db), FakeEncoder()))
+
+
+def test_a_page_renamed_to_localhost_cannot_read_the_files(corpus):
+    """DNS rebinding: another site's name made to resolve to 127.0.0.1 is same-origin with the
+    open API in the user's browser, but its requests carry that name in Host (was: served)."""
+    from fastapi.testclient import TestClient
+
+    media = f"/api/items/{corpus.ids['ocean.txt']}/media"
+    with TestClient(_app(corpus, allowed_hosts=None), base_url="http://127.0.0.1:8000") as c:
+        assert c.get(media).status_code == 200
+        for host in ("localhost:8000", "[::1]:8000", "LOCALHOST"):
+            assert c.get(media, headers={"host": host}).status_code == 200, host
+        for host in ("evil.example", "evil.example:8000", "127.0.0.1.evil.example"):
+            r = c.get(media, headers={"host": host})
+            assert r.status_code == 400 and "waves" not in r.text, host
+            assert "CROSSFIND_ALLOWED_HOSTS" in r.json()["message"]
+        assert c.get("/?q=ocean", headers={"host": "evil.example"}).status_code == 400
+    # listening on the network the names are the admin's to set; by default any is answered
+    with TestClient(_app(corpus, host="0.0.0.0", allowed_hosts=None)) as c:
+        assert c.get(media, headers={"host": "photos.lan"}).status_code == 200
+    with TestClient(_app(corpus, host="0.0.0.0", allowed_hosts=["photos.lan"])) as c:
+        assert c.get(media, headers={"host": "photos.lan:8000"}).status_code == 200
+        assert c.get(media, headers={"host": "other.lan"}).status_code == 400
