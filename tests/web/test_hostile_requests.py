@@ -294,3 +294,22 @@ def test_a_page_renamed_to_localhost_cannot_read_the_files(corpus):
     with TestClient(_app(corpus, host="0.0.0.0", allowed_hosts=["photos.lan"])) as c:
         assert c.get(media, headers={"host": "photos.lan:8000"}).status_code == 200
         assert c.get(media, headers={"host": "other.lan"}).status_code == 400
+
+
+def test_serve_workers_answer_to_the_names_of_the_address_given(monkeypatch):
+    """Worker processes build their app from the environment: --host must reach them, or a
+    server on 0.0.0.0 would answer loopback names only (every request from the network: 400)."""
+    import uvicorn
+
+    import cli
+    from web.app import allowed_hosts
+
+    ran = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: ran.update(app=app, **kw))
+    monkeypatch.delenv("CROSSFIND_ALLOWED_HOSTS")
+    for name in ("CROSSFIND_HOST", "CROSSFIND_DB", "CROSSFIND_ONNX_THREADS"):  # serve sets them:
+        monkeypatch.delenv(name, raising=False)  # restored after the test
+    monkeypatch.setenv("CROSSFIND_API_KEY", "k")
+    assert cli.main(["serve", "--host", "0.0.0.0", "--workers", "2", "--db", "/nonexistent"]) == 0
+    assert ran["app"] == "web.app:create_app" and ran["workers"] == 2
+    assert allowed_hosts(Settings()) is None  # what each worker builds: any name answered
