@@ -9,6 +9,7 @@ than ``MAX_JSON_VALUES`` are refused unread.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -21,7 +22,7 @@ from search.errors import PayloadTooLarge
 
 MAX_JSON_VALUES = 10_000
 # a JSON string, escapes included (the unrolled loop: no backtracking per character)
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
 
 
@@ -31,6 +32,14 @@ def json_values(body: bytes) -> int:
     rough = _structural(body, 0, len(body))
     if rough <= MAX_JSON_VALUES:  # commas inside strings count too: an upper bound
         return rough
+    encoding = json.detect_encoding(body)  # what json.loads will read it as
+    if not encoding.startswith("utf-8"):
+        # in UTF-16/32 a character's bytes may hold a quote (U+2200 is 00 22) that would hide
+        # the commas after it from the byte scan below: count the UTF-8 of the same text
+        try:
+            body = body.decode(encoding).encode("utf-8", "surrogatepass")
+        except UnicodeError:  # json.loads fails on it too, before any value is made
+            return 0
     count, pos = 0, 0
     for string in _STRING.finditer(body):  # one at a time: memory stays flat
         count += _structural(body, pos, string.start())

@@ -313,3 +313,14 @@ def test_serve_workers_answer_to_the_names_of_the_address_given(monkeypatch):
     assert cli.main(["serve", "--host", "0.0.0.0", "--workers", "2", "--db", "/nonexistent"]) == 0
     assert ran["app"] == "web.app:create_app" and ran["workers"] == 2
     assert allowed_hosts(Settings()) is None  # what each worker builds: any name answered
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16", "utf-32"])
+def test_values_cannot_hide_in_a_body_sent_as_utf16_or_utf32(client, encoding):
+    """json.loads reads UTF-16 and UTF-32 too, where U+2200's bytes hold a quote (00 22): two
+    such characters hid 20,000 values between them from a byte scan."""
+    body = '{"parts": [{"text": "a"}], "filters": {"ext": ["\u2200", ' + ",".join(["0"] * 20_000) + ', "\u2200"]}}'
+    r = _post(client, body.encode(encoding))
+    assert r.status_code == 413, r.text[:200]
+    ok = '{"parts": [{"text": "apples \u2200"}], "filters": {"ext": ["txt"]}}'
+    assert _post(client, ok.encode(encoding)).status_code == 200
