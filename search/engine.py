@@ -17,7 +17,7 @@ from search.deadline import NO_DEADLINE, Deadline
 from search.encoders.base import Encoder
 from search.errors import NotFound
 from search.index import Index
-from search.media import open_image
+from search.media import WEB_IMAGE_FORMATS, open_image
 from search.query import Query, QueryPart
 from search.ranking import NeighbourSample, ShownPaths, rank
 from search.types import Hit
@@ -85,9 +85,12 @@ class Engine:
         if part.item_id is not None:
             return self.item_vector(part.item_id)
         if part.kind == "image":
+            # bytes sent in (API, page) get the common formats only; a local file (CLI), any
+            sent = part.image_b64 is not None
             image = open_image(
                 part.media_bytes(), self.max_image_pixels,
                 max_decoded_pixels=self.max_query_image_pixels,
+                formats=WEB_IMAGE_FORMATS if sent else None,
             )
             return self.encoder.encode_image([image])[0]
         waveform, cut = decode_audio_prefix(part.media_bytes(), self.max_query_audio_s, deadline)

@@ -214,7 +214,7 @@ class Services:
                 raise
             w.remove_segments(dropped)
             w.checkpoint()
-        self.thumbnails.forget(info.content_id)
+        self.thumbnails.forget(info.content_id, info.sha256)
         return info.paths, len(dropped)
 
 
