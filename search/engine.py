@@ -125,17 +125,19 @@ class Engine:
         t0 = time.perf_counter()
         self.index.refresh()
         vectors, notes = self.embed_query(query, deadline)
-        hits = self.search_embedded(query, vectors)
+        hits = self.search_embedded(query, vectors, deadline=deadline)
         return SearchResult(hits, (time.perf_counter() - t0) * 1000, echo(query, notes))
 
     def search_embedded(
-        self, query: Query, vectors: np.ndarray, shown: ShownPaths | None = None
+        self, query: Query, vectors: np.ndarray, shown: ShownPaths | None = None,
+        deadline: Deadline = NO_DEADLINE,
     ) -> list[Hit]:
         """Search with the parts already embedded (``vectors[i]`` is part i): fusion, filters,
         keyword hits, calibration, threshold and paging; with ``shown``, hits keep only the
-        paths it gives and paging counts only hits with some. See ``search.ranking.rank``."""
+        paths it gives and paging counts only hits with some; ``deadline`` is checked between
+        rounds of candidates. See ``search.ranking.rank``."""
         return rank(self.index, query, vectors, calibration=self.calibration, sample=self._sample,
-                    shown=shown)
+                    shown=shown, deadline=deadline)
 
     def search_vector(self, vector: np.ndarray, query: Query) -> list[Hit]:
         """Nearest items to one query vector under the query's filters and threshold."""
