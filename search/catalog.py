@@ -45,7 +45,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from search import migrate
@@ -258,6 +258,12 @@ class Catalog:
             if self.postgres:
                 raise self._unreachable(exc) from None
             raise
+        except DatabaseError as exc:  # SQLite: "file is not a database", "... malformed"
+            self.engine.dispose()
+            raise Conflict(
+                f"the catalog {self.path} is damaged ({str(exc.orig).splitlines()[0][:200]}); restore "
+                "it from a backup, or rebuild the index with --reindex (every file is embedded again)"
+            ) from None
         self._check_schema()
         self._escape_paths()
 

@@ -78,7 +78,15 @@ class Manifest:
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
-        return cls(**json.loads(path.read_text()))
+        """Raises Conflict (naming the fix) when the file is damaged or not a manifest."""
+        try:
+            manifest = cls(**json.loads(path.read_text()))
+        except (ValueError, TypeError) as exc:  # JSON, UTF-8 and field errors alike
+            raise Conflict(
+                f"the index manifest {path} is unreadable ({str(exc)[:200]}); restore it, or "
+                "rebuild the index with --reindex"
+            ) from None
+        return manifest
 
     def write(self, path: Path) -> None:
         write_atomically(path, lambda fh: fh.write(json.dumps(self.__dict__, indent=2).encode()))
@@ -179,7 +187,7 @@ class Index:
         root.mkdir(parents=True, exist_ok=True)
         lock_fd = _take_lock(root)
         try:
-            recorded = Manifest.read(root / MANIFEST).catalog if cls.exists(root) else ""
+            recorded = _recorded_catalog(root, reindex) if cls.exists(root) else ""
             if reindex and catalog_url:  # rebuilt wherever asked
                 target = dialect.resolve(root / CATALOG, "", catalog_url, exists=False)
             else:
@@ -218,7 +226,13 @@ class Index:
                 repaired = _reconcile_rows(catalog)
                 if switched_from is not None:
                     _leave_store(root, catalog, switched_from)
-                index = cls(root, manifest, catalog, options)
+                try:
+                    index = cls(root, manifest, catalog, options)
+                except DamagedBase as exc:
+                    # derived from the stored vectors: dropped, and rebuilt by the next compact
+                    log.warning("%s; rebuilding it from the stored vectors", exc.why)
+                    _leave_store(root, catalog, "faiss")
+                    index = cls(root, manifest, catalog, options)
             except BaseException:
                 catalog.close()
                 raise
@@ -262,20 +276,18 @@ class Index:
             meta = json.loads(raw) if raw else None
             base = None
             if meta is not None:
+                path = self.root / meta["file"]
                 try:
-                    base = ann.AnnBase.load(self.root / meta["file"], meta["factory"], meta["params"])
-                except FileNotFoundError:  # replaced by a newer one since the meta row was read
-                    continue
-                except (RuntimeError, ValueError) as exc:
-                    raise Conflict(
-                        f"the vector index file {self.root / meta['file']} is unreadable "
-                        f"({str(exc).splitlines()[0][:200]}); rebuild the index with --reindex"
-                    ) from None
+                    base = ann.AnnBase.load(path, meta["factory"], meta["params"])
+                except FileNotFoundError:
+                    if self.catalog.get_meta(ANN_META) != raw:
+                        continue  # replaced by a newer one since the meta row was read
+                    raise DamagedBase(self.root, path, "it is missing") from None
+                except (RuntimeError, ValueError, EOFError) as exc:
+                    raise DamagedBase(self.root, path, str(exc).splitlines()[0][:200]) from None
                 if base.index.d != dim:
-                    raise Conflict(
-                        f"the vector index file {self.root / meta['file']} holds {base.index.d}-d "
-                        f"vectors but {self.root / MANIFEST} says {dim}-d; rebuild the index with --reindex"
-                    )
+                    raise DamagedBase(self.root, path, f"it holds {base.index.d}-d vectors but "
+                                      f"{self.root / MANIFEST} says {dim}-d")
             upto = int(meta["upto_id"]) if meta else 0
             changes = self.catalog.vector_changes(dim, upto, int(meta["tomb_seq"]) if meta else 0)
             if changes.ann != raw:
@@ -554,6 +566,29 @@ class Index:
             # "sqlite", or the PostgreSQL catalog's URL without its password
             "catalog": self.manifest.catalog or "sqlite",
         }
+
+
+class DamagedBase(Conflict):
+    """The FAISS base file the catalog names cannot be read. It is derived: a writer's open
+    rebuilds it from the stored vectors (``crossfind index`` on the same folders)."""
+
+    def __init__(self, root: Path, path: Path, why: str) -> None:
+        self.why = f"the vector index file {path} is unreadable ({why})"
+        super().__init__(
+            f"{self.why}; run `crossfind index` on the indexed folders with --db {root} to rebuild "
+            "it from the stored vectors (nothing is embedded again), or rebuild the index with --reindex"
+        )
+
+
+def _recorded_catalog(root: Path, reindex: bool) -> str:
+    """The catalog URL the manifest records; with ``reindex`` a damaged manifest records none
+    (it is rebuilt: into the SQLite file, or wherever --catalog says)."""
+    try:
+        return Manifest.read(root / MANIFEST).catalog
+    except Conflict:
+        if not reindex:
+            raise
+        return ""
 
 
 def _check_encoder(root: Path, manifest: Manifest, encoder: str | None) -> None:
