@@ -46,6 +46,7 @@ from search.catalog import Catalog, NewContent, Vector
 from search.errors import (
     BadRequest,
     Conflict,
+    DamagedStore,
     DiskFull,
     EncoderMismatch,
     IndexLocked,
@@ -228,10 +229,10 @@ class Index:
                     _leave_store(root, catalog, switched_from)
                 try:
                     index = cls(root, manifest, catalog, options)
-                except DamagedBase as exc:
-                    # derived from the stored vectors: dropped, and rebuilt by the next compact
+                except DamagedStore as exc:
+                    # derived from the stored vectors: set aside, and filled again from them
                     log.warning("%s; rebuilding it from the stored vectors", exc.why)
-                    _leave_store(root, catalog, "faiss")
+                    _discard_damaged(root, catalog, manifest.backend, Path(str(exc.path)))
                     index = cls(root, manifest, catalog, options)
             except BaseException:
                 catalog.close()
@@ -282,12 +283,11 @@ class Index:
                 except FileNotFoundError:
                     if self.catalog.get_meta(ANN_META) != raw:
                         continue  # replaced by a newer one since the meta row was read
-                    raise DamagedBase(self.root, path, "it is missing") from None
+                    raise _damaged(path, "it is missing") from None
                 except (RuntimeError, ValueError, EOFError) as exc:
-                    raise DamagedBase(self.root, path, str(exc).splitlines()[0][:200]) from None
+                    raise _damaged(path, str(exc).splitlines()[0][:200]) from None
                 if base.index.d != dim:
-                    raise DamagedBase(self.root, path, f"it holds {base.index.d}-d vectors but "
-                                      f"{self.root / MANIFEST} says {dim}-d")
+                    raise _damaged(path, f"it holds {base.index.d}-d vectors but {self.root / MANIFEST} says {dim}-d")
             upto = int(meta["upto_id"]) if meta else 0
             changes = self.catalog.vector_changes(dim, upto, int(meta["tomb_seq"]) if meta else 0)
             if changes.ann != raw:
@@ -568,18 +568,6 @@ class Index:
         }
 
 
-class DamagedBase(Conflict):
-    """The FAISS base file the catalog names cannot be read. It is derived: a writer's open
-    rebuilds it from the stored vectors (``crossfind index`` on the same folders)."""
-
-    def __init__(self, root: Path, path: Path, why: str) -> None:
-        self.why = f"the vector index file {path} is unreadable ({why})"
-        super().__init__(
-            f"{self.why}; run `crossfind index` on the indexed folders with --db {root} to rebuild "
-            "it from the stored vectors (nothing is embedded again), or rebuild the index with --reindex"
-        )
-
-
 def _recorded_catalog(root: Path, reindex: bool) -> str:
     """The catalog URL the manifest records; with ``reindex`` a damaged manifest records none
     (it is rebuilt: into the SQLite file, or wherever --catalog says)."""
@@ -638,6 +626,18 @@ def _leave_store(root: Path, catalog: Catalog, backend: str) -> None:
             path.unlink(missing_ok=True)
         if catalog.get_meta(ANN_META):
             catalog.set_meta(ANN_META, "")
+
+
+def _damaged(path: Path, why: str) -> DamagedStore:
+    return DamagedStore(path, f"the vector index file {path} is unreadable ({why})")
+
+
+def _discard_damaged(root: Path, catalog: Catalog, backend: str, path: Path) -> None:
+    """A writer met a derived store it cannot read: FAISS base files go (the next compact builds
+    one); a Milvus Lite folder is moved aside (kept, not deleted) and refilled from the catalog."""
+    if backend == "milvus":
+        path.rename(path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"))
+    _leave_store(root, catalog, backend)
 
 
 def _derived_files(root: Path) -> list[Path]:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from search.errors import BadRequest, ServiceUnavailable
+from search.errors import BadRequest, DamagedStore, ServiceUnavailable
 from search.store.ann import prepare_queries
 from search.store.base import StoreFilter, VectorStore
 from search.store.layered import _top as top_k
@@ -190,9 +190,12 @@ class MilvusStore(VectorStore):
         try:
             self.client = _client(self.uri, timeout)
             self._ensure_collection()
-        except BaseException:
+        except BaseException as exc:
             if self.lite:
                 _close_lite(self.uri)
+                if type(exc).__name__ == "MilvusException":  # its files are damaged
+                    raise DamagedStore(Path(self.uri), f"the Milvus Lite file {self.uri} is unreadable "
+                                       f"({_first_line(exc)})") from None
             raise
         self._ids: np.ndarray | None = None
         self._irregular: np.ndarray | None = None
@@ -376,8 +379,11 @@ class MilvusStore(VectorStore):
     def count(self, where: StoreFilter | None = None) -> int:
         if where is None and self._ids is not None:
             return len(self._ids)
-        res = self.client.query(self.collection, filter=where.expr if where else "",
-                                output_fields=["count(*)"])
+        return self.stored_count(where.expr if where else "")
+
+    def stored_count(self, expr: str = "") -> int:
+        """What the collection itself holds (never the id list this process keeps)."""
+        res = self.client.query(self.collection, filter=expr, output_fields=["count(*)"])
         return int(res[0]["count(*)"])
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:
