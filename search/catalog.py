@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -238,6 +238,8 @@ class Catalog:
         """
         if not isinstance(target, CatalogTarget):
             target = CatalogTarget(sqlite_path=Path(target))
+        if target.sqlite_path is not None and _on_read_only_medium(target.sqlite_path):
+            target = replace(target, immutable=True)
         self.target = target
         self.postgres = target.postgres
         # the SQLite file (PostgreSQL: the URL sans password, as ``target.public`` names it)
@@ -255,9 +257,13 @@ class Catalog:
         try:
             migrate.upgrade(self.engine)
         except OperationalError as exc:
+            self.engine.dispose()
             if self.postgres:
                 raise self._unreachable(exc) from None
-            raise
+            raise Conflict(
+                f"cannot open the catalog {self.path} ({str(exc.orig).splitlines()[0][:200]}); check "
+                "that its folder can be read (and, to index, written)"
+            ) from None
         except DatabaseError as exc:  # SQLite: "file is not a database", "... malformed"
             self.engine.dispose()
             raise Conflict(
@@ -815,7 +821,7 @@ class Catalog:
             except psycopg.OperationalError as exc:
                 raise self._unreachable(exc) from None
         # the connection stays on this thread; close() may run on another, hence no check
-        con = sqlite3.connect(str(self.path), check_same_thread=False)
+        con = sqlite3.connect(self.target.sqlite_uri(), uri=True, check_same_thread=False)
         con.execute("PRAGMA busy_timeout=10000")
         # reads through a memory map: no read() call per page (hit lookup 0.35 -> 0.24 ms)
         con.execute("PRAGMA mmap_size=268435456")
@@ -909,6 +915,13 @@ def _decode(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     if out.shape[1] != dim:
         raise ValueError(f"stored vectors are {out.shape[1]}-d, the index says {dim}-d")
     return out.astype(np.float32, copy=False)
+
+
+def _on_read_only_medium(path: Path) -> bool:
+    """A catalog no writer can be changing: its folder cannot be written (a read-only mount)
+    and no write-ahead log is pending (a writer leaves none once it closes)."""
+    return (path.exists() and not os.access(path.parent, os.W_OK)
+            and not path.with_name(path.name + "-wal").exists())
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

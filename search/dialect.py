@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
@@ -35,6 +36,9 @@ class CatalogTarget:
 
     sqlite_path: Path | None = None
     url: URL | None = None
+    # a SQLite file on a read-only medium (no writer can change it): opened as immutable, since
+    # SQLite cannot otherwise read a WAL database where it may not create the -shm file
+    immutable: bool = False
 
     @property
     def postgres(self) -> bool:
@@ -43,8 +47,12 @@ class CatalogTarget:
     @property
     def sqlalchemy_url(self) -> str | URL:
         if self.url is None:
-            return f"sqlite:///{self.sqlite_path}"
+            return f"sqlite:///{self.sqlite_uri()}&uri=true" if self.immutable else f"sqlite:///{self.sqlite_path}"
         return _with_network_defaults(self.url).set(drivername="postgresql+psycopg")
+
+    def sqlite_uri(self) -> str:
+        """The SQLite file as a ``file:`` URI (immutable when so marked), for ``uri=True``."""
+        return f"file:{quote(str(self.sqlite_path))}?immutable={int(self.immutable)}"
 
     @property
     def public(self) -> str:

@@ -108,7 +108,14 @@ def _open_lite(path: str) -> None:
                          "pick another --store milvus:<file>.db")
     with _LITE_LOCK:
         if _LITE_USERS.get(path, 0) == 0 and (folder / "LOCK").exists():
-            fd = os.open(folder / "LOCK", os.O_RDWR)
+            try:
+                fd = os.open(folder / "LOCK", os.O_RDWR)
+            except OSError as exc:  # e.g. a read-only mount: Lite writes even to search
+                raise ServiceUnavailable(
+                    f"cannot open the Milvus Lite file {path} for writing ({exc.strerror}); Milvus "
+                    "Lite needs its folder writable even to search: make it writable, or copy the "
+                    "index folder to a writable place"
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 fcntl.flock(fd, fcntl.LOCK_UN)

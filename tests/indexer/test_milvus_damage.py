@@ -76,3 +76,14 @@ def test_an_unreadable_lite_file_names_the_fix_and_the_writer_rebuilds_it(tmp_pa
     assert len([p for p in db.iterdir() if p.name.startswith("v.db.damaged-")]) == 1  # kept, not deleted
     with Index.open(db) as reader:
         _answers_all(reader, vectors)
+
+
+def test_a_lite_file_on_a_read_only_medium_says_what_it_needs(tmp_path):
+    """Milvus Lite writes even to search: on a read-only mount that was an OSError traceback."""
+    from tests.search.test_index_damage import _run_read_only
+
+    db = tmp_path / "db"
+    _built(db)
+    done = _run_read_only(db, "search", "x", "--db", str(db), "--model", "fake")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "Milvus Lite needs its folder writable" in done.stderr

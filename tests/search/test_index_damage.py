@@ -4,6 +4,9 @@ stored is lost."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -137,3 +140,38 @@ def test_a_damaged_sqlite_catalog_names_the_fix(tmp_path, damage):
         Index.open(root)
     with pytest.raises(Conflict, match="is damaged"):
         Index.open_for_write(root, ENC.id, ENC.dim)
+
+
+def _run_read_only(folder: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """``crossfind *argv`` with ``folder`` read-only: a read-only bind mount in a mount
+    namespace of its own as root (root writes through file modes), file modes otherwise."""
+    cmd = [sys.executable, "-m", "cli", *argv]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CROSSFIND_EXTRA_ENCODERS": "tests.fakes:register"}
+    if os.geteuid() == 0:
+        if shutil.which("unshare") is None:
+            pytest.skip("running as root without unshare: no way to make a folder read-only")
+        mount = ["unshare", "-m", "sh", "-c", f'mount --bind -o ro "{folder}" "{folder}" && exec "$@"', "sh"]
+        probe = subprocess.run([*mount, "true"], capture_output=True, text=True, timeout=30)
+        if probe.returncode != 0:
+            pytest.skip(f"cannot mount read-only here: {probe.stderr.strip()[:200]}")
+        return subprocess.run([*mount, *cmd], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    modes = {p: p.stat().st_mode for p in [folder, *folder.rglob("*")]}
+    for p in modes:
+        p.chmod(modes[p] & ~0o222)
+    try:
+        return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+
+
+def test_an_index_on_a_read_only_medium_answers_searches(tmp_path):
+    """A SQLite catalog in WAL mode cannot be opened where its -shm file cannot be made: a
+    search of an index on a read-only mount was a traceback ("unable to open database file")."""
+    root, enc = tmp_path / "db", FakeEncoder()  # what `--model fake` builds
+    with Index.open_for_write(root, enc.id, enc.dim) as index:
+        index.add_contents([_item(i) for i in range(5)], enc.encode_text([f"note {i} river" for i in range(5)]))
+    done = _run_read_only(root, "search", "note 3 river", "--db", str(root), "--model", "fake", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["results"][0]["path"] == "/d/3.txt"
+    assert not (root / (CATALOG + "-wal")).exists()
