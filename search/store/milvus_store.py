@@ -84,6 +84,10 @@ def extension(path: str) -> str:
     return name.rsplit(".", 1)[1].lower()[:EXT_MAX] if "." in name else ""
 
 
+# what a collection has when it has no vector index (Milvus Lite then searches it exactly)
+NO_INDEX = "none"
+
+
 def index_type_for(n: int, dim: int, options: StoreOptions) -> tuple[str, dict[str, int]]:
     """(index type, build params) for ``n`` vectors, as ``faiss:auto`` sizes FAISS's."""
     if n <= options.exact_max:
@@ -245,6 +249,8 @@ class MilvusStore(VectorStore):
             desc = self.client.describe_index(self.collection, "vec")
         except Exception:  # no index yet (a collection made elsewhere)
             return "FLAT", {}
+        if not desc:  # none: a writer killed between dropping one index and making the next
+            return NO_INDEX, {}
         params = {k: int(v) for k, v in desc.items() if k in ("M", "efConstruction", "nlist")}
         return str(desc.get("index_type", "FLAT")), params
 
@@ -256,7 +262,8 @@ class MilvusStore(VectorStore):
             return False
         c = self.client
         c.release_collection(self.collection)
-        c.drop_index(self.collection, "vec")
+        if self.index_type != NO_INDEX:
+            c.drop_index(self.collection, "vec")
         index = c.prepare_index_params()
         index.add_index("vec", index_type=kind, metric_type="IP", params=params)
         c.create_index(self.collection, index)

@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy import select
 
 from search.store.milvus_spec import resolve_spec, split_spec
-from search.store.milvus_store import Fields, MilvusStore
+from search.store.milvus_store import NO_INDEX, Fields, MilvusStore
 from search.store.spec import StoreOptions
 
 if TYPE_CHECKING:
@@ -75,6 +75,8 @@ def catch_up(store: MilvusStore, catalog: Catalog, dim: int, spec: str, *,
                         store.spec, store.stored_count(), len(every))
             missing, extra = _fill(store, catalog, dim, 0)
         store.adopt_ids(every)
+        if store.index_type == NO_INDEX:
+            store.ensure_index()  # left without one by a crash mid-switch
     held = store.ids()
     meta.update(upto_id=int(held[-1]) if len(held) else upto, tomb_seq=max(top_seq, int(meta["tomb_seq"])))
     catalog.set_meta(META, json.dumps(meta, sort_keys=True))

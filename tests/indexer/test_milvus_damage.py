@@ -87,3 +87,21 @@ def test_a_lite_file_on_a_read_only_medium_says_what_it_needs(tmp_path):
     done = _run_read_only(db, "search", "x", "--db", str(db), "--model", "fake")
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "Milvus Lite needs its folder writable" in done.stderr
+
+
+def test_a_crash_between_dropping_and_making_the_vector_index_leaves_an_index_that_opens(tmp_path):
+    """``ensure_index`` switches the index type by dropping the old one and making the new one;
+    a kill -9 in between left a collection with none, and every open then failed
+    (AttributeError: describe_index answers None)."""
+    db = tmp_path / "db"
+    vectors = _built(db)
+    with Index.open_for_write(db, ENC.id, ENC.dim) as writer:  # the state the kill leaves
+        store = writer.store
+        assert isinstance(store, MilvusStore)
+        store.client.release_collection(store.collection)
+        store.client.drop_index(store.collection, "vec")
+    with Index.open(db) as reader:  # no writer around: the reader makes one again
+        assert isinstance(reader.store, MilvusStore) and reader.store.index_type == "FLAT"
+        _answers_all(reader, vectors)
+    with Index.open_for_write(db, ENC.id, ENC.dim) as writer:
+        _answers_all(writer, vectors)
