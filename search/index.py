@@ -621,11 +621,11 @@ def _leave_store(root: Path, catalog: Catalog, backend: str) -> None:
     in it), so its files go and its meta row is cleared; the new one is filled from the catalog."""
     if backend == "milvus":
         milvus_sync.forget(catalog)
-    else:
-        for path in _derived_files(root):
-            path.unlink(missing_ok=True)
+    else:  # the meta row first: a reader never reads a name whose file is already gone
         if catalog.get_meta(ANN_META):
             catalog.set_meta(ANN_META, "")
+        for path in _derived_files(root):
+            path.unlink(missing_ok=True)
 
 
 def _damaged(path: Path, why: str) -> DamagedStore:
