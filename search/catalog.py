@@ -60,7 +60,7 @@ from search.dialect import (
     pg_integrity_error,
     to_pyformat,
 )
-from search.errors import Conflict, ServiceUnavailable
+from search.errors import Conflict, ServiceUnavailable, is_disk_full
 from search.paths import ESC, from_db, shown, to_db
 
 # 2: vectors live in the catalog (table ``vectors``, written in the rows' transaction), deletes
@@ -260,6 +260,8 @@ class Catalog:
             self.engine.dispose()
             if self.postgres:
                 raise self._unreachable(exc) from None
+            if is_disk_full(exc):  # the callers say so, naming the fix
+                raise
             raise Conflict(
                 f"cannot open the catalog {self.path} ({str(exc.orig).splitlines()[0][:200]}); check "
                 "that its folder can be read (and, to index, written)"

@@ -84,8 +84,8 @@ class Manifest:
             manifest = cls(**json.loads(path.read_text()))
         except (ValueError, TypeError) as exc:  # JSON, UTF-8 and field errors alike
             raise Conflict(
-                f"the index manifest {path} is unreadable ({str(exc)[:200]}); restore it, or "
-                "rebuild the index with --reindex"
+                f"the index at {path.parent} has an unreadable {path.name} ({str(exc)[:200]}); "
+                "restore it, or rebuild the index with --reindex"
             ) from None
         return manifest
 
