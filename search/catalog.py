@@ -60,7 +60,7 @@ from search.dialect import (
     pg_integrity_error,
     to_pyformat,
 )
-from search.errors import Conflict, ServiceUnavailable, is_disk_full
+from search.errors import Conflict, ServiceUnavailable, is_catalog_unreachable, is_disk_full
 from search.paths import ESC, from_db, shown, to_db
 
 # 2: vectors live in the catalog (table ``vectors``, written in the rows' transaction), deletes
@@ -346,6 +346,7 @@ class Catalog:
         with self.engine.begin() as conn:
             if self.postgres:
                 conn.exec_driver_sql(_BUMP)
+                self._still_the_writer()
             yield conn
 
     @contextmanager
@@ -354,7 +355,25 @@ class Catalog:
         with self.session() as s, s.begin():
             if self.postgres:
                 s.execute(text(_BUMP))
+                self._still_the_writer()
             yield s
+
+    def _still_the_writer(self) -> None:
+        """A writer's advisory lock lives on its own connection: a server restart drops it while
+        the pool reconnects the others, and another writer may then take it. A write goes on
+        only while that connection (so the lock) is alive; checked once the counter row is
+        locked, so no other writer can be between the check and the commit."""
+        if self._writer_lock is None:
+            return
+        try:
+            self._writer_lock.execute("SELECT 1")
+        except Exception as exc:
+            if not is_catalog_unreachable(exc):
+                raise
+            raise ServiceUnavailable(
+                f"lost the one-writer lock of the catalog {self.target.public} (its server restarted "
+                "or dropped the connection); run the command again (what was committed before is kept)"
+            ) from None
 
     def refresh_statistics(self) -> None:
         """After a writing run on PostgreSQL: ANALYZE, so the planner knows the new row counts

@@ -110,3 +110,28 @@ def test_network_timeouts_are_defaults_a_url_may_override_and_are_not_recorded(t
     assert "keepalives=1" in conninfo and "tcp_user_timeout=" in conninfo
     assert "tcp_user_timeout=" in str(target.sqlalchemy_url)
     assert target.public == "postgresql://cf@db.internal:5432/cf?connect_timeout=60"
+
+
+def test_a_writer_that_lost_its_lock_in_a_server_restart_stops_writing(own_postgres_server, tmp_path):
+    """The writer's advisory lock dies with its connection in a restart while the pool
+    reconnects the rest: the writer went on writing without it, beside a second writer that
+    took the lock meanwhile. Now its next write stops with one line."""
+    from search.errors import ServiceUnavailable
+    from tests.fakes import FakeEncoder
+    from tests.search.test_index_damage import _item
+
+    enc = FakeEncoder(dim=16)
+    server = own_postgres_server
+    url = server.create_database()
+    with Index.open_for_write(tmp_path / "a", enc.id, enc.dim, catalog_url=url) as first:
+        first.add_contents([_item(1)], enc.encode_text(["one"]))
+        server.stop()
+        server.start()
+        with Index.open_for_write(tmp_path / "b", enc.id, enc.dim, catalog_url=url) as second:
+            second.add_contents([_item(2)], enc.encode_text(["two"]))  # it holds the lock now
+            with pytest.raises(ServiceUnavailable, match="lost the one-writer lock"):
+                first.add_contents([_item(3)], enc.encode_text(["three"]))
+    with Index.open(tmp_path / "b") as reader:  # (the test server's commits are not durable:
+        # an immediate stop may take the first write with it)
+        assert reader.catalog.file("/d/2.txt") is not None
+        assert reader.catalog.file("/d/3.txt") is None  # the write without the lock never landed
