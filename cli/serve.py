@@ -62,6 +62,7 @@ def run_serve(args: argparse.Namespace) -> int:
         return 0
     # worker processes build their own app from the environment: pass the flags on there
     os.environ["CROSSFIND_DB"] = str(settings.db)
+    os.environ["CROSSFIND_HOST"] = settings.host  # the Host check answers the names of this address
     if settings.catalog:
         os.environ["CROSSFIND_CATALOG"] = settings.catalog
     common("web.app:create_app", factory=True, workers=workers)

@@ -47,6 +47,7 @@ SR = AUDIO_SAMPLE_RATE
 TRIM_TOP_DB = 60.0
 SILENCE_PEAK = 1e-4  # -80 dBFS: below this the whole input counts as silent
 BLOCK_FRAMES = 1 << 16  # frames per decoded block when streaming a file
+MAX_CHANNELS = 1024  # libsndfile's own limit; audioread's readers take any header's word
 _TRIM_FRAME_S = 0.032
 _SOUNDFILE_EXT = {".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".opus"}
 
@@ -91,35 +92,47 @@ def decode_audio_prefix(
     try:
         # libmpg123 prints to fd 2 on opening a truncated MP3 and on its bad frames
         with native_stderr_to_log(), sf.SoundFile(io.BytesIO(data)) as fh:
-            sr, channels = fh.samplerate, fh.channels
             blocks = fh.blocks(blocksize=BLOCK_FRAMES, dtype="float32", always_2d=True)
-            samples, more = _read_prefix(blocks, sr, channels, max_s, deadline)
+            samples, more = _read_prefix(blocks, fh.samplerate, max_s, deadline)
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
-        samples, sr, more = _audioread_bytes(data, exc, max_s, deadline)
-    return _finish(samples, sr), more
+        samples, more = _audioread_bytes(data, exc, max_s, deadline)
+    return _finish(samples, SR), more
 
 
 def _read_prefix(
-    blocks: Generator[np.ndarray, None, None], sr: int, channels: int, max_s: float | None, deadline: Deadline
+    blocks: Generator[np.ndarray, None, None], sr: int, max_s: float | None, deadline: Deadline
 ) -> tuple[np.ndarray, bool]:
-    """Concatenate blocks up to ``max_s`` seconds; (samples, whether the source had more)."""
+    """Up to ``max_s`` seconds of the blocks as 16 kHz mono; (samples, whether the source had
+    more). Each block is downmixed and resampled as it comes (soxr's stream gives the same
+    samples as resampling the whole): memory holds the output, not the source, which a tiny
+    FLAC of many channels at a high rate can make hundreds of MB (README, "Query limits")."""
+    import soxr
+
     limit = None if max_s is None else max(1, int(round(max_s * sr)))
+    resampler = soxr.ResampleStream(sr, SR, 1, dtype="float32") if sr != SR else None
     parts: list[np.ndarray] = []
     total = 0
     more = False
+
+    def take(block: np.ndarray) -> None:
+        mono = _to_mono(block)
+        parts.append(resampler.resample_chunk(mono) if resampler else mono)
+
     with closing(blocks):  # closes the decoder (e.g. audioread's ffmpeg) when cut short
         for block in blocks:
             deadline.check()
             if limit is not None and total + len(block) > limit:
-                parts.append(block[: limit - total])
+                take(block[: limit - total])
                 more = True
                 break
-            parts.append(block)
+            take(block)
             total += len(block)
             if limit is not None and total == limit:
                 more = next(blocks, None) is not None
                 break
-    samples = np.concatenate(parts) if parts else np.zeros((0, channels), np.float32)
+    if resampler:
+        parts.append(resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+    samples = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     return samples, more
 
 
@@ -169,18 +182,18 @@ def _resample(mono: np.ndarray, sr: int) -> np.ndarray:
 
 def _audioread_bytes(
     data: bytes, first_error: Exception, max_s: float | None, deadline: Deadline
-) -> tuple[np.ndarray, int, bool]:
+) -> tuple[np.ndarray, bool]:
     with tempfile.NamedTemporaryFile(suffix=".audio", delete=False) as fh:
         fh.write(data)
         tmp = Path(fh.name)
     try:
-        sr, channels, blocks = _audioread_blocks(tmp, first_error)
-        samples, more = _read_prefix(blocks, sr, channels, max_s, deadline)
+        sr, _, blocks = _audioread_blocks(tmp, first_error)
+        samples, more = _read_prefix(blocks, sr, max_s, deadline)
     except UnsupportedMedia:
         raise UnsupportedMedia(f"not decodable audio ({first_error}); send wav, flac, ogg or mp3") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return samples, sr, more
+    return samples, more
 
 
 # -- streaming --------------------------------------------------------------------------------
@@ -233,12 +246,18 @@ def _audioread_blocks(path: Path, first_error: Exception) -> tuple[int, int, Gen
             )
         raise UnsupportedMedia(f"{path.name}: {reason}") from None
     sr, channels = int(reader.samplerate), int(reader.channels)
+    if sr <= 0 or not 0 < channels <= MAX_CHANNELS:  # a header no recording has
+        reader.close()
+        raise UnsupportedMedia(f"{path.name}: corrupt audio header ({channels} channels at {sr} Hz)")
 
     def blocks() -> Generator[np.ndarray, None, None]:
         with reader:
-            for buf in reader:
-                pcm = np.frombuffer(buf, dtype="<i2").astype(np.float32) / 32768.0
-                yield pcm.reshape(-1, channels)
+            try:
+                for buf in reader:
+                    pcm = np.frombuffer(buf, dtype="<i2").astype(np.float32) / 32768.0
+                    yield pcm.reshape(-1, channels)
+            except Exception as exc:  # the stdlib readers behind audioread fail in many ways
+                raise UnsupportedMedia(f"{path.name}: corrupt audio data ({exc})") from None
 
     return sr, channels, blocks()
 

@@ -1,9 +1,10 @@
 """Cooperative cancellation of one query's work.
 
 A search runs in a worker thread, and Python cannot stop a thread from outside: when the web
-layer gives up on a request (its timeout), the thread would go on embedding. Long steps
-(audio decoding, batches of audio windows, query parts) call ``check`` between pieces instead,
-so abandoned work stops within one piece (tens of milliseconds), not when it would have ended.
+layer gives up on a request (its timeout), the thread would go on embedding and ranking. Long
+steps (audio decoding, batches of audio windows, query parts, rounds of ranking candidates) call
+``check`` between pieces instead, so abandoned work stops within one piece (tens of
+milliseconds), not when it would have ended.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from search.deadline import NO_DEADLINE, Deadline
 from search.encoders.base import Encoder
 from search.errors import NotFound
 from search.index import Index
-from search.media import open_image
+from search.media import WEB_IMAGE_FORMATS, open_image
 from search.query import Query, QueryPart
 from search.ranking import NeighbourSample, ShownPaths, rank
 from search.types import Hit
@@ -85,9 +85,12 @@ class Engine:
         if part.item_id is not None:
             return self.item_vector(part.item_id)
         if part.kind == "image":
+            # bytes sent in (API, page) get the common formats only; a local file (CLI), any
+            sent = part.image_b64 is not None
             image = open_image(
                 part.media_bytes(), self.max_image_pixels,
                 max_decoded_pixels=self.max_query_image_pixels,
+                formats=WEB_IMAGE_FORMATS if sent else None,
             )
             return self.encoder.encode_image([image])[0]
         waveform, cut = decode_audio_prefix(part.media_bytes(), self.max_query_audio_s, deadline)
@@ -122,17 +125,19 @@ class Engine:
         t0 = time.perf_counter()
         self.index.refresh()
         vectors, notes = self.embed_query(query, deadline)
-        hits = self.search_embedded(query, vectors)
+        hits = self.search_embedded(query, vectors, deadline=deadline)
         return SearchResult(hits, (time.perf_counter() - t0) * 1000, echo(query, notes))
 
     def search_embedded(
-        self, query: Query, vectors: np.ndarray, shown: ShownPaths | None = None
+        self, query: Query, vectors: np.ndarray, shown: ShownPaths | None = None,
+        deadline: Deadline = NO_DEADLINE,
     ) -> list[Hit]:
         """Search with the parts already embedded (``vectors[i]`` is part i): fusion, filters,
         keyword hits, calibration, threshold and paging; with ``shown``, hits keep only the
-        paths it gives and paging counts only hits with some. See ``search.ranking.rank``."""
+        paths it gives and paging counts only hits with some; ``deadline`` is checked between
+        rounds of candidates. See ``search.ranking.rank``."""
         return rank(self.index, query, vectors, calibration=self.calibration, sample=self._sample,
-                    shown=shown)
+                    shown=shown, deadline=deadline)
 
     def search_vector(self, vector: np.ndarray, query: Query) -> list[Hit]:
         """Nearest items to one query vector under the query's filters and threshold."""

@@ -34,6 +34,10 @@ def _normalise_ext(ext: str) -> str:
     return ext.lower().lstrip(".")
 
 
+def _like_literal(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _file_conditions(filters: Filters, postgres: bool = False) -> list[ColumnElement[bool]]:
     conds: list[ColumnElement[bool]] = []
     if filters.path_prefix:
@@ -51,9 +55,10 @@ def _file_conditions(filters: Filters, postgres: bool = False) -> list[ColumnEle
         else:
             conds.append(File.path.op("GLOB")(to_db(filters.path_glob)))
     if filters.ext:
-        exts = [_normalise_ext(e) for e in filters.ext if e.strip(". ")]
+        # stored form (an undecodable name's bytes are escaped there), LIKE's wildcards literal
+        exts = [_like_literal(to_db(_normalise_ext(e))) for e in filters.ext if e.strip(". ")]
         if exts:
-            conds.append(or_(*(func.lower(File.path).like(f"%.{e}") for e in exts)))
+            conds.append(or_(*(func.lower(File.path).like(f"%.{e}", escape="\\") for e in exts)))
     if filters.modified_after is not None:
         conds.append(File.mtime_ns >= _ns(filters.modified_after))
     if filters.modified_before is not None:
@@ -89,7 +94,8 @@ def allowed_segment_ids(catalog: Catalog, filters: Filters) -> np.ndarray | None
     """Sorted int64 segment ids passing ``filters``; None when nothing is filtered."""
     if filters.is_empty():
         return None
-    key = (catalog.target.public, filters.model_dump_json(), _catalog_version(catalog))
+    # repr, not JSON: a path filter may hold lone surrogates (an undecodable name)
+    key = (catalog.target.public, repr(filters), _catalog_version(catalog))
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]

@@ -45,9 +45,20 @@ def _ranks() -> dict[str, int] | None:
     return {w: i for i, w in enumerate(words[start:]) if w.isalnum()}
 
 
-@functools.lru_cache(maxsize=65_536)
+# longer than any whole word of the vocabulary (18 characters): never looked up, never cached
+MAX_WORD_CHARS = 32
+
+
 def rarity(word: str) -> float:
     """0 (an everyday word) .. 1 (a rare word or name) for a lower-case word."""
+    if len(word) > MAX_WORD_CHARS:  # query words reach here: 16 parts of 10,000 characters
+        # each, which the cache below would keep (65,536 of them, hundreds of MB)
+        return FALLBACK_RARITY if _ranks() is None else 1.0
+    return _rarity(word)
+
+
+@functools.lru_cache(maxsize=65_536)
+def _rarity(word: str) -> float:
     ranks = _ranks()
     if ranks is None:
         return FALLBACK_RARITY

@@ -8,9 +8,13 @@ from pathlib import Path
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from search.errors import PayloadTooLarge, UnsupportedMedia
+from search.errors import CrossfindError, PayloadTooLarge, UnsupportedMedia
 
 DEFAULT_MAX_PIXELS = 64_000_000
+# what a query image or a thumbnail may be: the formats crossfind indexes (indexer.sniff) and
+# AVIF (phones; "JPEG" takes cameras' MPO too). Pillow opens some forty more, rarely met and
+# less tried, and EPS it hands to Ghostscript: none of that for bytes from the network.
+WEB_IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "AVIF")
 
 
 def open_image(
@@ -18,6 +22,7 @@ def open_image(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     draft_px: int = 1024,
     max_decoded_pixels: int | None = None,
+    formats: tuple[str, ...] | None = None,
 ) -> Image.Image:
     """Decode an image fully: EXIF-rotated, RGB. Refuses decompression bombs and corrupt data.
 
@@ -29,6 +34,8 @@ def open_image(
     for query images: memory per decode stays bounded (a 64-Mpx PNG needs ~250 MB) while a
     large JPEG photo, decoded at a fraction of its size, still passes.
 
+    ``formats``: the Pillow formats tried (default: all it has), e.g. ``WEB_IMAGE_FORMATS``.
+
     Raises:
         UnsupportedMedia: not a decodable image (truncated, corrupt, wrong format).
         PayloadTooLarge: more than ``max_pixels`` pixels.
@@ -39,7 +46,14 @@ def open_image(
     ):
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            img = Image.open(fh)
+            try:
+                img = Image.open(fh, formats=formats)
+            except UnidentifiedImageError:
+                if formats is None:
+                    raise
+                raise UnsupportedMedia(
+                    "not a decodable image; send JPEG, PNG, GIF, WebP, BMP, TIFF or AVIF"
+                ) from None
             w, h = img.size
             if w * h > max_pixels:
                 raise PayloadTooLarge(f"image is {w}x{h} pixels, over the cap of {max_pixels}")
@@ -57,5 +71,9 @@ def open_image(
             return ImageOps.exif_transpose(img).convert("RGB")
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise PayloadTooLarge(f"image refused as a decompression bomb: {exc}") from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        except CrossfindError:
+            raise
+        except Exception as exc:
+            # hostile bytes reach Pillow's decoders, which fail in many ways besides OSError
+            # (a TIFF whose directory points past its end: TypeError "Missing dimensions")
             raise UnsupportedMedia(f"not a decodable image: {exc}") from None

@@ -7,14 +7,20 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from search.errors import BadRequest
+from search.paths import shown
 
 # a text part's length cap: MiniLM reads 256 tokens anyway, and every word is a keyword term
 MAX_TEXT_CHARS = 10_000
+# filter caps: Linux paths are at most 4096 bytes (PATH_MAX), names 255 (NAME_MAX); each
+# extension is one more SQL condition, and SQLite stops at 1000 levels of them
+MAX_FILTER_PATH_CHARS = 4096
+MAX_EXTS = 256
+MAX_EXT_CHARS = 255
 FusionName = Literal["weighted", "attention", "attention_learned", "rrf", "score_sum"]
 SortName = Literal["relevance", "date", "name"]
 
@@ -107,18 +113,58 @@ class Filters(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     modality: list[Literal["text", "image", "audio", "video"]] | None = None
-    path_prefix: str | None = None
-    path_glob: str | None = Field(None, examples=["*/holidays/*.jpg"])
-    ext: list[str] | None = Field(None, examples=[["jpg", "png"]])
+    path_prefix: str | None = Field(None, description=f"at most {MAX_FILTER_PATH_CHARS} characters")
+    path_glob: str | None = Field(
+        None, examples=["*/holidays/*.jpg"], description=f"at most {MAX_FILTER_PATH_CHARS} characters")
+    ext: list[str] | None = Field(
+        None, max_length=MAX_EXTS, examples=[["jpg", "png"]], description=f"at most {MAX_EXTS}")
     modified_after: datetime | None = None
     modified_before: datetime | None = None
     min_size: int | None = Field(None, ge=0)
     max_size: int | None = Field(None, ge=0)
-    min_duration_s: float | None = Field(None, ge=0)
-    max_duration_s: float | None = Field(None, ge=0)
+    min_duration_s: float | None = Field(None, ge=0, allow_inf_nan=False)
+    max_duration_s: float | None = Field(None, ge=0, allow_inf_nan=False)
+
+    # plain checks, not str constraints: those refuse lone surrogates, which the CLI's
+    # undecodable file names are (``search.paths``)
+    @field_validator("path_prefix", "path_glob")
+    @classmethod
+    def _path_like(cls, value: str | None) -> str | None:
+        return None if value is None else _path_text(value, MAX_FILTER_PATH_CHARS)
+
+    @field_validator("ext")
+    @classmethod
+    def _exts(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [_path_text(e, MAX_EXT_CHARS) for e in value]
 
     def is_empty(self) -> bool:
         return all(v is None for v in self.model_dump().values())
+
+    def describe(self) -> dict[str, object]:
+        """The filters set, JSON-safe: a path holding undecodable bytes is shown escaped."""
+        out = self.model_dump(mode="json", exclude_none=True)
+        for key in ("path_prefix", "path_glob"):
+            if key in out:
+                out[key] = _json_safe(out[key])
+        if "ext" in out:
+            out["ext"] = [_json_safe(e) for e in out["ext"]]
+        return out
+
+
+def _path_text(value: str, cap: int) -> str:
+    if len(value) > cap:
+        raise ValueError(f"at most {cap} characters (no path is longer)")
+    if "\x00" in value:
+        raise ValueError("no path holds a NUL character")
+    return value
+
+
+def _json_safe(value: str) -> str:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: an undecodable name (search.paths)
+        return shown(value)
+    return value
 
 
 class QueryOptions(BaseModel):
@@ -136,7 +182,7 @@ class QueryOptions(BaseModel):
     k: int = Field(10, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=10_000, description="skip this many results (paging)")
     filters: Filters = Field(default_factory=Filters)
-    min_score: float | Literal["auto"] | None = Field(
+    min_score: Annotated[float, Field(allow_inf_nan=False)] | Literal["auto"] | None = Field(
         None,
         description='calibrated relevance threshold (0..1), or "auto": each query\'s list is cut '
         "where the evidence ends (short when few items match)",
@@ -169,7 +215,7 @@ class Query(QueryOptions):
         if len(self.parts) == 1 and self.parts[0].text is not None:
             out["text"] = self.parts[0].text
         if not self.filters.is_empty():
-            out["filters"] = self.filters.model_dump(mode="json", exclude_none=True)
+            out["filters"] = self.filters.describe()
         if self.min_score is not None:
             out["min_score"] = self.min_score
         if self.sort != "relevance":

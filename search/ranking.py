@@ -24,6 +24,7 @@ from search.attention import (
 )
 from search.calibration import Calibration, auto_keep
 from search.catalog import Catalog, SegmentInfo
+from search.deadline import NO_DEADLINE, Deadline
 from search.filters import allowed_for, filter_ids, path_matches
 from search.fusion import check_weights, late_fuse, weighted_average
 from search.hybrid import STRONG_EVIDENCE, KeywordHit, blend_lexical, keyword_hits, merge_evidence
@@ -221,7 +222,8 @@ def _broad_filter(index: Index, query: Query, qvec: np.ndarray, strategy: str, n
 def rank(index: Index, query: Query, vectors: np.ndarray, *,
          calibration: Callable[[], Calibration], sample: NeighbourSample,
          fused: bool = False, full_filter: bool = False,
-         shown: ShownPaths | Visibility | None = None) -> list[Hit]:
+         shown: ShownPaths | Visibility | None = None,
+         deadline: Deadline = NO_DEADLINE) -> list[Hit]:
     """The hits of ``query`` whose part i embeds to ``vectors[i]`` (or, with ``fused``, whose
     parts were already fused into the one vector ``vectors[0]``) over ``index``.
 
@@ -234,6 +236,11 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
             ``k`` shown hits while there are that many, and ``offset`` counts shown hits only.
             Relevance is the same as without (the best cosine of a kind counts hidden hits
             too). After ``HIDDEN_CAP`` hidden hits the search answers with what it found.
+        deadline: checked before each round of candidates, so a search its caller gave up on
+            (a request past its timeout) stops instead of fetching ever larger rounds.
+
+    Raises:
+        RequestTimeout: the deadline passed.
     """
     visible = Visibility(shown) if shown is not None and not isinstance(shown, Visibility) else shown
     given = vectors
@@ -268,6 +275,7 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
     keyword = _keyword_evidence(index, query, allowed)
 
     while True:
+        deadline.check()
         fetch = max(1, min(n, limit))
         ids, cos, scores = _vector_ranking(store, strategy, qvec, vectors, weights, allowed, fetch)
         matched: set[int] = set()
@@ -305,7 +313,7 @@ def rank(index: Index, query: Query, vectors: np.ndarray, *,
         exhausted = fetch >= limit or (floor is not None and len(cos) and float(cos.min()) < floor)
         if shortcut and len(hits) < want and exhausted and not capped:  # grouping ate them
             return rank(index, query, given, calibration=calibration, sample=sample, fused=fused,
-                        full_filter=True, shown=visible)
+                        full_filter=True, shown=visible, deadline=deadline)
         exhausted = exhausted or capped
         if auto and (exhausted or len(hits) >= max(want, AUTO_POOL)):
             return sort_hits(cut_auto(hits, scales.shipped.auto_floor), query.sort)[query.offset : want]

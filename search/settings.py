@@ -66,6 +66,10 @@ class Settings(BaseSettings):
     port: int = 8000
     api_key: str | None = None
     open_reads: bool = True
+    # the Host names the server answers to (a guard against DNS rebinding: another site's page
+    # renaming itself to 127.0.0.1 to read the open API). None: localhost, 127.0.0.1 and ::1
+    # when listening on a loopback address, any name otherwise; ["*"]: any name
+    allowed_hosts: list[str] | None = None
     max_upload_mb: float = 20.0
     request_timeout_s: float = 30.0
     # an audio query part is embedded from its first this-many seconds (the rest is ignored and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -59,6 +60,56 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def allowed_hosts(settings: Settings) -> list[str] | None:
+    """The Host names to answer (None: any): ``settings.allowed_hosts``, or for a server on a
+    loopback address the loopback names."""
+    if settings.allowed_hosts is not None:
+        names = [h.strip().lower() for h in settings.allowed_hosts]
+        return None if "*" in names else names
+    try:
+        loopback = ipaddress.ip_address(settings.host).is_loopback
+    except ValueError:
+        loopback = settings.host.lower() == "localhost"
+    return list(LOOPBACK_NAMES) if loopback else None
+
+
+class HostCheck:
+    """Answer only requests whose Host header names this server.
+
+    A server on 127.0.0.1 with open reads is reachable by any page the user's browser loads:
+    a site whose name first resolves to its own server, then to 127.0.0.1 (DNS rebinding),
+    is then same-origin with the API and reads the user's files through it. Its requests
+    still carry its own name in Host, which is refused here.
+    """
+
+    def __init__(self, app: ASGIApp, names: list[str]) -> None:
+        self.app = app
+        self.names = set(names)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            host = _host_name(dict(scope.get("headers", [])).get(b"host", b""))
+            if host and host not in self.names:
+                message = (
+                    f"this server answers to {', '.join(sorted(self.names))} only, not {host!r} "
+                    "(a guard against DNS rebinding); set CROSSFIND_ALLOWED_HOSTS to add a name"
+                )
+                await JSONResponse({"status": 400, "message": message}, 400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_name(header: bytes) -> str:
+    """The name in a Host header, without its port ("[::1]:8000" -> "::1")."""
+    host = header.decode("latin-1").strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -96,4 +147,7 @@ def create_app(
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.add_middleware(BodyLimit, max_bytes=int(settings.max_upload_mb * 1_000_000 * _BODY_FACTOR))
+    names = allowed_hosts(settings)
+    if names is not None:
+        app.add_middleware(HostCheck, names=names)  # outermost: refused before anything runs
     return app

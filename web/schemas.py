@@ -202,7 +202,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "the API key is needed (writes; reads when CROSSFIND_OPEN_READS=false)"),
         (403, "wrong API key, or writes disabled (no CROSSFIND_API_KEY)"),
         (404, "no such item"),
-        (413, "upload over the size cap"),
+        (413, "upload over the size cap, or a JSON body of over 10,000 values"),
         (409, "another process is writing to the index"),
         (415, "not a decodable image/audio file"),
         (422, "the request does not validate"),

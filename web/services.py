@@ -129,7 +129,7 @@ class Services:
     async def search(self, query: Query) -> SearchResult:
         """Run a search in a worker thread, bounded by the request timeout. On timeout the
         thread is told to stop (``Deadline``): it gives up at its next check, between audio
-        blocks, window batches or parts, instead of working on for nobody."""
+        blocks, window batches, parts or rounds of candidates, instead of working on for nobody."""
         engine = self.require_engine()
         timeout = self.settings.request_timeout_s
         deadline = Deadline(timeout)
@@ -156,7 +156,7 @@ class Services:
         vectors, notes = engine.embed_query(
             query, deadline, lambda part, note: self.vectors.get(part, embed, note)
         )
-        hits = engine.search_embedded(query, vectors, shown=_readable_paths(engine))
+        hits = engine.search_embedded(query, vectors, shown=_readable_paths(engine), deadline=deadline)
         return SearchResult(hits, (time.perf_counter() - t0) * 1000, echo(query, notes))
 
     def _embedder(
@@ -214,7 +214,7 @@ class Services:
                 raise
             w.remove_segments(dropped)
             w.checkpoint()
-        self.thumbnails.forget(info.content_id)
+        self.thumbnails.forget(info.content_id, info.sha256)
         return info.paths, len(dropped)
 
 

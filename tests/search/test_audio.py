@@ -179,8 +179,8 @@ def test_a_cut_decoder_is_closed_not_drained():
         finally:
             closed.append(True)
 
-    samples, more = _read_prefix(endless(), 1000, 2, 2.5, NO_DEADLINE)
-    assert more and samples.shape == (2500, 2)
+    samples, more = _read_prefix(endless(), 1000, 2.5, NO_DEADLINE)
+    assert more and samples.shape == (40_000,)  # 2.5 s, as 16 kHz mono
     assert len(pulled) == 3 and closed == [True]
 
 

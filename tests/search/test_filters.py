@@ -159,3 +159,38 @@ def test_broad_filters_checked_on_candidates_give_the_exact_order(corpus, filter
     finally:
         ranking._broad_filter = original
     assert taken and (taken[0] is None) == engine.index.store.pushdown
+
+
+def test_a_search_its_caller_gave_up_on_stops_at_the_next_round(tmp_path):
+    """The web layer cancels a search past its timeout; ranking checks the deadline between
+    rounds of candidates, so it stops after the round it was in instead of fetching rounds
+    four times larger until the index is exhausted (here every hit is hidden, as when the
+    top files were deleted, so only exhaustion would end it)."""
+    from search.deadline import Deadline
+    from search.errors import RequestTimeout
+
+    engine, index, _ = engine_over(tmp_path, dim=DIM)
+    rng = np.random.default_rng(0)
+    for i in range(300):
+        add_item(index, rng.normal(size=DIM).astype(np.float32), f"/p/{i:03d}.jpg")
+    query = Query(parts=[QueryPart(text="x")], k=2, hybrid=False, group=False)
+    q = np.ones((1, DIM), np.float32) / 4
+    looked: list[int] = []
+
+    def hide(info):
+        looked.append(info.id)
+        return []
+
+    assert engine.search_embedded(query, q, shown=hide) == []
+    assert len(looked) == 300  # left alone, the rounds grow until every item was looked at
+
+    looked.clear()
+    deadline = Deadline()
+
+    def give_up(info):
+        deadline.cancel()  # the request timed out while this round was checked
+        return hide(info)
+
+    with pytest.raises(RequestTimeout):
+        engine.search_embedded(query, q, shown=give_up, deadline=deadline)
+    assert len(looked) == 2  # the first round only: k candidates

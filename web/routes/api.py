@@ -18,6 +18,7 @@ from web.deps import EngineDep, ReadAccess, ServicesDep, WriteAccess
 from web.errors import ServiceUnavailable
 from web.files import OpenFileResponse, media_type, open_media
 from web.forms import MAX_ID, SearchForm, check_query
+from web.json_body import JsonLimitRoute
 from web.present import has_thumbnail, item_json, result_json
 from web.schemas import (
     ERROR_RESPONSES,
@@ -37,8 +38,10 @@ log = logging.getLogger(__name__)
 ItemId = Annotated[int, PathParam(ge=0, le=MAX_ID, description="an item (segment) id from a result")]
 
 router = APIRouter(responses=ERROR_RESPONSES)
-reads = APIRouter(prefix="/api", dependencies=[ReadAccess], responses=ERROR_RESPONSES)
-writes = APIRouter(prefix="/api", dependencies=[WriteAccess], responses=ERROR_RESPONSES)
+reads = APIRouter(prefix="/api", dependencies=[ReadAccess], responses=ERROR_RESPONSES,
+                  route_class=JsonLimitRoute)
+writes = APIRouter(prefix="/api", dependencies=[WriteAccess], responses=ERROR_RESPONSES,
+                   route_class=JsonLimitRoute)
 
 
 def _prefix(request: Request) -> str:
@@ -135,9 +138,9 @@ def get_thumbnail(services: ServicesDep, engine: EngineDep, item_id: ItemId) -> 
         thumbnails, moment = services.thumbnails, info.start_s or 0.0
         try:
             if video_frame:  # the matching frame
-                cached = thumbnails.get_frame(info.id, moment, source)
+                cached = thumbnails.get_frame(info.id, info.sha256, moment, source)
             else:
-                cached = thumbnails.get(info.content_id, source)
+                cached = thumbnails.get(info.content_id, info.sha256, source)
         except DiskFull:  # no room to cache it: serve it made afresh
             log.warning("thumbnail cache is full; serving %s uncached", info.id)
             data = thumbnails.render_frame(source, moment) if video_frame else thumbnails.render(source)
