@@ -19,7 +19,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -44,6 +44,22 @@ class Server:
     socket_dir: Path
     port: int
     user: str
+    # how to stop and start it again (outage tests): pg_ctl and its arguments
+    pg_ctl: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        """``pg_ctl stop -m immediate``: every backend dies at once, as in a crash."""
+        subprocess.run([*self.pg_ctl, "-m", "immediate", "stop"], capture_output=True, timeout=60)
+
+    def start(self) -> None:
+        subprocess.run([*self.pg_ctl, "-w", "-t", "60", "start"], check=True, capture_output=True, timeout=120)
+
+    def pids(self) -> list[int]:
+        """The postmaster and its children (to freeze the server with SIGSTOP)."""
+        data = Path(self.pg_ctl[self.pg_ctl.index("-D") + 1])
+        main = int((data / "postmaster.pid").read_text().split()[0])
+        kids = Path(f"/proc/{main}/task/{main}/children").read_text().split()
+        return [main, *map(int, kids)]
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql://{self.user}@/{database}?host={self.socket_dir}&port={self.port}"
@@ -95,16 +111,17 @@ def temporary_server() -> Iterator[Server]:
         # durability off: a test server's data is thrown away anyway
         opts = (f"-p {port} -k {sock} -c listen_addresses='' -c fsync=off -c synchronous_commit=off"
                 " -c full_page_writes=off -c max_connections=200")
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "-t", "60", "start")
+        pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts]
+        run(*pg_ctl[len(prefix):], "-w", "-t", "60", "start")
     except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
         detail = getattr(exc, "stderr", "") or ""
         if log.exists():
             detail += log.read_text(errors="replace")[-2000:]
         shutil.rmtree(tmp, ignore_errors=True)
         raise RuntimeError(f"could not start PostgreSQL: {detail.strip()[-800:]}") from None
+    server = Server(sock, port, user, pg_ctl)
     try:
-        yield Server(sock, port, user)
+        yield server
     finally:
-        subprocess.run([*prefix, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True, timeout=60)
+        server.stop()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -13,7 +13,7 @@ import os
 import sys
 
 from cli.common import load_extra_encoders
-from search.errors import CrossfindError, DiskFull, is_disk_full
+from search.errors import CrossfindError, DiskFull, is_catalog_unreachable, is_disk_full
 
 # modules under cli/ that register subcommands, in help order
 _COMMAND_MODULES = ("index", "search", "evaluate", "evalmixed", "audio", "serve", "bench", "models", "fusion", "train")
@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"crossfind: error: {exc.message}", file=sys.stderr)
         return 2
     except Exception as exc:
+        if is_catalog_unreachable(exc):  # its server went down mid-run: not a bug, no traceback
+            first = str(exc).strip().splitlines()[0][:300]
+            print(f"crossfind: error: the catalog cannot be reached ({first}); check its server "
+                  "and run the command again (what was committed before is kept)", file=sys.stderr)
+            return 2
         if not is_disk_full(exc):
             raise
         # a write the library did not expect to fill the disk (it names its own otherwise)

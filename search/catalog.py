@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +45,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DatabaseError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from search import migrate
@@ -60,7 +60,7 @@ from search.dialect import (
     pg_integrity_error,
     to_pyformat,
 )
-from search.errors import Conflict, ServiceUnavailable
+from search.errors import Conflict, ServiceUnavailable, is_catalog_unreachable, is_disk_full
 from search.paths import ESC, from_db, shown, to_db
 
 # 2: vectors live in the catalog (table ``vectors``, written in the rows' transaction), deletes
@@ -238,6 +238,8 @@ class Catalog:
         """
         if not isinstance(target, CatalogTarget):
             target = CatalogTarget(sqlite_path=Path(target))
+        if target.sqlite_path is not None and _on_read_only_medium(target.sqlite_path):
+            target = replace(target, immutable=True)
         self.target = target
         self.postgres = target.postgres
         # the SQLite file (PostgreSQL: the URL sans password, as ``target.public`` names it)
@@ -255,9 +257,21 @@ class Catalog:
         try:
             migrate.upgrade(self.engine)
         except OperationalError as exc:
+            self.engine.dispose()
             if self.postgres:
                 raise self._unreachable(exc) from None
-            raise
+            if is_disk_full(exc):  # the callers say so, naming the fix
+                raise
+            raise Conflict(
+                f"cannot open the catalog {self.path} ({str(exc.orig).splitlines()[0][:200]}); check "
+                "that its folder can be read (and, to index, written)"
+            ) from None
+        except DatabaseError as exc:  # SQLite: "file is not a database", "... malformed"
+            self.engine.dispose()
+            raise Conflict(
+                f"the catalog {self.path} is damaged ({str(exc.orig).splitlines()[0][:200]}); restore "
+                "it from a backup, or rebuild the index with --reindex (every file is embedded again)"
+            ) from None
         self._check_schema()
         self._escape_paths()
 
@@ -332,6 +346,7 @@ class Catalog:
         with self.engine.begin() as conn:
             if self.postgres:
                 conn.exec_driver_sql(_BUMP)
+                self._still_the_writer()
             yield conn
 
     @contextmanager
@@ -340,7 +355,25 @@ class Catalog:
         with self.session() as s, s.begin():
             if self.postgres:
                 s.execute(text(_BUMP))
+                self._still_the_writer()
             yield s
+
+    def _still_the_writer(self) -> None:
+        """A writer's advisory lock lives on its own connection: a server restart drops it while
+        the pool reconnects the others, and another writer may then take it. A write goes on
+        only while that connection (so the lock) is alive; checked once the counter row is
+        locked, so no other writer can be between the check and the commit."""
+        if self._writer_lock is None:
+            return
+        try:
+            self._writer_lock.execute("SELECT 1")
+        except Exception as exc:
+            if not is_catalog_unreachable(exc):
+                raise
+            raise ServiceUnavailable(
+                f"lost the one-writer lock of the catalog {self.target.public} (its server restarted "
+                "or dropped the connection); run the command again (what was committed before is kept)"
+            ) from None
 
     def refresh_statistics(self) -> None:
         """After a writing run on PostgreSQL: ANALYZE, so the planner knows the new row counts
@@ -809,7 +842,7 @@ class Catalog:
             except psycopg.OperationalError as exc:
                 raise self._unreachable(exc) from None
         # the connection stays on this thread; close() may run on another, hence no check
-        con = sqlite3.connect(str(self.path), check_same_thread=False)
+        con = sqlite3.connect(self.target.sqlite_uri(), uri=True, check_same_thread=False)
         con.execute("PRAGMA busy_timeout=10000")
         # reads through a memory map: no read() call per page (hit lookup 0.35 -> 0.24 ms)
         con.execute("PRAGMA mmap_size=268435456")
@@ -903,6 +936,13 @@ def _decode(blobs: Sequence[bytes], dim: int) -> np.ndarray:
     if out.shape[1] != dim:
         raise ValueError(f"stored vectors are {out.shape[1]}-d, the index says {dim}-d")
     return out.astype(np.float32, copy=False)
+
+
+def _on_read_only_medium(path: Path) -> bool:
+    """A catalog no writer can be changing: its folder cannot be written (a read-only mount)
+    and no write-ahead log is pending (a writer leaves none once it closes)."""
+    return (path.exists() and not os.access(path.parent, os.W_OK)
+            and not path.with_name(path.name + "-wal").exists())
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

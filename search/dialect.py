@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import create_engine
 from sqlalchemy.engine import URL, make_url
@@ -35,6 +36,9 @@ class CatalogTarget:
 
     sqlite_path: Path | None = None
     url: URL | None = None
+    # a SQLite file on a read-only medium (no writer can change it): opened as immutable, since
+    # SQLite cannot otherwise read a WAL database where it may not create the -shm file
+    immutable: bool = False
 
     @property
     def postgres(self) -> bool:
@@ -43,8 +47,12 @@ class CatalogTarget:
     @property
     def sqlalchemy_url(self) -> str | URL:
         if self.url is None:
-            return f"sqlite:///{self.sqlite_path}"
-        return self.url.set(drivername="postgresql+psycopg")
+            return f"sqlite:///{self.sqlite_uri()}&uri=true" if self.immutable else f"sqlite:///{self.sqlite_path}"
+        return _with_network_defaults(self.url).set(drivername="postgresql+psycopg")
+
+    def sqlite_uri(self) -> str:
+        """The SQLite file as a ``file:`` URI (immutable when so marked), for ``uri=True``."""
+        return f"file:{quote(str(self.sqlite_path))}?immutable={int(self.immutable)}"
 
     @property
     def public(self) -> str:
@@ -54,7 +62,23 @@ class CatalogTarget:
     def libpq(self) -> str:
         """A libpq connection string (psycopg.connect) for the raw reader connections."""
         assert self.url is not None
-        return self.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return _with_network_defaults(self.url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+# A server that stops answering (a hung host, a dropped network path, a firewall that eats
+# packets) must give an error, not a wait without end: libpq gives up connecting after
+# connect_timeout, and TCP keepalives / tcp_user_timeout end a connection whose peer is gone
+# mid-query. A URL's own values win (e.g. ?connect_timeout=60).
+NETWORK_DEFAULTS = {
+    "connect_timeout": "10",
+    "keepalives": "1", "keepalives_idle": "15", "keepalives_interval": "5", "keepalives_count": "3",
+    "tcp_user_timeout": "15000",
+}
+
+
+def _with_network_defaults(url: URL) -> URL:
+    missing = {k: v for k, v in NETWORK_DEFAULTS.items() if k not in url.query}
+    return url.update_query_dict(missing) if missing else url
 
 
 def parse_catalog(spec: str) -> URL:

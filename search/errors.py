@@ -42,6 +42,20 @@ class Conflict(CrossfindError):
     status = 409
 
 
+class DamagedStore(Conflict):
+    """The derived vector index (a FAISS base file, a Milvus Lite file) cannot be read. The
+    catalog holds every vector, so a writer's open (``crossfind index``) sets it aside and
+    builds it again; nothing is embedded again."""
+
+    def __init__(self, path: object, why: str) -> None:
+        self.path = path
+        self.why = why
+        super().__init__(
+            f"{why}; run `crossfind index` on the indexed folders with the same --db to rebuild it "
+            "from the stored vectors (nothing is embedded again), or rebuild the index with --reindex"
+        )
+
+
 class PayloadTooLarge(CrossfindError):
     status = 413
 

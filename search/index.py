@@ -46,6 +46,7 @@ from search.catalog import Catalog, NewContent, Vector
 from search.errors import (
     BadRequest,
     Conflict,
+    DamagedStore,
     DiskFull,
     EncoderMismatch,
     IndexLocked,
@@ -78,7 +79,15 @@ class Manifest:
 
     @classmethod
     def read(cls, path: Path) -> Manifest:
-        return cls(**json.loads(path.read_text()))
+        """Raises Conflict (naming the fix) when the file is damaged or not a manifest."""
+        try:
+            manifest = cls(**json.loads(path.read_text()))
+        except (ValueError, TypeError) as exc:  # JSON, UTF-8 and field errors alike
+            raise Conflict(
+                f"the index at {path.parent} has an unreadable {path.name} ({str(exc)[:200]}); "
+                "restore it, or rebuild the index with --reindex"
+            ) from None
+        return manifest
 
     def write(self, path: Path) -> None:
         write_atomically(path, lambda fh: fh.write(json.dumps(self.__dict__, indent=2).encode()))
@@ -179,7 +188,7 @@ class Index:
         root.mkdir(parents=True, exist_ok=True)
         lock_fd = _take_lock(root)
         try:
-            recorded = Manifest.read(root / MANIFEST).catalog if cls.exists(root) else ""
+            recorded = _recorded_catalog(root, reindex) if cls.exists(root) else ""
             if reindex and catalog_url:  # rebuilt wherever asked
                 target = dialect.resolve(root / CATALOG, "", catalog_url, exists=False)
             else:
@@ -218,7 +227,13 @@ class Index:
                 repaired = _reconcile_rows(catalog)
                 if switched_from is not None:
                     _leave_store(root, catalog, switched_from)
-                index = cls(root, manifest, catalog, options)
+                try:
+                    index = cls(root, manifest, catalog, options)
+                except DamagedStore as exc:
+                    # derived from the stored vectors: set aside, and filled again from them
+                    log.warning("%s; rebuilding it from the stored vectors", exc.why)
+                    _discard_damaged(root, catalog, manifest.backend, Path(str(exc.path)))
+                    index = cls(root, manifest, catalog, options)
             except BaseException:
                 catalog.close()
                 raise
@@ -262,20 +277,17 @@ class Index:
             meta = json.loads(raw) if raw else None
             base = None
             if meta is not None:
+                path = self.root / meta["file"]
                 try:
-                    base = ann.AnnBase.load(self.root / meta["file"], meta["factory"], meta["params"])
-                except FileNotFoundError:  # replaced by a newer one since the meta row was read
-                    continue
-                except (RuntimeError, ValueError) as exc:
-                    raise Conflict(
-                        f"the vector index file {self.root / meta['file']} is unreadable "
-                        f"({str(exc).splitlines()[0][:200]}); rebuild the index with --reindex"
-                    ) from None
+                    base = ann.AnnBase.load(path, meta["factory"], meta["params"])
+                except FileNotFoundError:
+                    if self.catalog.get_meta(ANN_META) != raw:
+                        continue  # replaced by a newer one since the meta row was read
+                    raise _damaged(path, "it is missing") from None
+                except (RuntimeError, ValueError, EOFError) as exc:
+                    raise _damaged(path, str(exc).splitlines()[0][:200]) from None
                 if base.index.d != dim:
-                    raise Conflict(
-                        f"the vector index file {self.root / meta['file']} holds {base.index.d}-d "
-                        f"vectors but {self.root / MANIFEST} says {dim}-d; rebuild the index with --reindex"
-                    )
+                    raise _damaged(path, f"it holds {base.index.d}-d vectors but {self.root / MANIFEST} says {dim}-d")
             upto = int(meta["upto_id"]) if meta else 0
             changes = self.catalog.vector_changes(dim, upto, int(meta["tomb_seq"]) if meta else 0)
             if changes.ann != raw:
@@ -556,6 +568,17 @@ class Index:
         }
 
 
+def _recorded_catalog(root: Path, reindex: bool) -> str:
+    """The catalog URL the manifest records; with ``reindex`` a damaged manifest records none
+    (it is rebuilt: into the SQLite file, or wherever --catalog says)."""
+    try:
+        return Manifest.read(root / MANIFEST).catalog
+    except Conflict:
+        if not reindex:
+            raise
+        return ""
+
+
 def _check_encoder(root: Path, manifest: Manifest, encoder: str | None) -> None:
     if encoder is not None and encoder != manifest.encoder:
         raise EncoderMismatch(
@@ -598,11 +621,23 @@ def _leave_store(root: Path, catalog: Catalog, backend: str) -> None:
     in it), so its files go and its meta row is cleared; the new one is filled from the catalog."""
     if backend == "milvus":
         milvus_sync.forget(catalog)
-    else:
-        for path in _derived_files(root):
-            path.unlink(missing_ok=True)
+    else:  # the meta row first: a reader never reads a name whose file is already gone
         if catalog.get_meta(ANN_META):
             catalog.set_meta(ANN_META, "")
+        for path in _derived_files(root):
+            path.unlink(missing_ok=True)
+
+
+def _damaged(path: Path, why: str) -> DamagedStore:
+    return DamagedStore(path, f"the vector index file {path} is unreadable ({why})")
+
+
+def _discard_damaged(root: Path, catalog: Catalog, backend: str, path: Path) -> None:
+    """A writer met a derived store it cannot read: FAISS base files go (the next compact builds
+    one); a Milvus Lite folder is moved aside (kept, not deleted) and refilled from the catalog."""
+    if backend == "milvus":
+        path.rename(path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}"))
+    _leave_store(root, catalog, backend)
 
 
 def _derived_files(root: Path) -> list[Path]:

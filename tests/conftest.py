@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -58,10 +59,10 @@ def bundled_encoder():
     return create_encoder("bundled", get_settings().cache_dir)
 
 
-@pytest.fixture(scope="session")
-def postgres_server():
-    """A real PostgreSQL server in a temp folder for the whole session (bench/pgserver.py);
-    skips with the reason where initdb/pg_ctl are missing or cannot run."""
+@contextmanager
+def _postgres():
+    """A real PostgreSQL server in a temp folder (bench/pgserver.py); skips with the reason
+    where initdb/pg_ctl are missing or cannot run."""
     pytest.importorskip("psycopg", reason="psycopg is not installed (pip install -e .)")
     from bench.pgserver import temporary_server
 
@@ -70,8 +71,24 @@ def postgres_server():
         server = manager.__enter__()
     except RuntimeError as exc:
         pytest.skip(str(exc))
-    yield server
-    manager.__exit__(None, None, None)
+    try:
+        yield server
+    finally:
+        manager.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A server for the whole session."""
+    with _postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def own_postgres_server():
+    """A server of the test's own, which it may stop, freeze and start again."""
+    with _postgres() as server:
+        yield server
 
 
 @pytest.fixture

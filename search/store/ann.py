@@ -98,7 +98,11 @@ class AnnBase:
 
     @classmethod
     def load(cls, path: Path, factory: str, params: dict[str, int]) -> AnnBase:
-        index = faiss.read_index(str(path))
+        """Raises FileNotFoundError when either file is gone (a writer replaced this base since
+        its name was read: the caller reads the name again), never FAISS's RuntimeError: the
+        file is opened here and read through the open handle, which a delete cannot take."""
+        with open(path, "rb") as fh:
+            index = faiss.read_index(faiss.PyCallbackIOReader(fh.read))  # type: ignore[attr-defined]
         ids = np.load(ids_file(path))
         if index.ntotal != len(ids):
             raise ValueError(f"{path} holds {index.ntotal} vectors but {len(ids)} ids")

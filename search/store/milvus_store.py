@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from search.errors import BadRequest, ServiceUnavailable
+from search.errors import BadRequest, DamagedStore, ServiceUnavailable
 from search.store.ann import prepare_queries
 from search.store.base import StoreFilter, VectorStore
 from search.store.layered import _top as top_k
@@ -84,6 +84,10 @@ def extension(path: str) -> str:
     return name.rsplit(".", 1)[1].lower()[:EXT_MAX] if "." in name else ""
 
 
+# what a collection has when it has no vector index (Milvus Lite then searches it exactly)
+NO_INDEX = "none"
+
+
 def index_type_for(n: int, dim: int, options: StoreOptions) -> tuple[str, dict[str, int]]:
     """(index type, build params) for ``n`` vectors, as ``faiss:auto`` sizes FAISS's."""
     if n <= options.exact_max:
@@ -108,7 +112,14 @@ def _open_lite(path: str) -> None:
                          "pick another --store milvus:<file>.db")
     with _LITE_LOCK:
         if _LITE_USERS.get(path, 0) == 0 and (folder / "LOCK").exists():
-            fd = os.open(folder / "LOCK", os.O_RDWR)
+            try:
+                fd = os.open(folder / "LOCK", os.O_RDWR)
+            except OSError as exc:  # e.g. a read-only mount: Lite writes even to search
+                raise ServiceUnavailable(
+                    f"cannot open the Milvus Lite file {path} for writing ({exc.strerror}); Milvus "
+                    "Lite needs its folder writable even to search: make it writable, or copy the "
+                    "index folder to a writable place"
+                ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -190,9 +201,12 @@ class MilvusStore(VectorStore):
         try:
             self.client = _client(self.uri, timeout)
             self._ensure_collection()
-        except BaseException:
+        except BaseException as exc:
             if self.lite:
                 _close_lite(self.uri)
+                if type(exc).__name__ == "MilvusException":  # its files are damaged
+                    raise DamagedStore(Path(self.uri), f"the Milvus Lite file {self.uri} is unreadable "
+                                       f"({_first_line(exc)})") from None
             raise
         self._ids: np.ndarray | None = None
         self._irregular: np.ndarray | None = None
@@ -235,6 +249,8 @@ class MilvusStore(VectorStore):
             desc = self.client.describe_index(self.collection, "vec")
         except Exception:  # no index yet (a collection made elsewhere)
             return "FLAT", {}
+        if not desc:  # none: a writer killed between dropping one index and making the next
+            return NO_INDEX, {}
         params = {k: int(v) for k, v in desc.items() if k in ("M", "efConstruction", "nlist")}
         return str(desc.get("index_type", "FLAT")), params
 
@@ -246,7 +262,8 @@ class MilvusStore(VectorStore):
             return False
         c = self.client
         c.release_collection(self.collection)
-        c.drop_index(self.collection, "vec")
+        if self.index_type != NO_INDEX:
+            c.drop_index(self.collection, "vec")
         index = c.prepare_index_params()
         index.add_index("vec", index_type=kind, metric_type="IP", params=params)
         c.create_index(self.collection, index)
@@ -376,8 +393,11 @@ class MilvusStore(VectorStore):
     def count(self, where: StoreFilter | None = None) -> int:
         if where is None and self._ids is not None:
             return len(self._ids)
-        res = self.client.query(self.collection, filter=where.expr if where else "",
-                                output_fields=["count(*)"])
+        return self.stored_count(where.expr if where else "")
+
+    def stored_count(self, expr: str = "") -> int:
+        """What the collection itself holds (never the id list this process keeps)."""
+        res = self.client.query(self.collection, filter=expr, output_fields=["count(*)"])
         return int(res[0]["count(*)"])
 
     def reconstruct(self, ids: np.ndarray) -> np.ndarray:

@@ -13,6 +13,7 @@ is repaired by the next open. A collection that the meta row does not describe (
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,11 +22,13 @@ import numpy as np
 from sqlalchemy import select
 
 from search.store.milvus_spec import resolve_spec, split_spec
-from search.store.milvus_store import Fields, MilvusStore
+from search.store.milvus_store import NO_INDEX, Fields, MilvusStore
 from search.store.spec import StoreOptions
 
 if TYPE_CHECKING:
     from search.catalog import Catalog, NewContent
+
+log = logging.getLogger(__name__)
 
 META = "milvus"
 _CHUNK = 5000
@@ -59,24 +62,43 @@ def catch_up(store: MilvusStore, catalog: Catalog, dim: int, spec: str, *,
     if len(dead):
         store.remove(dead)
     upto = int(meta["upto_id"])
-    from search.catalog import Vector
-
-    want = catalog.ids_where(select(Vector.id).where(Vector.id > upto))
-    have = store.ids_where(f"id > {upto}")
-    missing = np.setdiff1d(want, have)
-    extra = np.setdiff1d(have, want)  # written, then deleted with no tombstone seen yet
-    if len(extra):
-        store.remove(extra)
-    for start in range(0, len(missing), _CHUNK):
-        found, vectors = catalog.get_vectors(missing[start : start + _CHUNK], dim)
-        store.upsert(found, vectors, segment_fields(catalog, found))
+    missing, extra = _fill(store, catalog, dim, upto)
     if opening:
-        store.adopt_ids(catalog.ids_where(select(Vector.id)))
+        from search.catalog import Vector
+
+        every = catalog.ids_where(select(Vector.id))
+        if upto and store.stored_count() != len(every):
+            # the collection lost what the meta row says it holds (a Lite folder removed or
+            # rolled back to an older manifest): compared whole and mended, or searches would
+            # miss those rows for good
+            log.warning("the Milvus collection %s holds %d vectors, the catalog %d: mending it",
+                        store.spec, store.stored_count(), len(every))
+            missing, extra = _fill(store, catalog, dim, 0)
+        store.adopt_ids(every)
+        if store.index_type == NO_INDEX:
+            store.ensure_index()  # left without one by a crash mid-switch
     held = store.ids()
     meta.update(upto_id=int(held[-1]) if len(held) else upto, tomb_seq=max(top_seq, int(meta["tomb_seq"])))
     catalog.set_meta(META, json.dumps(meta, sort_keys=True))
     catalog.prune_tombstones(int(meta["tomb_seq"]))
     return {"inserted": int(len(missing)), "deleted": int(len(dead) + len(extra))}
+
+
+def _fill(store: MilvusStore, catalog: Catalog, dim: int, upto: int) -> tuple[np.ndarray, np.ndarray]:
+    """Insert the catalog's vectors above ``upto`` that Milvus lacks, remove those it holds there
+    that the catalog does not (written, then deleted with no tombstone seen yet). Returns both."""
+    from search.catalog import Vector
+
+    want = catalog.ids_where(select(Vector.id).where(Vector.id > upto))
+    have = store.ids_where(f"id > {upto}")
+    missing = np.setdiff1d(want, have)
+    extra = np.setdiff1d(have, want)
+    if len(extra):
+        store.remove(extra)
+    for start in range(0, len(missing), _CHUNK):
+        found, vectors = catalog.get_vectors(missing[start : start + _CHUNK], dim)
+        store.upsert(found, vectors, segment_fields(catalog, found))
+    return missing, extra
 
 
 def forget(catalog: Catalog) -> None:
