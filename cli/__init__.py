@@ -47,9 +47,11 @@ def _quiet_libraries() -> None:
     """Keep libraries' chatter off the terminal: the text model loader's "Loading weights"
     bar (transformers through huggingface_hub) and transformers' warnings. Set before they are
     imported; a value the user set wins. Decoder text on fd 2 goes to the log on its own
-    (search.native_output)."""
+    (search.native_output); pypdf's warnings (one per oddity of a broken PDF, which is skipped
+    or read with a reason of its own) only with --verbose."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
 def main(argv: list[str] | None = None) -> int:

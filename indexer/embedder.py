@@ -67,6 +67,7 @@ class Embedder:
                 chunk, kinds = [], []
         if chunk:
             parts.append(self.encode_mixed(chunk, kinds))
+        loaded.note = loaded.note or loaded.streamed.note()
         return np.concatenate(parts) if parts else self.none()
 
     def none(self) -> np.ndarray:

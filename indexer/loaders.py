@@ -49,6 +49,7 @@ class LoaderConfig:
     # whose input is up to ~448 px, and 4-8x faster than full decoding on camera photos
     image_draft_px: int = 448
     max_text_chars: int = 5_000_000
+    max_document_s: float = 300.0  # see Settings.max_document_s
     passage_words: int = 120
     passage_overlap: int = 30
     audio_window_s: float = 5.0
@@ -124,6 +125,10 @@ class Streamed(Protocol):
         """(encoder kind, encoder input, the segment's fields) in order."""
         ...
 
+    def note(self) -> str | None:
+        """Why the file is indexed only in part, where that is known once ``inputs`` ran."""
+        ...
+
 
 @dataclass(frozen=True)
 class StreamedAudio:
@@ -151,6 +156,9 @@ class StreamedAudio:
     def inputs(self) -> Iterator[tuple[str, Any, dict]]:
         for w in self.windows():
             yield "audio", w.samples, {"start_s": w.start_s, "end_s": w.end_s}
+
+    def note(self) -> None:
+        return None  # known from the duration before decoding (``window_cap_note``)
 
 
 def _named(windows: Iterator[AudioWindow], fh: BinaryIO, path: str) -> Iterator[AudioWindow]:
@@ -278,7 +286,9 @@ def _load_image(path: str, cfg: LoaderConfig) -> Loaded | Skip:
     if isinstance(data, Skip):
         return data
     try:
-        image = open_image(data, cfg.max_image_pixels, cfg.image_draft_px)
+        image = open_image(
+            data, cfg.max_image_pixels, cfg.image_draft_px, reduce_above=2 * ocr.READ_SIDE
+        )
     except PayloadTooLarge as exc:
         why = exc.message.removeprefix("image refused as a decompression bomb: ")
         return Skip(path, f"decompression bomb refused: {why}")
@@ -330,7 +340,7 @@ def _load_text(path: str, cfg: LoaderConfig) -> Loaded | Skip:
         try:
             segments, note = read_document(
                 kind, data, cfg.max_text_chars, cfg.passage_words, cfg.passage_overlap,
-                ocr_pages=ocr.page_reader(cfg.ocr),
+                ocr_pages=ocr.page_reader(cfg.ocr), max_seconds=cfg.max_document_s,
             )
         except DocumentError as exc:
             return Skip(path, str(exc))
@@ -404,13 +414,15 @@ def _load_video(path: str, cfg: LoaderConfig) -> Loaded | Skip:
         with checked_path(path) as readable:
             info = video.probe_video(readable)
             opened = replace(params, path=readable)
-            items = list(itertools.islice(video.iter_inputs(opened), cfg.stream_audio_after + 1))
+            notes: list[str] = []
+            items = list(itertools.islice(video.iter_inputs(opened, notes), cfg.stream_audio_after + 1))
     except video.VideoError as exc:
         return Skip(path, str(exc))
     except UnsupportedMedia as exc:
         return Skip(path, exc.message)
     loaded = Loaded(
-        path, "video", None, width=info.width, height=info.height, duration_s=info.duration_s
+        path, "video", None, width=info.width, height=info.height, duration_s=info.duration_s,
+        note="; ".join(notes) or None,
     )
     if len(items) > cfg.stream_audio_after:  # long: the writer streams it
         loaded.streamed = video.VideoStream(params, checked_path)
@@ -428,8 +440,7 @@ def window_cap_note(stream: StreamedAudio, duration_s: float) -> str | None:
     covered = stream.hop_s * (stream.max_windows - 1) + stream.window_s
     if duration_s <= covered:
         return None
-    kept = f"{covered:.0f} s" if covered < 120 else f"{covered / 60:.0f} min"
-    return f"only the first {kept} of the recording are indexed (window cap)"
+    return f"only the first {video.span(covered)} of the recording are indexed (window cap)"
 
 
 def _duration(path: str, seen_end_s: float) -> float:

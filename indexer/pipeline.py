@@ -166,6 +166,7 @@ def index_paths(
         preprocess_image=encoder.preprocess_image,
         max_image_pixels=settings.max_image_pixels,
         max_text_chars=settings.max_text_chars,
+        max_document_s=settings.max_document_s,
         passage_words=settings.passage_words,
         passage_overlap=settings.passage_overlap,
         audio_window_s=settings.audio_window_s,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -105,15 +105,22 @@ class VideoStream:
 
     params: VideoParams
     opener: Callable[[str], AbstractContextManager[str]]
+    notes: list[str] = field(default_factory=list, compare=False)  # of the last pass
 
     def inputs(self) -> Iterator[tuple[str, Any, dict]]:
+        self.notes.clear()
         with self.opener(self.params.path) as readable:
-            yield from iter_inputs(replace(self.params, path=readable))
+            yield from iter_inputs(replace(self.params, path=readable), self.notes)
+
+    def note(self) -> str | None:
+        return "; ".join(self.notes) or None
 
 
-def iter_inputs(p: VideoParams) -> Iterator[tuple[str, Any, dict]]:
+def iter_inputs(p: VideoParams, notes: list[str] | None = None) -> Iterator[tuple[str, Any, dict]]:
     """(encoder kind, input, segment fields) for the kept frames (and the text read off
-    them), and the sound windows, in decoding order.
+    them), and the sound windows, in decoding order. Decoding stops once every stream is past
+    its cap (``max_frames``, ``max_windows``); ``notes`` gets why the video was indexed only
+    in part.
 
     Raises:
         VideoError: the file cannot be decoded (at open or part way).
@@ -132,18 +139,46 @@ def iter_inputs(p: VideoParams) -> Iterator[tuple[str, Any, dict]]:
             s.thread_type = "AUTO"
         frames = _FramePicker(p)
         sound = _SoundWindows(p)
+        has_video = any(isinstance(s, av.VideoStream) for s in streams)
+        has_sound = any(isinstance(s, av.AudioStream) for s in streams)
+        over = None  # frames past the pixel cap met part way (the header gave a smaller size)
         try:
             for frame in container.decode(*streams):
                 if isinstance(frame, av.VideoFrame):
+                    if frame.width * frame.height > p.max_frame_pixels:
+                        over = _over_cap(frame.width, frame.height, p) + f" from {frame.time or 0:.0f} s"
+                        break
                     yield from frames.push(frame)
                 else:
                     yield from sound.push(frame)
+                if (frames.capped_at is not None or not has_video) and (
+                    sound.capped_at is not None or not has_sound
+                ):
+                    break  # nothing more would be kept: a long video is not decoded to its end
         except av.FFmpegError as exc:
             if not frames.kept and not sound.emitted:
                 raise VideoError(f"corrupt or truncated video: {exc}") from None
             # a truncated tail: what decoded before it is indexed
+        if over is not None and not frames.kept and not sound.emitted:
+            raise VideoError(over)
         yield from frames.finish()
         yield from sound.finish()
+        if over is not None and notes is not None:
+            notes.append(f"{over}: the rest is not indexed")
+        if notes is not None:
+            notes.extend(_cap_note(what, at, cap) for what, at, cap in (
+                ("frames", frames.capped_at, p.max_frames),
+                ("sound", sound.capped_at, p.max_windows),
+            ) if at is not None)
+
+
+def _cap_note(what: str, at_s: float, cap: int) -> str:
+    return f"only the first {span(at_s)} of the {what} are indexed (cap of {cap:,} per video)"
+
+
+def span(seconds: float) -> str:
+    """A length as a note says it: "40 s", "48 min"."""
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def _video_within_cap(container: Any, p: VideoParams) -> list[Any]:
@@ -156,11 +191,12 @@ def _video_within_cap(container: Any, p: VideoParams) -> list[Any]:
     if w * h <= p.max_frame_pixels:
         return [v]
     if not container.streams.audio:
-        raise VideoError(
-            f"video frames of {w}x{h} are over the cap of {p.max_frame_pixels:,} pixels "
-            "(CROSSFIND_MAX_IMAGE_PIXELS)"
-        )
+        raise VideoError(_over_cap(w, h, p))
     return []
+
+
+def _over_cap(w: int, h: int, p: VideoParams) -> str:
+    return f"video frames of {w}x{h} are over the cap of {p.max_frame_pixels:,} pixels (CROSSFIND_MAX_IMAGE_PIXELS)"
 
 
 class _FramePicker:
@@ -177,9 +213,12 @@ class _FramePicker:
         self.open: list[dict] = []  # segments of the last kept frame, until the next one
         self.last_frame: Any = None
         self.end_s = 0.0
+        self.capped_at: float | None = None  # where the last kept frame's span ends, once capped
 
     def push(self, frame: Any) -> Iterator[tuple[str, Any, dict]]:
         t = float(frame.time or 0.0)
+        if self.capped_at is not None:
+            return
         self.end_s = max(self.end_s, t)
         if self.last_look is not None and t - self.last_look < ANALYSE_EVERY_S:
             return
@@ -191,12 +230,13 @@ class _FramePicker:
             self.scene_start, self.scene_kept = t, False
         self.last_tiny = tiny
         self.last_frame = frame
-        if self.kept >= self.p.max_frames:
-            return
         since = t - self.last_kept
         new_scene = not self.scene_kept and t - self.scene_start >= SETTLE_S
         if (new_scene and since >= self.p.min_frame_s) or since >= self.p.max_frame_s:
             start = self.scene_start if new_scene else t
+            if self.kept >= self.p.max_frames:  # the last kept frame's span ends here
+                self.capped_at = self.end_s = start
+                return
             yield from self._keep(frame, max(start, self.last_kept if self.kept else 0.0), t)
 
     def _keep(self, frame: Any, start: float, t: float) -> Iterator[tuple[str, Any, dict]]:
@@ -244,6 +284,8 @@ class _SoundWindows:
         self.next_start = 0  # sample index where the next window starts
         self.emitted = 0
         self.total = 0
+        self.last_end = 0.0  # of the last window emitted
+        self.capped_at: float | None = None  # set once a window is past max_windows
 
     def push(self, frame: Any) -> Iterator[tuple[str, Any, dict]]:
         if self.origin is None:
@@ -263,15 +305,19 @@ class _SoundWindows:
                 self.buf, self.buf_start = self.buf[drop:], self.buf_start + drop
 
     def _window(self, a: int, b: int) -> Iterator[tuple[str, Any, dict]]:
-        if self.emitted >= self.p.max_windows:
+        if self.capped_at is not None:
             return
         samples = self.buf[a - self.buf_start : b - self.buf_start].copy()
         if samples.size == 0 or float(np.abs(samples).max()) < SILENCE_PEAK:
             return  # silence says nothing: no vector
         origin = self.origin or 0.0
+        if self.emitted >= self.p.max_windows:  # the sound up to the last window's end is in
+            self.capped_at = self.last_end
+            return
         self.emitted += 1
+        self.last_end = round(origin + b / SR, 3)
         yield "audio", samples, {"stream": "sound", "start_s": round(origin + a / SR, 3),
-                                 "end_s": round(origin + b / SR, 3)}
+                                 "end_s": self.last_end}
 
     def finish(self) -> Iterator[tuple[str, Any, dict]]:
         if self.origin is None:

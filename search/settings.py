@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     max_file_mb: float = 200.0
     max_image_pixels: int = 64_000_000
     max_text_chars: int = 5_000_000
+    # reading a PDF begins no page after this many seconds (the pages read so far are indexed)
+    max_document_s: float = 300.0
     include_hidden: bool = False
     # follow links that lead outside the roots (recorded in the index; see README "Security model")
     follow_links: bool = False

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.indexer.corpus import truncated_mp3
+from tests.indexer.documents import cyclic_form_pdf
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.models
@@ -52,3 +53,21 @@ def test_truncated_mp3_and_model_loading_print_nothing_unless_verbose(tmp_path):
     assert "Xing stream size off by more than 1%" in loud.stderr
     assert "Loading weights" in loud.stderr
     assert json.loads(loud.stdout)["by_modality"]["audio"]["added"] == 1  # stdout: JSON only
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_pdf_reader_warnings_go_to_the_log(tmp_path, verbose):
+    """pypdf logs a warning per oddity it meets (a cyclic form here, "EOF marker not found"
+    ...): they reached the terminal, one line each, through the progress bar and report."""
+    files = tmp_path / "files"
+    files.mkdir()
+    cyclic_form_pdf(files / "loop.pdf", "a loop of lighthouse words")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CROSSFIND_EXTRA_ENCODERS": "tests.fakes:register"}
+    run = subprocess.run(
+        [sys.executable, "-m", "cli", "index", str(files), "--db", str(tmp_path / "db"),
+         "--model", "fake", "--workers", "1", "--json", *(["--verbose"] if verbose else [])],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["by_modality"]["text"]["added"] == 1
+    assert ("Detected cyclic form XObject reference" in run.stderr) is verbose, run.stderr

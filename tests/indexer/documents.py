@@ -133,3 +133,91 @@ def html(path: Path, main: str, title: str = "A page", menu: str = "Home About C
         encoding="utf-8",
     )
     return path
+
+
+def raw_pdf(objects: Sequence[bytes]) -> bytes:
+    """A PDF written by hand from the bodies of objects 1..n (object 1 the catalog), with a
+    correct cross-reference table: for shapes that PDF libraries refuse to write."""
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for n, body in enumerate(objects, 1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % n + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
+    return out.getvalue()
+
+
+def image_pages_pdf(path: Path, sides: Sequence[tuple[int, int]]) -> Path:
+    """A scanned-looking PDF: page i is one grey ``sides[i]`` (width, height) image of its own
+    (white, one black row per page so no two are alike), no text layer. Cheap to write
+    at any size: the pixels are Flate-compressed row by row."""
+    import zlib
+
+    n = len(sides)
+    kids = b" ".join(b"%d 0 R" % (4 + 2 * i) for i in range(n))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, n),
+        b"<< /Length 31 >>\nstream\nq 600 0 0 800 0 0 cm /Im0 Do Q\nendstream",
+    ]
+    for i, (w, h) in enumerate(sides):
+        z = zlib.compressobj(1)
+        white, black = b"\xff" * w, b"\x00" * w
+        pixels = b"".join(z.compress(black if row == i else white) for row in range(h)) + z.flush()
+        objects.append(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 800] /Contents 3 0 R"
+            b" /Resources << /XObject << /Im0 %d 0 R >> >> >>" % (5 + 2 * i)
+        )
+        objects.append(
+            b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray"
+            b" /BitsPerComponent 8 /Length %d /Filter /FlateDecode >>\nstream\n" % (w, h, len(pixels))
+            + pixels + b"\nendstream"
+        )
+    path.write_bytes(raw_pdf(objects))
+    return path
+
+
+def costly_pdf(path: Path, pages: int, empty_texts: int, words: str = "") -> Path:
+    """A small PDF whose every page shares one content stream of ``empty_texts`` empty text
+    objects (``BT () Tj ET``, after ``words`` when given): a few KB that pypdf takes ~16 us an
+    object to extract, page after page."""
+    import zlib
+
+    body = (b"BT /F1 12 Tf 50 700 Td (%s) Tj ET\n" % words.encode()) if words else b""
+    content = zlib.compress(body + b"BT () Tj ET\n" * empty_texts, 9)
+    kids = b" ".join(b"%d 0 R" % (5 + i) for i in range(pages))
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(content) + content + b"\nendstream",
+    ]
+    objects += [
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 800] /Contents 4 0 R"
+        b" /Resources << /Font << /F1 3 0 R >> >> >>"
+    ] * pages
+    path.write_bytes(raw_pdf(objects))
+    return path
+
+
+def cyclic_form_pdf(path: Path, words: str) -> Path:
+    """A PDF whose page draws a form that draws itself: pypdf reads ``words`` and warns
+    ("Detected cyclic form XObject reference")."""
+    form = b"BT /F1 1 Tf (%s) Tj ET /X Do" % words.encode()
+    resources = b"<< /XObject << /X 5 0 R >> /Font << /F1 6 0 R >> >>"
+    path.write_bytes(raw_pdf([
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 600 800] /Contents 4 0 R /Resources %s >>"
+        % resources,
+        b"<< /Length 5 >>\nstream\n/X Do\nendstream",
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 10 10] /Resources %s /Length %d >>\n"
+        b"stream\n%s\nendstream" % (resources, len(form), form),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]))
+    return path
