@@ -218,3 +218,27 @@ def test_no_index_yet_is_a_clear_503(tmp_path):
         assert c.get("/healthz").json()["ready"] is False
         page = c.get("/")
         assert page.status_code == 200 and "Nothing to search yet" in page.text
+
+
+# -- the page's own headers ---------------------------------------------------------------------
+def test_pages_carry_a_content_security_policy_they_keep(client):
+    """Every HTML response (the page, its results partial, an error page) forbids framing by
+    other sites, inline script and styles, and type sniffing; the page holds nothing that the
+    policy would block (an inline script or style would be refused by the browser)."""
+    import re
+
+    pages = [client.get("/"), client.get("/?q=red"), client.get("/nowhere"),
+             client.post("/partials/results", data={"text": "red"})]
+    for r in pages:
+        assert r.headers["content-type"].startswith("text/html"), r.url
+        policy = r.headers["content-security-policy"]
+        assert "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
+        assert "unsafe-inline" not in policy
+        assert r.headers["x-frame-options"] == "DENY"
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", r.text), "inline script"
+        assert not re.search(r"<style\b|\sstyle=|\son[a-z]+=", r.text), "inline style or handler"
+    # JSON answers and the API explorer (its scripts come from elsewhere) are left as they were
+    search = client.post("/api/search", json={"parts": [{"text": "red"}]})
+    assert search.status_code == 200 and "content-security-policy" not in search.headers
+    assert "content-security-policy" not in client.get("/docs").headers
