@@ -59,8 +59,10 @@ def open_image(
             try:
                 img = Image.open(fh, formats=formats)
             except UnidentifiedImageError:
+                # Pillow's own message names the file object ("<_io.BytesIO object at 0x…>")
                 if formats is None:
-                    raise
+                    raise UnsupportedMedia("not a decodable image: not an image format this "
+                                           "install reads, or not an image") from None
                 raise UnsupportedMedia(
                     "not a decodable image; send JPEG, PNG, GIF, WebP, BMP, TIFF or AVIF"
                 ) from None

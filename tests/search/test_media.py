@@ -38,3 +38,17 @@ def test_wide_greyscale_keeps_its_picture(dtype, mode, fmt, low, high) -> None:
     grey = rgb[..., 0].astype(int)
     assert grey[:, :20].mean() < 30 and grey[:, -20:].mean() > 225
     assert np.all(np.diff(grey[0]) >= 0)  # the ramp's order is kept
+
+
+@pytest.mark.parametrize("source", [b"this is not an image", "file"])
+def test_an_unknown_format_is_named_without_the_file_object(source, tmp_path) -> None:
+    """The reason a user reads says what is wrong, not Pillow's repr of a buffer or handle."""
+    from search.errors import UnsupportedMedia
+
+    if source == "file":
+        source = tmp_path / "notes.jpg"
+        source.write_bytes(b"this is not an image")
+    with pytest.raises(UnsupportedMedia) as caught:
+        open_image(source)
+    assert str(caught.value).startswith("not a decodable image")
+    assert "<_io" not in str(caught.value) and "0x" not in str(caught.value)
