@@ -163,9 +163,9 @@ def iter_inputs(p: VideoParams, notes: list[str] | None = None) -> Iterator[tupl
             raise VideoError(over)
         yield from frames.finish()
         yield from sound.finish()
-        if over is not None and notes is not None:
-            notes.append(f"{over}: the rest is not indexed")
         if notes is not None:
+            if over is not None:
+                notes.append(f"{over}: the rest is not indexed")
             notes.extend(_cap_note(what, at, cap) for what, at, cap in (
                 ("frames", frames.capped_at, p.max_frames),
                 ("sound", sound.capped_at, p.max_windows),

@@ -67,12 +67,13 @@ def catch_up(store: MilvusStore, catalog: Catalog, dim: int, spec: str, *,
         from search.catalog import Vector
 
         every = catalog.ids_where(select(Vector.id))
-        if upto and store.stored_count() != len(every):
+        stored = store.stored_count() if upto else len(every)
+        if stored != len(every):
             # the collection lost what the meta row says it holds (a Lite folder removed or
             # rolled back to an older manifest): compared whole and mended, or searches would
             # miss those rows for good
             log.warning("the Milvus collection %s holds %d vectors, the catalog %d: mending it",
-                        store.spec, store.stored_count(), len(every))
+                        store.spec, stored, len(every))
             missing, extra = _fill(store, catalog, dim, 0)
         store.adopt_ids(every)
         if store.index_type == NO_INDEX:
