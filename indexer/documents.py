@@ -66,7 +66,8 @@ def read_document(
 
     ``ocr_pages``: reads the text off scanned pages (their images) when given, called with one
     page at a time; a PDF page without a text layer is otherwise left out.
-    ``max_seconds``: no PDF page is begun after this long; the pages read so far are indexed.
+    ``max_seconds``: no PDF page but the first is begun after this long (counted from opening
+    it); the pages read so far are indexed.
 
     Raises:
         DocumentError: encrypted, corrupt, over the caps, or without words (the reason).
@@ -122,7 +123,8 @@ def _pdf_pages(
         scanned: list[int] = []
         total = 0
         for number, page in enumerate(reader.pages, 1):
-            if end is not None and time.monotonic() > end:
+            # the first page always: a PDF that was slow to open still gives what it can
+            if end is not None and number > 1 and time.monotonic() > end:
                 unread = n_pages - number + 1
                 break
             text = page.extract_text() or ""
